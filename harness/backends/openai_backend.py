@@ -1,0 +1,113 @@
+"""OpenAI-compatible endpoint backend (vLLM's server, OpenAI, others).
+
+Async with bounded concurrency; each request has a timeout and is retried
+with exponential backoff and jitter on 429, 5xx, timeouts and connection
+errors. A request that still fails raises InfraError: a failure is never
+turned into an answer (and so never cached).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from harness.backends.base import ChatRequest, Completion
+from harness.config import EndpointConfig, SamplingConfig
+from harness.errors import ConfigError, InfraError, MissingDependency
+
+RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+class OpenAIBackend:
+    name = "openai"
+
+    def __init__(self, endpoint: EndpointConfig, model: str, file: str = "") -> None:
+        try:
+            import openai
+        except ImportError:
+            raise MissingDependency("openai", "pip install openai") from None
+        self._openai = openai
+        self.endpoint = endpoint
+        self.model = endpoint.model or model
+        key = "EMPTY"  # local servers accept any key
+        if endpoint.api_key_env:
+            key = os.environ.get(endpoint.api_key_env, "")
+            if not key:
+                raise ConfigError(file, "endpoint.api_key_env",
+                                  f"environment variable {endpoint.api_key_env} is not set")
+        self._key = key
+        self.retries_used = 0
+
+    def generate(self, requests: Sequence[ChatRequest], sampling: SamplingConfig,
+                 adapter: str | None = None) -> list[Completion]:
+        return asyncio.run(self._generate_all(requests, sampling))
+
+    async def _generate_all(self, requests: Sequence[ChatRequest], sampling: SamplingConfig) -> list[Completion]:
+        client = self._openai.AsyncOpenAI(base_url=self.endpoint.base_url, api_key=self._key,
+                                          timeout=self.endpoint.timeout_s, max_retries=0)
+        gate = asyncio.Semaphore(self.endpoint.max_concurrency)
+        try:
+            async def one(request: ChatRequest) -> Completion:
+                async with gate:
+                    return await self._with_retries(client, request, sampling)
+            return list(await asyncio.gather(*(one(r) for r in requests)))
+        finally:
+            await client.close()
+
+    async def _with_retries(self, client: Any, request: ChatRequest, sampling: SamplingConfig) -> Completion:
+        openai = self._openai
+        for attempt in range(self.endpoint.max_retries + 1):
+            try:
+                return await self._call(client, request, sampling)
+            except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+                error: Exception = exc
+            except openai.APIStatusError as exc:
+                if exc.status_code not in RETRYABLE_STATUS:
+                    raise InfraError(f"{self.endpoint.base_url}: HTTP {exc.status_code}: {_short(exc)}") from None
+                error = exc
+            except _BadResponse as exc:
+                error = exc
+            if attempt == self.endpoint.max_retries:
+                raise InfraError(f"{self.endpoint.base_url}: gave up after {attempt + 1} attempts: "
+                                 f"{_short(error)}") from None
+            self.retries_used += 1
+            delay = self.endpoint.backoff_s * (2 ** attempt)
+            await asyncio.sleep(delay * (0.5 + random.random() / 2))  # jitter spreads retry storms
+        raise AssertionError("unreachable")
+
+    async def _call(self, client: Any, request: ChatRequest, sampling: SamplingConfig) -> Completion:
+        common: dict[str, Any] = dict(model=self.model, temperature=sampling.temperature, top_p=sampling.top_p,
+                                      max_tokens=sampling.max_tokens, seed=request.seed)
+        started = time.perf_counter()
+        if self.endpoint.api == "chat":
+            response = await client.chat.completions.create(
+                messages=[{"role": r, "content": c} for r, c in request.messages], **common)
+            choices = response.choices
+            text = choices[0].message.content if choices else None
+        else:
+            response = await client.completions.create(prompt=request.prompt_text, **common)
+            choices = response.choices
+            text = choices[0].text if choices else None
+        latency = time.perf_counter() - started
+        if text is None:
+            raise _BadResponse("response had no text")
+        usage = getattr(response, "usage", None)
+        return Completion(text=text, prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+                          completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+                          finish_reason=str(choices[0].finish_reason or "stop"), latency_s=latency)
+
+    def close(self) -> None:
+        return None
+
+
+class _BadResponse(Exception):
+    pass
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).replace("\n", " ")
+    return text[:200] + ("..." if len(text) > 200 else "")

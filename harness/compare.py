@@ -1,0 +1,113 @@
+"""`harness compare`: the pipeline, stage by stage, through the run dir.
+
+Everything is validated before any model loads; the run dir is created only
+after that, so bad input leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from harness.cache import Cache, content_key, default_cache_dir
+from harness.checkpoint import ResolvedCheckpoint, resolve_checkpoint
+from harness.checks import run_checks
+from harness.config import PROJECT_ROOT, CheckpointConfig, PlanConfig, choose_plan, load_checkpoint
+from harness.generate import run_generation
+from harness.provenance import git_commit, hardware, package_versions
+from harness.records import Role
+from harness.rundir import RunDir, new_run_id
+from harness.suites import Suite, load_suites
+from harness.summary import RunSummary, markdown, summarize, verdict
+
+Progress = Callable[[str, int, int], None]
+"""(label, advance, total) -> None."""
+
+
+@dataclass(frozen=True)
+class Inputs:
+    files: dict[Role, str]
+    configs: dict[Role, CheckpointConfig]
+    plan: PlanConfig
+    plan_source: str
+    suites: list[Suite]
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    run_dir: Path
+    summary: RunSummary
+    verdict: dict[str, Any]
+    stats: dict[str, Any]
+
+
+def prepare(base_file: Path, candidate_file: Path, plan_file: Path | None = None) -> Inputs:
+    """Load and validate every input file; no model is touched."""
+    base = load_checkpoint(base_file)
+    candidate = load_checkpoint(candidate_file)
+    plan = choose_plan(candidate, base, plan_file, str(candidate_file), str(base_file))
+    source = str(plan_file) if plan_file else (str(candidate_file) if candidate.plan else "defaults")
+    suites = load_suites(plan.suites, source if source != "defaults" else "plan")
+    return Inputs({"base": str(base_file), "candidate": str(candidate_file)},
+                  {"base": base, "candidate": candidate}, plan, source, suites)
+
+
+def _manifest(inputs: Inputs, checkpoints: dict[Role, ResolvedCheckpoint], run_id: str) -> dict[str, Any]:
+    suites = [{"name": s.name, "path": str(s.path), "sha256": s.content_hash, "items": len(s.items)}
+              for s in inputs.suites]
+    resolved = {role: {"name": c.name, "file": c.file, "model_path": c.model_path, "fingerprint": c.fingerprint,
+                       "chat_template_sha256": c.template_hash, "chat_template_source": c.template_source,
+                       "backend": _backend_name(c), "config": c.config.model_dump(mode="json", exclude={"plan"})}
+                for role, c in checkpoints.items()}
+    inputs_hash = content_key({"checkpoints": {r: (c["fingerprint"], c["config"]) for r, c in resolved.items()},
+                               "suites": [s["sha256"] for s in suites], "plan": inputs.plan.model_dump(mode="json")})
+    return {
+        "schema_version": 1, "run_id": run_id, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "inputs_hash": inputs_hash, "checkpoints": resolved,
+        "plan": {"source": inputs.plan_source, **inputs.plan.model_dump(mode="json")}, "suites": suites,
+        "seeds": {"plan": inputs.plan.seed, **{r: c.config.sampling.seed for r, c in checkpoints.items()}},
+        "packages": package_versions(), "git": git_commit(PROJECT_ROOT), "hardware": hardware(), "stages": {},
+    }
+
+
+def _backend_name(checkpoint: ResolvedCheckpoint) -> str:
+    from harness.backends import choose_backend
+
+    return choose_backend(checkpoint.config.backend)
+
+
+def run_compare(inputs: Inputs, runs_dir: Path, run_dir: Path | None = None, cache_path: Path | None = None,
+                progress: Progress | None = None) -> CompareResult:
+    cache = Cache(cache_path or default_cache_dir() / "cache.sqlite")
+    try:
+        checkpoints = {role: resolve_checkpoint(cfg, inputs.files[role], cache)
+                       for role, cfg in inputs.configs.items()}
+        run_id = new_run_id(checkpoints["base"].name, checkpoints["candidate"].name)
+        run = RunDir.create(run_dir or runs_dir / run_id, _manifest(inputs, checkpoints, run_id))
+
+        started = run.stage_started("generations")
+        total = sum(len(s.items) * c.config.sampling.n for s in inputs.suites for c in checkpoints.values())
+        generations, gstats = run_generation(
+            checkpoints, inputs.suites, cache, lambda recs: run.append("generations", recs),
+            (lambda n: progress("generating", n, total)) if progress else None)
+        stats = {"total": gstats.total, "cached": gstats.cached, "generated": gstats.generated,
+                 "engines_opened": gstats.engines_opened, "engine_seconds": round(gstats.engine_seconds, 3)}
+        run.stage_done("generations", started, generations, **stats)
+
+        started = run.stage_started("checks")
+        checks = run_checks(inputs.suites, generations)
+        run.append("checks", checks)
+        run.stage_done("checks", started, checks)
+
+        summary = summarize([s.name for s in inputs.suites], generations, checks)
+        result = verdict(summary)
+        run.write_json("verdict.json", result)
+        run.write_text("summary.md", markdown(summary, run.manifest))
+        run.manifest["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        run.save_manifest()
+        return CompareResult(run.path, summary, result, stats)
+    finally:
+        cache.close()

@@ -1,0 +1,222 @@
+"""Typed configuration: checkpoint files and the evaluation plan.
+
+Every file is validated in full before any model loads. Unknown keys are
+errors (a typo must not silently become a default). Relative paths are
+resolved against the directory of the file that names them, so a config
+means the same thing from any working directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from harness.errors import ConfigError
+from harness.yamlio import read_yaml, validate
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SUITES_DIR = PROJECT_ROOT / "suites" / "demo"
+DEMO_SCHEME = "demo:"
+DEMO_MODELS = ("base", "candidate")
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+
+
+class SamplingConfig(Strict):
+    """One value object for sampling, shared by every backend."""
+
+    temperature: Annotated[float, Field(ge=0.0, le=5.0)] = 0.0
+    """0 means greedy decoding."""
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    max_tokens: Annotated[int, Field(ge=1, le=1_000_000)] = 64
+    """Upper bound on generated tokens per answer."""
+    seed: int = 0
+    """Seed for sampling; sample i of an item uses seed + i."""
+    n: Annotated[int, Field(ge=1, le=1000)] = 1
+    """Answers per prompt. More than one needs temperature > 0."""
+
+    @model_validator(mode="after")
+    def _n_needs_sampling(self) -> SamplingConfig:
+        if self.n > 1 and self.temperature == 0:
+            raise ValueError("n > 1 needs temperature > 0 (greedy answers would be identical)")
+        return self
+
+
+class EngineConfig(Strict):
+    """Engine settings passed to vLLM or transformers and recorded in the run."""
+
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_model_len: Annotated[int, Field(ge=16)] | None = None
+    gpu_memory_utilization: Annotated[float, Field(gt=0.0, le=1.0)] = 0.9
+    """vLLM: share of accelerator memory (on the CPU build: of RAM) to reserve."""
+    tensor_parallel_size: Annotated[int, Field(ge=1)] = 1
+    data_parallel_size: Annotated[int, Field(ge=1)] = 1
+    enforce_eager: bool = False
+    max_lora_rank: Annotated[int, Field(ge=1)] = 64
+    batch_size: Annotated[int, Field(ge=1)] = 16
+    """transformers: prompts per generate() call (sorted by length first)."""
+    chunk_size: Annotated[int, Field(ge=1)] = 256
+    """Prompts handed to the engine between cache flushes: a killed run loses at most one chunk."""
+    trust_remote_code: bool = False
+
+
+class EndpointConfig(Strict):
+    """An OpenAI-compatible server (vLLM's, OpenAI, or any other)."""
+
+    base_url: str
+    """For example http://127.0.0.1:8000/v1."""
+    model: str | None = None
+    """Model name the server knows; defaults to the checkpoint's `model`."""
+    api: Literal["chat", "completions"] = "chat"
+    """chat: the server applies its chat template. completions: the prompt is rendered here with `tokenizer`."""
+    api_key_env: str | None = None
+    """Name of the environment variable that holds the key (never the key itself)."""
+    max_concurrency: Annotated[int, Field(ge=1, le=4096)] = 16
+    timeout_s: Annotated[float, Field(gt=0)] = 120.0
+    max_retries: Annotated[int, Field(ge=0, le=20)] = 4
+    backoff_s: Annotated[float, Field(ge=0)] = 1.0
+    """First retry delay; doubles each retry, with jitter."""
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://", value):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+
+class PlanConfig(Strict):
+    """What to run on both checkpoints. Later stages add their own blocks."""
+
+    suites: Annotated[list[str], Field(min_length=1)] = Field(default_factory=lambda: [str(DEFAULT_SUITES_DIR)])
+    """Suite files (.yaml, .yml, .jsonl) or directories of them."""
+    seed: int = 0
+    """Seed for everything in the plan that draws random numbers."""
+
+
+class CheckpointConfig(Strict):
+    """One checkpoint: which weights, which engine, how to sample."""
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[\w.@+-]+$")]
+    """Short label used in the run (letters, digits, . _ - + @)."""
+    model: Annotated[str, Field(min_length=1)]
+    """Local directory, hub id, `demo:base` / `demo:candidate`, or (backend openai) the served name."""
+    revision: str | None = None
+    """Hub revision, or a label that changes the fingerprint of a remote model."""
+    adapter: str | None = None
+    """Directory of a LoRA adapter (peft) applied on top of `model`."""
+    tokenizer: str | None = None
+    """Tokenizer directory or hub id when it differs from the model's."""
+    chat_template: str | None = None
+    """Path to a Jinja chat template that replaces the tokenizer's own."""
+    backend: Literal["auto", "vllm", "transformers", "openai"] = "auto"
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    endpoint: EndpointConfig | None = None
+    """Required when backend is openai."""
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    plan: PlanConfig | None = None
+    """The evaluation plan, when not given in a separate file."""
+
+    @model_validator(mode="after")
+    def _backend_fields(self) -> CheckpointConfig:
+        if self.backend == "openai":
+            if self.endpoint is None:
+                raise ValueError("backend 'openai' needs an 'endpoint' block with base_url")
+            if self.endpoint.api == "completions" and self.tokenizer is None and not self.is_local:
+                raise ValueError("endpoint.api 'completions' renders prompts here and needs 'tokenizer'")
+        elif self.endpoint is not None:
+            raise ValueError(f"'endpoint' is only used with backend 'openai' (backend is {self.backend!r})")
+        return self
+
+    @property
+    def is_demo(self) -> bool:
+        return self.model.startswith(DEMO_SCHEME)
+
+    @property
+    def is_local(self) -> bool:
+        return Path(self.model).is_absolute()
+
+
+def _looks_like_path(value: str) -> bool:
+    return value.startswith((".", "/", "~")) or "\\" in value or value.count("/") > 1
+
+
+def _resolve_path(value: str, base: Path) -> Path:
+    return (base / os.path.expanduser(value)).resolve()
+
+
+def _resolve_model_field(raw: dict[str, Any], key: str, base: Path, file: str, must_have: str) -> None:
+    value = raw.get(key)
+    if not isinstance(value, str) or not value:
+        return
+    if key == "model" and value.startswith(DEMO_SCHEME):
+        if value[len(DEMO_SCHEME):] not in DEMO_MODELS:
+            raise ConfigError(file, key, f"unknown demo model {value!r}; expected one of: "
+                              + ", ".join(DEMO_SCHEME + m for m in DEMO_MODELS))
+        return
+    path = _resolve_path(value, base)
+    if path.exists() or _looks_like_path(value) or key == "adapter":
+        if not path.is_dir():
+            raise ConfigError(file, key, f"directory {path} does not exist")
+        if must_have and not (path / must_have).is_file():
+            raise ConfigError(file, key, f"{path} has no {must_have}; expected a saved model directory")
+        raw[key] = str(path)
+    elif not HUB_ID.match(value):
+        raise ConfigError(file, key, f"{value!r} is neither an existing directory nor a hub id like 'org/name'")
+
+
+def resolve_plan_paths(plan: Any, base: Path) -> Any:
+    if isinstance(plan, dict) and isinstance(plan.get("suites"), list):
+        plan = dict(plan)
+        plan["suites"] = [str(_resolve_path(s, base)) if isinstance(s, str) else s for s in plan["suites"]]
+    return plan
+
+
+def load_checkpoint(path: Path) -> CheckpointConfig:
+    file = str(path)
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(file, None, "expected a mapping of checkpoint settings (name, model, ...)")
+    base = path.resolve().parent
+    raw = dict(raw)
+    if raw.get("backend") != "openai":
+        _resolve_model_field(raw, "model", base, file, "config.json")
+        _resolve_model_field(raw, "tokenizer", base, file, "")
+    elif isinstance(raw.get("tokenizer"), str):
+        _resolve_model_field(raw, "tokenizer", base, file, "")
+    _resolve_model_field(raw, "adapter", base, file, "adapter_config.json")
+    if isinstance(raw.get("chat_template"), str):
+        template = _resolve_path(raw["chat_template"], base)
+        if not template.is_file():
+            raise ConfigError(file, "chat_template", f"file {template} does not exist")
+        raw["chat_template"] = str(template)
+    if "plan" in raw:
+        raw["plan"] = resolve_plan_paths(raw["plan"], base)
+    return validate(CheckpointConfig, raw, file)
+
+
+def load_plan(path: Path) -> PlanConfig:
+    raw = read_yaml(path)
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(str(path), None, "expected a mapping of plan settings (suites, seed, ...)")
+    return validate(PlanConfig, resolve_plan_paths(raw or {}, path.resolve().parent), str(path))
+
+
+def choose_plan(candidate: CheckpointConfig, base: CheckpointConfig, plan_file: Path | None,
+                candidate_file: str, base_file: str) -> PlanConfig:
+    """The plan comes from exactly one place: --plan, the candidate file, or the defaults."""
+    if base.plan is not None:
+        raise ConfigError(base_file, "plan", "the plan belongs in the candidate file or --plan, not the base")
+    if plan_file is not None:
+        if candidate.plan is not None:
+            raise ConfigError(candidate_file, "plan", "a plan is given both here and with --plan; keep one")
+        return load_plan(plan_file)
+    return candidate.plan or PlanConfig()

@@ -1,0 +1,143 @@
+"""Run directories: the only place stages write to, and the only thing the
+report reads.
+
+Layout:
+  manifest.json          resolved configs, hashes, versions, hardware, stage timings
+  records/<stage>.jsonl  appended while a stage runs (rewritten whole on resume)
+  records/<stage>.parquet written when the stage completes
+  verdict.json, summary.md
+
+Every whole-file write is atomic (temp file in the same dir + os.replace), so
+a reader never sees half a file. A stage counts as done only when the
+manifest says so, and the manifest is written after the stage's files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from harness.errors import ConfigError
+
+R = TypeVar("R", bound=BaseModel)
+MANIFEST = "manifest.json"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, ensure_ascii=False, default=str) + "\n")
+
+
+def new_run_id(base: str, candidate: str) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    slug = re.sub(r"[^\w.-]+", "_", f"{base}-vs-{candidate}")
+    return f"{stamp}-{slug}"
+
+
+class RunDir:
+    def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
+        self.path = path
+        self.manifest = manifest
+
+    @classmethod
+    def create(cls, path: Path, manifest: dict[str, Any]) -> RunDir:
+        if (path / MANIFEST).exists():
+            existing = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+            if existing.get("inputs_hash") != manifest.get("inputs_hash"):
+                raise ConfigError(str(path), None, "this run dir holds a run of different inputs; "
+                                  "choose a new --run-dir")
+            manifest["stages"] = existing.get("stages", {})
+            manifest["run_id"] = existing.get("run_id", manifest.get("run_id"))
+        (path / "records").mkdir(parents=True, exist_ok=True)
+        run = cls(path, manifest)
+        run.save_manifest()
+        return run
+
+    @classmethod
+    def open(cls, path: Path) -> RunDir:
+        file = path / MANIFEST
+        if not file.is_file():
+            raise ConfigError(str(path), None, "not a run dir (no manifest.json)")
+        return cls(path, json.loads(file.read_text(encoding="utf-8")))
+
+    def save_manifest(self) -> None:
+        atomic_write_json(self.path / MANIFEST, self.manifest)
+
+    # stages -----------------------------------------------------------------
+    def stage_started(self, stage: str) -> float:
+        self.manifest.setdefault("stages", {})[stage] = {"status": "running", "started_at": _now()}
+        self.save_manifest()
+        (self.path / "records" / f"{stage}.jsonl").unlink(missing_ok=True)
+        return time.perf_counter()
+
+    def stage_done(self, stage: str, started: float, records: Sequence[BaseModel], **stats: Any) -> None:
+        self._write_parquet(stage, records)
+        entry = self.manifest["stages"][stage]
+        entry.update(status="done", finished_at=_now(), seconds=round(time.perf_counter() - started, 3),
+                     records=len(records), **stats)
+        self.save_manifest()
+
+    def stage_status(self, stage: str) -> str | None:
+        return self.manifest.get("stages", {}).get(stage, {}).get("status")
+
+    # records ----------------------------------------------------------------
+    def append(self, stage: str, records: Iterable[BaseModel]) -> None:
+        """Append while the stage runs; flushed so a kill keeps what was written."""
+        with (self.path / "records" / f"{stage}.jsonl").open("a", encoding="utf-8") as fh:
+            for record in records:
+                fh.write(record.model_dump_json() + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def _write_parquet(self, stage: str, records: Sequence[BaseModel]) -> None:
+        import pandas as pd
+
+        frame = pd.DataFrame([r.model_dump() for r in records])
+        target = self.path / "records" / f"{stage}.parquet"
+        tmp = target.with_name(f".{target.name}.tmp")
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, target)
+
+    def read(self, stage: str, model: type[R]) -> list[R]:
+        """Records of a finished stage (Parquet), else what the JSONL holds."""
+        parquet = self.path / "records" / f"{stage}.parquet"
+        if parquet.is_file():
+            import pandas as pd
+
+            return [model.model_validate(row) for row in pd.read_parquet(parquet).to_dict("records")]
+        jsonl = self.path / "records" / f"{stage}.jsonl"
+        if not jsonl.is_file():
+            return []
+        return [model.model_validate_json(line) for line in jsonl.read_text(encoding="utf-8").splitlines() if line]
+
+    def write_json(self, name: str, data: Any) -> None:
+        atomic_write_json(self.path / name, data)
+
+    def write_text(self, name: str, text: str) -> None:
+        atomic_write_text(self.path / name, text)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

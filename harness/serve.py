@@ -1,0 +1,71 @@
+"""`harness serve`: vLLM's OpenAI-compatible server for one checkpoint.
+
+Started as `python -m vllm.entrypoints.openai.api_server` (the `vllm` console
+script looks up the `vllm` distribution, which the CPU build lacks). Binds
+127.0.0.1 unless told otherwise. A LoRA checkpoint serves its adapter under
+the checkpoint's name and the base under NAME-base.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from harness.config import DEMO_SCHEME, load_checkpoint
+from harness.errors import ConfigError
+
+
+def server_command(file: Path, host: str, port: int) -> tuple[list[str], dict[str, str]]:
+    config = load_checkpoint(file)
+    if config.backend == "openai":
+        raise ConfigError(str(file), "backend", "this checkpoint is already an endpoint; nothing to serve")
+    model = config.model
+    if config.is_demo:
+        from harness.demo.build import ensure_demo_models
+
+        model = str(getattr(ensure_demo_models(), config.model[len(DEMO_SCHEME):]))
+    engine = config.engine
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model,
+           "--host", host, "--port", str(port), "--dtype", engine.dtype,
+           "--gpu-memory-utilization", str(engine.gpu_memory_utilization),
+           "--tensor-parallel-size", str(engine.tensor_parallel_size),
+           "--data-parallel-size", str(engine.data_parallel_size)]
+    if config.revision:
+        cmd += ["--revision", config.revision]
+    if config.tokenizer:
+        cmd += ["--tokenizer", config.tokenizer]
+    if config.chat_template:
+        cmd += ["--chat-template", config.chat_template]
+    if engine.max_model_len:
+        cmd += ["--max-model-len", str(engine.max_model_len)]
+    if engine.enforce_eager:
+        cmd += ["--enforce-eager"]
+    if engine.trust_remote_code:
+        cmd += ["--trust-remote-code"]
+    if config.adapter:
+        cmd += ["--served-model-name", f"{config.name}-base", "--enable-lora",
+                "--max-lora-rank", str(engine.max_lora_rank), "--lora-modules", f"{config.name}={config.adapter}"]
+    else:
+        cmd += ["--served-model-name", config.name]
+    env = dict(os.environ)
+    env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # only read by the CPU build
+    return cmd, env
+
+
+def run_server(command: list[str], env: dict[str, str]) -> int:
+    """Run in the foreground; Ctrl-C or SIGTERM stops the server and its workers."""
+    process = subprocess.Popen(command, env=env, start_new_session=True)
+
+    def stop(signum: int, _frame: object) -> None:
+        os.killpg(process.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        return process.wait()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
