@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from harness.backends.base import Backend, ChatRequest, Completion
-from harness.checkpoint import ResolvedCheckpoint
+
+if TYPE_CHECKING:  # checkpoint.py imports backends.base; avoid the cycle at run time
+    from harness.checkpoint import ResolvedCheckpoint
 
 __all__ = ["Backend", "ChatRequest", "Completion", "choose_backend", "open_backend"]
 
@@ -26,7 +29,7 @@ def choose_backend(requested: str) -> str:
     return "vllm" if torch.cuda.is_available() and vllm_available() else "transformers"
 
 
-def open_backend(checkpoint: ResolvedCheckpoint, adapters: Sequence[str] = ()) -> Backend:
+def open_backend(checkpoint: "ResolvedCheckpoint", adapters: Sequence[str] = ()) -> Backend:
     config = checkpoint.config
     kind = choose_backend(config.backend)
     if kind == "openai":

@@ -27,9 +27,11 @@ class TransformersBackend:
         try:
             import torch
             from transformers import AutoModelForCausalLM
+            from transformers.utils import logging as hf_logging
         except ImportError:
             raise MissingDependency("transformers", "install the project: pip install -e '.[cpu]'") from None
         self._torch = torch
+        hf_logging.disable_progress_bar()  # the run has its own progress display
         cuda = torch.cuda.is_available()
         self.device = "cuda" if engine.device == "cuda" or (engine.device == "auto" and cuda) else "cpu"
         if engine.dtype == "auto":

@@ -1,0 +1,123 @@
+"""Config loading: valid files resolve; each kind of broken file gives its exact one-line message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from harness.cli import app
+from harness.config import DEFAULT_SUITES_DIR, load_checkpoint, load_plan
+from harness.errors import ConfigError
+
+SUITE = "name: s\nitems:\n  - id: a\n    prompt: hi\n"
+
+
+@pytest.fixture()
+def model_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "model"
+    d.mkdir()
+    (d / "config.json").write_text("{}")
+    return d
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_valid_checkpoint_resolves_relative_paths(tmp_path: Path, model_dir: Path) -> None:
+    write(tmp_path, "s.yaml", SUITE)
+    path = write(tmp_path, "c.yaml", "name: c\nmodel: ./model\nplan:\n  suites: [s.yaml]\n")
+    config = load_checkpoint(path)
+    assert config.model == str(model_dir)
+    assert config.plan is not None and config.plan.suites == [str(tmp_path / "s.yaml")]
+    assert config.sampling.temperature == 0 and config.backend == "auto"
+
+
+def test_hub_id_and_demo_are_accepted(tmp_path: Path) -> None:
+    assert load_checkpoint(write(tmp_path, "h.yaml", "name: h\nmodel: Qwen/Qwen2.5-0.5B\n")).model == "Qwen/Qwen2.5-0.5B"
+    assert load_checkpoint(write(tmp_path, "d.yaml", "name: d\nmodel: demo:base\n")).is_demo
+
+
+def test_plan_defaults_to_shipped_suites(tmp_path: Path) -> None:
+    assert load_plan(write(tmp_path, "p.yaml", "")).suites == [str(DEFAULT_SUITES_DIR)]
+
+
+BROKEN = [
+    ("bad_yaml", "name: x\nmodel: [unclosed\n",
+     "{f}: line 3, column 1: invalid YAML (expected ',' or ']', but got '<stream end>')"),
+    ("not_mapping", "- just\n- a list\n",
+     "{f}: expected a mapping of checkpoint settings (name, model, ...)"),
+    ("unknown_key", "name: x\nmodel: demo:base\ntemprature: 0.5\n",
+     "{f}: temprature: unknown key; expected one of: adapter, backend, chat_template, endpoint, engine, "
+     "model, name, plan, revision, sampling, tokenizer"),
+    ("unknown_nested_key", "name: x\nmodel: demo:base\nsampling:\n  max_token: 5\n",
+     "{f}: sampling.max_token: unknown key; expected one of: max_tokens, n, seed, temperature, top_p"),
+    ("wrong_type", "name: x\nmodel: demo:base\nsampling:\n  max_tokens: many\n",
+     "{f}: sampling.max_tokens: Input should be a valid integer, unable to parse string as an integer (got 'many')"),
+    ("out_of_range", "name: x\nmodel: demo:base\nsampling:\n  temperature: -1\n",
+     "{f}: sampling.temperature: Input should be greater than or equal to 0 (got -1)"),
+    ("missing_model", "name: x\n", "{f}: model: required field is missing"),
+    ("missing_model_dir", "name: x\nmodel: ./nowhere\n", "{f}: model: directory {d}/nowhere does not exist"),
+    ("model_dir_without_config", "name: x\nmodel: ./empty\n",
+     "{f}: model: {d}/empty has no config.json; expected a saved model directory"),
+    ("bad_backend", "name: x\nmodel: demo:base\nbackend: tgi\n",
+     "{f}: backend: Input should be 'auto', 'vllm', 'transformers' or 'openai' (got 'tgi')"),
+    ("openai_without_endpoint", "name: x\nmodel: m\nbackend: openai\n",
+     "{f}: backend 'openai' needs an 'endpoint' block with base_url"),
+    ("bad_url", "name: x\nmodel: m\nbackend: openai\nendpoint:\n  base_url: localhost:8000\n",
+     "{f}: endpoint.base_url: must start with http:// or https:// (got 'localhost:8000')"),
+    ("n_without_sampling", "name: x\nmodel: demo:base\nsampling:\n  n: 4\n",
+     "{f}: sampling: n > 1 needs temperature > 0 (greedy answers would be identical)"),
+    ("unknown_demo", "name: x\nmodel: demo:large\n",
+     "{f}: model: unknown demo model 'demo:large'; expected one of: demo:base, demo:candidate"),
+    ("missing_adapter", "name: x\nmodel: demo:base\nadapter: ./lora\n", "{f}: adapter: directory {d}/lora does not exist"),
+    ("bad_name", "name: has space\nmodel: demo:base\n",
+     "{f}: name: String should match pattern '^[\\w.@+-]+$' (got 'has space')"),
+]
+
+
+@pytest.mark.parametrize(("case", "text", "expected"), BROKEN, ids=[b[0] for b in BROKEN])
+def test_broken_checkpoint_files(tmp_path: Path, case: str, text: str, expected: str) -> None:
+    (tmp_path / "empty").mkdir()
+    path = write(tmp_path, f"{case}.yaml", text)
+    with pytest.raises(ConfigError) as info:
+        load_checkpoint(path)
+    assert str(info.value) == expected.format(f=path, d=tmp_path)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope.yaml: file not found$"):
+        load_checkpoint(tmp_path / "nope.yaml")
+
+
+def test_endpoint_only_with_openai(tmp_path: Path) -> None:
+    path = write(tmp_path, "e.yaml", "name: x\nmodel: demo:base\nendpoint:\n  base_url: http://127.0.0.1:1/v1\n")
+    with pytest.raises(ConfigError, match=r"'endpoint' is only used with backend 'openai'"):
+        load_checkpoint(path)
+
+
+def test_cli_validate_exit_codes(tmp_path: Path) -> None:
+    runner = CliRunner()
+    good = write(tmp_path, "good.yaml", "name: x\nmodel: demo:base\n")
+    result = runner.invoke(app, ["validate", str(good)])
+    assert result.exit_code == 0, result.output
+    assert f"ok: {good}: checkpoint 'x'" in result.stdout
+    bad = write(tmp_path, "bad.yaml", "name: x\nmodel: demo:base\nsampling: {top_p: 2}\n")
+    result = runner.invoke(app, ["validate", str(bad)])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"error: {bad}: sampling.top_p: Input should be less than or equal to 1 (got 2)"
+    assert "Traceback" not in result.output
+
+
+def test_schema_is_json_schema() -> None:
+    import json
+
+    result = CliRunner().invoke(app, ["schema", "checkpoint"])
+    schema = json.loads(result.stdout)
+    assert schema["additionalProperties"] is False
+    assert "sampling" in schema["properties"]
+    assert CliRunner().invoke(app, ["schema", "nope"]).exit_code == 2

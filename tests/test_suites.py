@@ -1,0 +1,68 @@
+"""Suite files: YAML and JSONL, hashes, and every way a suite can be broken."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.config import DEFAULT_SUITES_DIR
+from harness.errors import ConfigError
+from harness.suites import load_suite, load_suites
+
+
+def test_yaml_and_jsonl_load_the_same_items(tmp_path: Path) -> None:
+    yaml_file = tmp_path / "a.yaml"
+    yaml_file.write_text("name: a\nitems:\n  - id: q1\n    prompt: hello\n    reference: hi\n    tags: [x]\n"
+                         "    checks: [{type: contains, value: hi}]\n")
+    jsonl_file = tmp_path / "b.jsonl"
+    jsonl_file.write_text(json.dumps({"id": "q1", "messages": [{"role": "user", "content": "hello"}],
+                                      "reference": "hi", "tags": ["x"],
+                                      "checks": [{"type": "contains", "value": "hi"}]}) + "\n\n")
+    a, b = load_suite(yaml_file), load_suite(jsonl_file)
+    assert b.name == "b"
+    assert a.items[0].conversation == b.items[0].conversation
+    assert a.content_hash == hashlib.sha256(yaml_file.read_bytes()).hexdigest()
+
+
+def test_shipped_demo_suites_load() -> None:
+    suites = load_suites([str(DEFAULT_SUITES_DIR)], "plan")
+    assert {s.name for s in suites} >= {"finance", "general"}
+    assert all(len(s.items) >= 20 for s in suites)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("name: s\nitems: []\n", "items: List should have at least 1 item after validation, not 0"),
+    ("name: s\nitems:\n  - id: a\n", "items[0]: give exactly one of 'messages' or 'prompt'"),
+    ("name: s\nitems:\n  - {id: a, prompt: x}\n  - {id: a, prompt: y}\n", "items[1].id: duplicate item id 'a'"),
+    ("name: s\nitems:\n  - {id: a, prompt: x, checks: [{type: contain, value: y}]}\n",
+     "items[0].checks[0]: Input tag 'contain' found using 'type' does not match any of the expected tags"),
+    ("name: s\nitems:\n  - {id: a, prompt: x, checks: [{type: regex, pattern: '('}]}\n",
+     "items[0].checks[0].pattern: not a valid regular expression"),
+    ("name: s\nitems:\n  - id: a\n    messages: [{role: assistant, content: hi}]\n",
+     "items[0]: the last message must have role 'user'"),
+])
+def test_broken_suites(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_suite(path)
+    assert str(info.value).startswith(f"{path}: {message}")
+
+
+def test_bad_jsonl_line_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    path.write_text('{"id": "a", "prompt": "x"}\n{"id": \n')
+    with pytest.raises(ConfigError, match=r"s.jsonl: line 2: invalid JSON"):
+        load_suite(path)
+
+
+def test_missing_suite_and_duplicate_names(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"plan.yaml: plan.suites\[0\]: suite file .*/gone.yaml does not exist"):
+        load_suites([str(tmp_path / "gone.yaml")], "plan.yaml")
+    for name in ("one.yaml", "two.yaml"):
+        (tmp_path / name).write_text("name: same\nitems: [{id: a, prompt: x}]\n")
+    with pytest.raises(ConfigError, match=r"two.yaml: name: suite name 'same' is also used by"):
+        load_suites([str(tmp_path)], "plan.yaml")

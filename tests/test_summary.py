@@ -1,0 +1,67 @@
+"""Pass-rate summaries, warnings and the markdown, from hand-built records."""
+
+from __future__ import annotations
+
+from harness.records import CheckRecord, GenerationRecord
+from harness.summary import markdown, summarize, verdict
+
+
+def gen(role: str, item: str, text: str, finish: str = "stop") -> GenerationRecord:
+    return GenerationRecord(role=role, checkpoint=role, suite="s", item_id=item, sample_index=0, text=text,
+                            finish_reason=finish, prompt_tokens=4, completion_tokens=len(text.split()),
+                            latency_s=0.1, prompt_hash="p", cache_key="k", cached=False)
+
+
+def chk(role: str, item: str, check: str, passed: bool) -> CheckRecord:
+    return CheckRecord(role=role, suite="s", item_id=item, sample_index=0, check=check, passed=passed, detail="")
+
+
+GENS = [gen("base", "a", "sorry 1"), gen("base", "b", "two"), gen("base", "c", "x", "length"),
+        gen("candidate", "a", "one"), gen("candidate", "b", "two"), gen("candidate", "c", "three")]
+CHECKS = [chk("base", "a", "no_apology", False), chk("base", "a", "number", True),
+          chk("base", "b", "no_apology", True), chk("base", "b", "number", True),
+          chk("candidate", "a", "no_apology", True), chk("candidate", "a", "number", True),
+          chk("candidate", "b", "no_apology", True), chk("candidate", "b", "number", False)]
+
+
+def test_pass_rates_count_answers_with_all_checks_passed() -> None:
+    summary = summarize(["s"], GENS, CHECKS)
+    [s] = summary.suites
+    assert (s.base.answers, s.base.checked, s.base.passed) == (3, 2, 1)  # item c has no checks
+    assert (s.candidate.checked, s.candidate.passed) == (2, 1)
+    assert s.base.pass_rate == 0.5 and s.delta == 0.0
+    assert s.base.checks == {"no_apology": 0.5, "number": 1.0}
+    assert s.base.truncated == 1 and s.identical == 1
+    assert [(e.item_id, e.base_passed, e.candidate_passed) for e in summary.examples] == [("a", False, True),
+                                                                                          ("b", True, False)]
+    assert summary.warnings == []
+
+
+def test_identical_answers_everywhere_are_flagged() -> None:
+    same = [gen(r, i, "same") for r in ("base", "candidate") for i in "ab"]
+    assert "equal the base's on every item" in summarize(["s"], same, []).warnings[0]
+
+
+def test_truncation_is_flagged() -> None:
+    cut = [gen(r, i, "x", "length") for r in ("base", "candidate") for i in "ab"]
+    warnings = summarize(["s"], cut, []).warnings
+    assert any("base hit max_tokens on 2/2" in w for w in warnings)
+
+
+def test_verdict_and_markdown() -> None:
+    summary = summarize(["s"], GENS, CHECKS)
+    result = verdict(summary)
+    assert result["outcome"] == "ungated" and result["exit_code"] == 0
+    assert result["suites"]["s"]["base_pass_rate"] == 0.5
+    manifest = {"run_id": "r1", "checkpoints": {"base": {"name": "b0"}, "candidate": {"name": "c1"}}}
+    text = markdown(summary, manifest)
+    assert "| s | 3 | 50.0% | 50.0% | +0.0 pts |" in text
+    assert "| s | a | fail: sorry 1 | pass: one |" in text
+
+
+def test_markdown_escapes_table_breakers() -> None:
+    gens = [gen("base", "a", "x | y\nz"), gen("candidate", "a", "ok")]
+    checks = [chk("base", "a", "c", False), chk("candidate", "a", "c", True)]
+    text = markdown(summarize(["s"], gens, checks), {"run_id": "r", "checkpoints": {"base": {"name": "b"},
+                                                                                    "candidate": {"name": "c"}}})
+    assert "fail: x \\| y z" in text
