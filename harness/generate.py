@@ -90,27 +90,45 @@ def engine_group(checkpoint: ResolvedCheckpoint) -> tuple[Any, ...]:
             config.engine.model_dump_json())
 
 
+class _Collector:
+    """Keeps one record per (role, suite, item, sample), counts them, and passes them on."""
+
+    def __init__(self, on_records: OnRecords, on_progress: OnProgress | None) -> None:
+        self.done: dict[tuple[str, str, str, int], GenerationRecord] = {}
+        self.stats = GenerateStats()
+        self.on_records, self.on_progress = on_records, on_progress
+
+    def add(self, records: list[GenerationRecord], cached: bool) -> None:
+        if not records:
+            return
+        for r in records:
+            self.done[(r.role, r.suite, r.item_id, r.sample_index)] = r
+        if cached:
+            self.stats.cached += len(records)
+        else:
+            self.stats.generated += len(records)
+        self.on_records(records)
+        if self.on_progress:
+            self.on_progress(len(records))
+
+    def from_cache(self, work: Sequence[WorkItem], checkpoint: ResolvedCheckpoint, cache: Cache) -> list[WorkItem]:
+        """Record what the cache holds; return the work still to do."""
+        hits = cache.get_many(NAMESPACE, (w.key for w in work))
+        self.add([_record(w, checkpoint, hits[w.key], True) for w in work if w.key in hits], cached=True)
+        return [w for w in work if w.key not in hits]
+
+
 def run_generation(checkpoints: dict[Role, ResolvedCheckpoint], suites: Sequence[Suite], cache: Cache,
                    on_records: OnRecords, on_progress: OnProgress | None = None) -> tuple[list[GenerationRecord],
                                                                                           GenerateStats]:
-    stats = GenerateStats()
-    done: dict[tuple[Role, str, str, int], GenerationRecord] = {}
+    collector = _Collector(on_records, on_progress)
     pending: dict[Role, list[WorkItem]] = {}
-    order: list[tuple[Role, str, str, int]] = []
+    order: list[tuple[str, str, str, int]] = []
     for role, checkpoint in checkpoints.items():
         work = plan_work(role, checkpoint, suites)
-        hits = cache.get_many(NAMESPACE, (w.key for w in work))
-        cached = [_record(w, checkpoint, hits[w.key], True) for w in work if w.key in hits]
-        for record in cached:
-            done[(role, record.suite, record.item_id, record.sample_index)] = record
-        pending[role] = [w for w in work if w.key not in hits]
         order.extend((role, w.suite, w.item.id, w.sample_index) for w in work)
-        stats.total += len(work)
-        stats.cached += len(cached)
-        if cached:
-            on_records(cached)
-    if on_progress and stats.cached:
-        on_progress(stats.cached)
+        collector.stats.total += len(work)
+        pending[role] = collector.from_cache(work, checkpoint, cache)
 
     groups: dict[tuple[Any, ...], list[Role]] = {}
     for role, checkpoint in checkpoints.items():
@@ -120,36 +138,21 @@ def run_generation(checkpoints: dict[Role, ResolvedCheckpoint], suites: Sequence
         first = checkpoints[roles[0]]
         adapters = sorted({a for r in roles if (a := checkpoints[r].config.adapter)})
         backend = open_backend(first, adapters)
-        stats.engines_opened.append(f"{backend.name}:{first.model_path}")
+        collector.stats.engines_opened.append(f"{backend.name}:{first.model_path}")
         try:
             for role in roles:
                 checkpoint = checkpoints[role]
                 # An earlier role may have just produced the same keys (identical weights).
-                fresh = cache.get_many(NAMESPACE, (w.key for w in pending[role]))
-                if fresh:
-                    reused = [_record(w, checkpoint, fresh[w.key], True) for w in pending[role] if w.key in fresh]
-                    for record in reused:
-                        done[(role, record.suite, record.item_id, record.sample_index)] = record
-                    stats.cached += len(reused)
-                    on_records(reused)
-                    if on_progress:
-                        on_progress(len(reused))
-                for chunk in _chunks([w for w in pending[role] if w.key not in fresh],
-                                     checkpoint.config.engine.chunk_size):
+                todo = collector.from_cache(pending[role], checkpoint, cache)
+                for chunk in _chunks(todo, checkpoint.config.engine.chunk_size):
                     started = time.perf_counter()
                     completions = backend.generate([w.request for w in chunk], checkpoint.config.sampling,
                                                    adapter=checkpoint.config.adapter)
-                    stats.engine_seconds += time.perf_counter() - started
-                    new = _store(chunk, completions, checkpoint, cache)
-                    for record in new:
-                        done[(role, record.suite, record.item_id, record.sample_index)] = record
-                    stats.generated += len(new)
-                    on_records(new)
-                    if on_progress:
-                        on_progress(len(new))
+                    collector.stats.engine_seconds += time.perf_counter() - started
+                    collector.add(_store(chunk, completions, checkpoint, cache), cached=False)
         finally:
             backend.close()
-    return [done[k] for k in order], stats
+    return [collector.done[k] for k in order], collector.stats
 
 
 def _store(chunk: Sequence[WorkItem], completions: Sequence[Completion], checkpoint: ResolvedCheckpoint,
