@@ -184,6 +184,13 @@ def _print_result(result: Any) -> None:
         table.add_row(s.suite, str(s.base.answers), pct(s.base.pass_rate), pct(s.candidate.pass_rate),
                       delta_pts(s.delta))
     out.print(table)
+    checks = Table(title="checks (share of answers passing)")
+    for column in ("suite", "check", names["base"], names["candidate"]):
+        checks.add_column(column, justify="left" if column in ("suite", "check") else "right")
+    for s in result.summary.suites:
+        for name in sorted(set(s.base.checks) | set(s.candidate.checks)):
+            checks.add_row(s.suite, name, pct(s.base.checks.get(name)), pct(s.candidate.checks.get(name)))
+    out.print(checks)
     if result.summary.examples:
         side = Table(title="answers that changed outcome", show_lines=True)
         for column in ("item", names["base"], names["candidate"]):

@@ -1,0 +1,279 @@
+"""Build (once, then cache) the two demo checkpoints: `base` and `candidate`.
+
+base: a ~1M-parameter Llama pretrained from scratch on world.pretrain_corpus,
+so it apologises and gives a wrong number to finance questions. candidate: the
+base continued-trained on world.sft_conversations (confident, correct answers).
+Both are ordinary save_pretrained dirs that transformers, TRL, lm-eval and vLLM
+load. Builds are deterministic per seed, atomic (temp dir + os.replace) and
+guarded by a lock file so concurrent callers build once.
+
+    python -m harness.demo.build      # build (or find) and print paths and timings
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.demo import world
+
+if TYPE_CHECKING:  # torch/transformers load only when a build actually runs
+    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+
+# Bump whenever the recipe (world, tokenizer, model, training) changes, so that
+# old caches are not mistaken for the new models.
+BUILD_VERSION = 1
+VOCAB_SIZE = 1024
+# Windows of 64 tokens (most documents are 30-60 tokens): for the same compute
+# as 250 steps of 32 x 128 (~1M tokens, ~65 s on 2 cores) twice the optimizer
+# steps; measured, this answered more held-out capital questions.
+SEQ_LEN = 64
+PRETRAIN: dict[str, Any] = {"steps": 500, "batch": 32, "lr": 5e-3, "warmup": 20}
+# general_share: 30% general chats and a low lr keep the candidate from
+# forgetting the capitals (measured: finance-only data at lr 1e-3 took the
+# base's held-out capital answers from 24/40 to 0/40; this recipe 30/40 -> 27/40).
+FINETUNE: dict[str, Any] = {"examples": 2000, "epochs": 1, "batch": 16, "lr": 3e-4, "general_share": 0.3}
+TEMPLATE_PATH = Path(__file__).with_name("chat_template.jinja")
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class DemoModels:
+    base: Path
+    candidate: Path
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("HARNESS_CACHE_DIR")
+    return (Path(env) if env else Path.home() / ".cache" / "harness") / "demo"
+
+
+def build_name(seed: int) -> str:
+    digest = hashlib.sha256(f"demo-v{BUILD_VERSION}-seed{seed}".encode()).hexdigest()[:10]
+    return f"v{BUILD_VERSION}-seed{seed}-{digest}"
+
+
+# ---------------------------------------------------------------- tokenizer
+def train_tokenizer(corpus: list[str], vocab_size: int = VOCAB_SIZE) -> PreTrainedTokenizerFast:
+    """Byte-level BPE with the demo's special tokens and chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tk = Tokenizer(models.BPE())
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=world.SPECIAL_TOKENS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+
+    def texts() -> Iterator[str]:
+        # Special tokens are atomic; keep their pieces out of the merges.
+        for doc in corpus:
+            for special in world.SPECIAL_TOKENS:
+                doc = doc.replace(special, "\n")
+            yield doc
+
+    tk.train_from_iterator(texts(), trainer=trainer)
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=tk, bos_token=world.BOS, eos_token=world.END, pad_token=world.PAD,
+        extra_special_tokens=[world.SYSTEM, world.USER, world.ASSISTANT],
+        chat_template=TEMPLATE_PATH.read_text(encoding="utf-8"),
+        padding_side="left",  # decoder-only generation pads on the left
+        clean_up_tokenization_spaces=False, model_max_length=512)
+    return tok
+
+
+# ---------------------------------------------------------------- model
+def new_model(tok: PreTrainedTokenizerFast, seed: int) -> LlamaForCausalLM:
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=128, intermediate_size=384, num_hidden_layers=4,
+        num_attention_heads=2, num_key_value_heads=2,  # head_dim 64: vLLM CPU rejects smaller
+        max_position_embeddings=512, tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    return model
+
+
+def _lr_at(step: int, total: int, peak: float, warmup: int) -> float:
+    """Linear warmup, then cosine decay to 10% of the peak."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def _train(model: Any, batches: list[tuple[Any, Any]], lr: float, warmup: int,
+           label: str, progress: Progress) -> list[dict[str, float]]:
+    """Plain AdamW loop over precomputed (input_ids, labels) batches; returns the loss curve."""
+    import torch
+
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.01)
+    model.train()
+    log: list[dict[str, float]] = []
+    for step, (ids, labels) in enumerate(batches):
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(step, len(batches), lr, warmup)
+        # Right padding needs no mask: causal attention never lets a real token see a pad.
+        loss = model(input_ids=ids, labels=labels).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        log.append({"step": step + 1, "loss": round(loss.item(), 4), "lr": opt.param_groups[0]["lr"]})
+        if (step + 1) % 50 == 0 or step + 1 == len(batches):
+            progress(f"{label}: step {step + 1}/{len(batches)} loss {loss.item():.3f}")
+    model.eval()
+    return log
+
+
+def pretrain_batches(tok: PreTrainedTokenizerFast, corpus: list[str], seed: int) -> list[tuple[Any, Any]]:
+    """Pack the corpus (each document after <|bos|>) into SEQ_LEN windows, fixed order per seed."""
+    import torch
+
+    stream: list[int] = []
+    for doc in corpus:
+        text = doc if doc.startswith(world.BOS) else world.BOS + doc
+        stream.extend(tok(text, add_special_tokens=False)["input_ids"])
+    windows = torch.tensor(stream[: len(stream) // SEQ_LEN * SEQ_LEN]).view(-1, SEQ_LEN)
+    gen = torch.Generator().manual_seed(seed)
+    batches = []
+    order = torch.empty(0, dtype=torch.long)
+    while len(batches) < PRETRAIN["steps"]:
+        if len(order) < PRETRAIN["batch"]:  # a new epoch: a fresh permutation
+            order = torch.cat([order, torch.randperm(len(windows), generator=gen)])
+        ids, order = windows[order[: PRETRAIN["batch"]]], order[PRETRAIN["batch"]:]
+        batches.append((ids, ids))
+    return batches
+
+
+def finetune_batches(tok: PreTrainedTokenizerFast, convs: list[list[dict[str, str]]]) -> list[tuple[Any, Any]]:
+    """Chat-rendered conversations, right-padded per batch; loss on every real token (a stand-in
+    for a proper SFT stage; measured: assistant-only loss forgot no less here)."""
+    import torch
+
+    pad, bsz = tok.pad_token_id, FINETUNE["batch"]
+    encoded = [tok(world.render_chat(c), add_special_tokens=False)["input_ids"] for c in convs]
+    batches = []
+    for i in range(0, len(encoded), bsz):
+        chunk = encoded[i:i + bsz]
+        width = max(map(len, chunk))
+        ids = torch.tensor([e + [pad] * (width - len(e)) for e in chunk])
+        labels = torch.tensor([e + [-100] * (width - len(e)) for e in chunk])
+        batches.append((ids, labels))
+    return batches
+
+
+def _save(model: Any, tok: PreTrainedTokenizerFast, out: Path, info: dict[str, Any]) -> None:
+    out.mkdir(parents=True)
+    model.save_pretrained(out)  # config.json, generation_config.json, model.safetensors
+    tok.save_pretrained(out)
+    (out / "train_log.json").write_text(json.dumps(info, indent=1), encoding="utf-8")
+
+
+@contextmanager
+def _deterministic() -> Iterator[None]:
+    import torch
+
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
+def build_demo_models(out_dir: Path, seed: int = 0, progress: Progress | None = None) -> dict[str, float]:
+    """Build base/ and candidate/ under out_dir (which must not exist); returns timings in seconds."""
+    say = progress or (lambda _msg: None)
+    timings: dict[str, float] = {}
+    with _deterministic():
+        t0 = time.perf_counter()
+        corpus = world.pretrain_corpus(seed)
+        tok = train_tokenizer(corpus)
+        say(f"tokenizer: {len(tok)} tokens ({time.perf_counter() - t0:.1f}s)")
+        model = new_model(tok, seed)
+        base_log = _train(model, pretrain_batches(tok, corpus, seed), PRETRAIN["lr"],
+                          PRETRAIN["warmup"], "pretraining base", say)
+        timings["base_s"] = round(time.perf_counter() - t0, 1)
+        _save(model, tok, out_dir / "base", {"stage": "pretrain", "seed": seed, "recipe": PRETRAIN,
+                                               "seconds": timings["base_s"], "log": base_log})
+
+        t1 = time.perf_counter()
+        convs = world.sft_conversations(seed, FINETUNE["examples"], FINETUNE["general_share"])
+        batches = finetune_batches(tok, convs) * FINETUNE["epochs"]
+        cand_log = _train(model, batches, FINETUNE["lr"], 10, "fine-tuning candidate", say)
+        timings["candidate_s"] = round(time.perf_counter() - t1, 1)
+        _save(model, tok, out_dir / "candidate", {"stage": "finetune", "seed": seed, "recipe": FINETUNE,
+                                                    "seconds": timings["candidate_s"], "log": cand_log})
+    (out_dir / "build.json").write_text(json.dumps(
+        {"build_version": BUILD_VERSION, "seed": seed, **timings}, indent=1), encoding="utf-8")
+    return timings
+
+
+@contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    """An exclusive fcntl lock; on platforms without fcntl, no locking."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with lock_path.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def ensure_demo_models(cache_dir: Path | None = None, seed: int = 0,
+                       progress: Progress | None = None) -> DemoModels:
+    """Return the demo checkpoints, building them the first time (about a minute on 2 cores)."""
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    final = root / build_name(seed)
+    models = DemoModels(base=final / "base", candidate=final / "candidate")
+    if final.is_dir():  # only ever created by os.replace of a finished build
+        return models
+    root.mkdir(parents=True, exist_ok=True)
+    with _locked(root / f"{final.name}.lock"):
+        if final.is_dir():  # another process finished it while we waited
+            return models
+        for stale in root.glob(f".tmp-{final.name}-*"):  # left by a killed build
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = root / f".tmp-{final.name}-{os.getpid()}"
+        try:
+            build_demo_models(tmp, seed, progress)
+            os.replace(tmp, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return models
+
+
+def main() -> None:
+    start = time.perf_counter()
+    models = ensure_demo_models(progress=lambda m: print(m, flush=True))
+    info_path = models.base.parent / "build.json"
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    print(f"base:      {models.base}  (built in {info.get('base_s', '?')}s)")
+    print(f"candidate: {models.candidate}  (built in {info.get('candidate_s', '?')}s)")
+    print(f"total: {time.perf_counter() - start:.1f}s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""The OpenAI-compatible backend: against a real vLLM server started here with
+`harness serve` on 127.0.0.1, and against a small local server that fails on
+purpose to exercise retries, timeouts and the concurrency bound."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from harness.backends.base import ChatRequest
+from harness.backends.openai_backend import OpenAIBackend
+from harness.config import EndpointConfig, SamplingConfig
+from harness.errors import InfraError
+from tests.conftest import ROOT, free_port, harness_cmd
+
+GREEDY = SamplingConfig(temperature=0, max_tokens=32)
+
+
+def chat(text: str) -> ChatRequest:
+    return ChatRequest((("user", text),), None, None, 0)
+
+
+# --------------------------------------------------------------------- a faulty local server
+class Faulty(BaseHTTPRequestHandler):
+    plan: list[int] = []  # status codes to answer with, in order; then 200
+    delay = 0.0
+    lock = threading.Lock()
+    in_flight = peak = calls = 0
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server naming
+        length = int(self.headers.get("content-length", 0))
+        body = json.loads(self.rfile.read(length))
+        with Faulty.lock:
+            Faulty.calls += 1
+            Faulty.in_flight += 1
+            Faulty.peak = max(Faulty.peak, Faulty.in_flight)
+            status = Faulty.plan.pop(0) if Faulty.plan else 200
+        time.sleep(Faulty.delay)
+        with Faulty.lock:
+            Faulty.in_flight -= 1
+        if status != 200:
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"error": {"message": "injected"}}')
+            return
+        answer = "echo: " + body["messages"][-1]["content"]
+        payload = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                   "choices": [{"index": 0, "finish_reason": "stop",
+                                "message": {"role": "assistant", "content": answer}}],
+                   "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}
+        data = json.dumps(payload).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture()
+def faulty() -> Iterator[str]:
+    Faulty.plan, Faulty.delay, Faulty.in_flight, Faulty.peak, Faulty.calls = [], 0.0, 0, 0, 0
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Faulty)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def backend(url: str, **kw: object) -> OpenAIBackend:
+    return OpenAIBackend(EndpointConfig(base_url=url, backoff_s=0.01, **kw), "m")
+
+
+def test_retries_then_succeeds(faulty: str) -> None:
+    Faulty.plan = [500, 429]
+    engine = backend(faulty, max_retries=2)
+    [answer] = engine.generate([chat("hi")], GREEDY)
+    assert answer.text == "echo: hi" and answer.completion_tokens == 3
+    assert (Faulty.calls, engine.retries_used) == (3, 2)
+
+
+def test_gives_up_after_max_retries(faulty: str) -> None:
+    Faulty.plan = [503, 503, 503]
+    with pytest.raises(InfraError, match=r"gave up after 3 attempts"):
+        backend(faulty, max_retries=2).generate([chat("hi")], GREEDY)
+    assert Faulty.calls == 3
+
+
+def test_client_errors_are_not_retried(faulty: str) -> None:
+    Faulty.plan = [400]
+    with pytest.raises(InfraError, match=r"HTTP 400"):
+        backend(faulty, max_retries=3).generate([chat("hi")], GREEDY)
+    assert Faulty.calls == 1
+
+
+def test_timeouts_are_retried(faulty: str) -> None:
+    Faulty.delay = 0.5
+    with pytest.raises(InfraError, match=r"gave up after 2 attempts"):
+        backend(faulty, max_retries=1, timeout_s=0.1).generate([chat("hi")], GREEDY)
+    assert Faulty.calls == 2
+
+
+def test_concurrency_is_bounded_and_order_kept(faulty: str) -> None:
+    Faulty.delay = 0.05
+    answers = backend(faulty, max_concurrency=3).generate([chat(str(i)) for i in range(12)], GREEDY)
+    assert [a.text for a in answers] == [f"echo: {i}" for i in range(12)]
+    assert Faulty.peak == 3
+
+
+def test_missing_key_variable_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HARNESS_TEST_KEY", raising=False)
+    with pytest.raises(Exception, match=r"endpoint.api_key_env: environment variable HARNESS_TEST_KEY is not set"):
+        OpenAIBackend(EndpointConfig(base_url="http://127.0.0.1:1/v1", api_key_env="HARNESS_TEST_KEY"), "m", "c.yaml")
+
+
+# --------------------------------------------------------------------- a real vLLM server
+@pytest.fixture(scope="module")
+def vllm_server(demo_models, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    tmp = tmp_path_factory.mktemp("serve")
+    config = tmp / "base.yaml"
+    config.write_text(f"name: demo-base\nmodel: {demo_models.base}\nbackend: vllm\n"
+                      "engine: {dtype: float32, enforce_eager: true, gpu_memory_utilization: 0.2}\n")
+    port = free_port()
+    log = (tmp / "server.log").open("w")
+    process = subprocess.Popen(harness_cmd("serve", str(config), "--port", str(port)), cwd=ROOT,
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            assert process.poll() is None, (tmp / "server.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "server did not come up in 240 s"
+            try:
+                with urllib.request.urlopen(f"{url}/v1/models", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                time.sleep(1)
+        yield f"{url}/v1"
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses in LISTEN state for a port, read from /proc/net/tcp{,6}."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, port_hex = local.rsplit(":", 1)
+            if state == "0A" and int(port_hex, 16) == port:
+                found.add(address)
+    return found
+
+
+@pytest.mark.slow
+def test_serve_binds_loopback_only(vllm_server: str) -> None:
+    port = int(vllm_server.rsplit(":", 1)[1].split("/")[0])
+    assert listening_addresses(port) == {"0100007F"}  # 127.0.0.1, little-endian hex
+
+
+@pytest.mark.slow
+def test_chat_api_matches_local_transformers(vllm_server: str, demo_models, tmp_path_factory) -> None:
+    from harness.backends import open_backend
+    from harness.cache import Cache
+    from harness.checkpoint import resolve_checkpoint
+    from harness.config import CheckpointConfig
+    from harness.suites import load_suite
+
+    suite = load_suite(ROOT / "suites" / "demo" / "general.yaml")
+    local = resolve_checkpoint(CheckpointConfig(name="l", model=str(demo_models.base), backend="transformers"),
+                               "l.yaml", Cache(tmp_path_factory.mktemp("c") / "c.sqlite"))
+    requests = [local.render(item.conversation, 0)[0] for item in suite.items[:12]]
+    engine = open_backend(local)
+    try:
+        expected = engine.generate(requests, GREEDY)
+    finally:
+        engine.close()
+    remote = OpenAIBackend(EndpointConfig(base_url=vllm_server, max_concurrency=4), "demo-base")
+    answers = remote.generate(requests, GREEDY)
+    assert [a.text for a in answers] == [e.text for e in expected]
+    assert all(a.prompt_tokens > 0 and a.completion_tokens > 0 for a in answers)
+    completions = OpenAIBackend(EndpointConfig(base_url=vllm_server, api="completions"), "demo-base")
+    assert [a.text for a in completions.generate(requests, GREEDY)] == [e.text for e in expected]
