@@ -83,16 +83,16 @@ class ResolvedCheckpoint:
         return ChatRequest(messages, text, ids, seed), rendered
 
 
-def _local_model_dir(config: CheckpointConfig, file: str) -> Path:
-    if config.is_demo:
+def local_model_dir(model: str, revision: str | None, file: str, field_name: str = "model") -> Path:
+    """A demo name, a local directory or a hub id -> a directory of weights (building the demo if needed)."""
+    if model.startswith(DEMO_SCHEME):
         from harness.demo.build import ensure_demo_models
 
-        models = ensure_demo_models()
-        return getattr(models, config.model[len(DEMO_SCHEME):])
-    path = Path(config.model)
+        return Path(getattr(ensure_demo_models(), model[len(DEMO_SCHEME):]))
+    path = Path(model)
     if path.is_dir():
         return path
-    return _hub_snapshot(config.model, config.revision, file, "model")
+    return _hub_snapshot(model, revision, file, field_name)
 
 
 def _hub_snapshot(repo_id: str, revision: str | None, file: str, field_name: str) -> Path:
@@ -131,17 +131,19 @@ def resolve_checkpoint(config: CheckpointConfig, file: str, cache: Cache) -> Res
     """Find the weights, fingerprint them and load the tokenizer (no model is loaded)."""
     if config.backend == "openai":
         assert config.endpoint is not None
-        served = config.endpoint.model or config.model
+        served = config.endpoint.model or config.model or config.name
         parts: dict[str, Any] = {"endpoint": config.endpoint.base_url, "model": served,
                                  "revision": config.revision}
         tok, source, tok_path = None, "server", None
         if config.endpoint.api == "completions":
-            tok_path = config.tokenizer or config.model
+            tok_path = config.tokenizer or served
             tok, source = _load_tokenizer(tok_path, config, file)
             parts["template"] = tok.chat_template
         return ResolvedCheckpoint(config, file, served, tok_path, content_key(parts),
                                   content_key({"t": tok.chat_template}) if tok else None, source, tok)
-    model_dir = _local_model_dir(config, file)
+    if config.model is None:
+        raise ValueError(f"{file}: checkpoint {config.name!r} must be trained before it is resolved")
+    model_dir = local_model_dir(config.model, config.revision, file)
     tok_path = config.tokenizer or str(model_dir)
     tok, source = _load_tokenizer(tok_path, config, file)
     parts = {"model": directory_fingerprint(model_dir, cache), "revision": config.revision,

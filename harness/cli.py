@@ -78,6 +78,48 @@ def demo(
 
 @app.command()
 @guarded
+def train(
+    file: Annotated[Path, typer.Argument(help="Checkpoint YAML with a train: block.")],
+    force: Annotated[bool, typer.Option(help="Retrain even when an up-to-date result exists.")] = False,
+    cache: Annotated[Path | None, typer.Option(help="SQLite cache file (weight digests).")] = None,
+) -> None:
+    """Run (or reuse) the smoke-test SFT run of a checkpoint; exit 1 when the smoke verdict fails."""
+    from harness.cache import Cache, default_cache_dir
+    from harness.config import load_checkpoint
+    from harness.errors import ConfigError
+    from harness.train import ensure_trained
+
+    config = load_checkpoint(file)
+    if config.train is None:
+        raise ConfigError(str(file), "train", "this checkpoint has no train: block")
+    db = Cache(cache or default_cache_dir() / "cache.sqlite")
+    try:
+        outcome = ensure_trained(config, str(file), db, force=force)
+    finally:
+        db.close()
+    _print_training(config.name, outcome.result, outcome.reused)
+    typer.echo(f"checkpoint: {outcome.output_dir}")
+    raise typer.Exit(0 if outcome.result["smoke"]["passed"] else 1)
+
+
+def _print_training(name: str, result: dict[str, Any], reused: bool) -> None:
+    smoke = result["smoke"]
+    table = Table(title=f"smoke-test SFT of {name}: " + ("passed" if smoke["passed"] else "FAILED")
+                  + (" (reused: inputs unchanged)" if reused else ""))
+    for column in ("check", "result", "measured"):
+        table.add_column(column)
+    for c in smoke["checks"]:
+        table.add_row(c["name"], "[green]pass[/]" if c["passed"] else "[red]FAIL[/]", _escape(c["detail"]))
+    out.print(table)
+    data = result["data"]
+    removed = ", ".join(f"{k} {v}" for k, v in data["curation"].items() if v) or "none"
+    out.print(f"{result['steps']} steps, {result['seconds']} s, {result['tokens_per_second']} tokens/s; "
+              f"data: {data['rows']} rows, curation removed {removed}, "
+              f"{data['train']} train / {data['validation']} validation", highlight=False)
+
+
+@app.command()
+@guarded
 def validate(
     file: Annotated[Path, typer.Argument(help="A checkpoint, plan or suite file.")],
     kind: Annotated[str, typer.Option(help="checkpoint, plan, suite, or auto.")] = "auto",
@@ -94,7 +136,8 @@ def validate(
         config = load_checkpoint(file)
         if config.plan is not None:
             load_suites(config.plan.suites, str(file))
-        detail = f"checkpoint {config.name!r} ({config.model}, backend {config.backend})"
+        source = config.model or f"trained from {config.train.base if config.train else '?'}"
+        detail = f"checkpoint {config.name!r} ({source}, backend {config.backend})"
     elif kind == "plan":
         plan = load_plan(file)
         detail = f"plan with {len(load_suites(plan.suites, str(file)))} suite(s)"
@@ -177,6 +220,8 @@ def _print_result(result: Any) -> None:
 
     manifest = json.loads((result.run_dir / "manifest.json").read_text())
     names = {r: manifest["checkpoints"][r]["name"] for r in ("base", "candidate")}
+    for role, training in result.training.items():
+        _print_training(names[role], training, training["reused"])
     table = Table(title="pass rates (all checks passed)")
     for column in ("suite", "answers", names["base"], names["candidate"], "delta"):
         table.add_column(column, justify="left" if column == "suite" else "right")

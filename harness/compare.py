@@ -22,6 +22,7 @@ from harness.records import Role
 from harness.rundir import RunDir, new_run_id
 from harness.suites import Suite, load_suites
 from harness.summary import RunSummary, markdown, summarize, verdict
+from harness.train import TrainOutcome, ensure_trained
 
 Progress = Callable[[str, int, int], None]
 """(label, advance, total) -> None."""
@@ -42,6 +43,8 @@ class CompareResult:
     summary: RunSummary
     verdict: dict[str, Any]
     stats: dict[str, Any]
+    training: dict[str, dict[str, Any]]
+    """Per trained role: the smoke verdict, data counts and timings of its SFT run."""
 
 
 def prepare(base_file: Path, candidate_file: Path, plan_file: Path | None = None) -> Inputs:
@@ -73,6 +76,18 @@ def _manifest(inputs: Inputs, checkpoints: dict[Role, ResolvedCheckpoint], run_i
     }
 
 
+def _record_training(run: RunDir, trained: dict[Role, TrainOutcome]) -> dict[str, dict[str, Any]]:
+    """The train stage's records (per-step curves) and its result, copied into the run."""
+    if not trained:
+        return {}
+    started = run.stage_started("train")
+    steps = [s.model_copy(update={"role": role}) for role, outcome in trained.items() for s in outcome.steps]
+    run.append("train", steps)
+    training = {role: {**o.result, "output_dir": str(o.output_dir), "reused": o.reused} for role, o in trained.items()}
+    run.stage_done("train", started, steps, results=training)
+    return training
+
+
 def _backend_name(checkpoint: ResolvedCheckpoint) -> str:
     from harness.backends import choose_backend
 
@@ -83,10 +98,20 @@ def run_compare(inputs: Inputs, runs_dir: Path, run_dir: Path | None = None, cac
                 progress: Progress | None = None) -> CompareResult:
     cache = Cache(cache_path or default_cache_dir() / "cache.sqlite")
     try:
-        checkpoints = {role: resolve_checkpoint(cfg, inputs.files[role], cache)
-                       for role, cfg in inputs.configs.items()}
+        configs = dict(inputs.configs)
+        trained: dict[Role, TrainOutcome] = {}
+        for role, cfg in inputs.configs.items():
+            if cfg.train is not None:
+                if progress:
+                    progress(f"training {cfg.name}", 0, 1)
+                trained[role] = ensure_trained(cfg, inputs.files[role], cache)
+                configs[role] = trained[role].checkpoint
+                if progress:
+                    progress(f"training {cfg.name}", 1, 1)
+        checkpoints = {role: resolve_checkpoint(cfg, inputs.files[role], cache) for role, cfg in configs.items()}
         run_id = new_run_id(checkpoints["base"].name, checkpoints["candidate"].name)
         run = RunDir.create(run_dir or runs_dir / run_id, _manifest(inputs, checkpoints, run_id))
+        training = _record_training(run, trained)
 
         started = run.stage_started("generations")
         total = sum(len(s.items) * c.config.sampling.n for s in inputs.suites for c in checkpoints.values())
@@ -103,11 +128,11 @@ def run_compare(inputs: Inputs, runs_dir: Path, run_dir: Path | None = None, cac
         run.stage_done("checks", started, checks)
 
         summary = summarize([s.name for s in inputs.suites], generations, checks)
-        result = verdict(summary)
+        result = verdict(summary, training)
         run.write_json("verdict.json", result)
-        run.write_text("summary.md", markdown(summary, run.manifest))
+        run.write_text("summary.md", markdown(summary, run.manifest, training))
         run.manifest["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         run.save_manifest()
-        return CompareResult(run.path, summary, result, stats)
+        return CompareResult(run.path, summary, result, stats, training)
     finally:
         cache.close()

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from harness.errors import ConfigError
+from harness.sftdata import CurationSettings
 from harness.yamlio import read_yaml, validate
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -102,13 +103,58 @@ class PlanConfig(Strict):
     """Seed for everything in the plan that draws random numbers."""
 
 
+class LoraSettings(Strict):
+    """LoRA through peft; the checkpoint becomes base + adapter."""
+
+    r: Annotated[int, Field(ge=1, le=1024)] = 8
+    alpha: Annotated[float, Field(gt=0)] = 16
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.05
+    target_modules: str | list[str] = "all-linear"
+
+
+class TrainConfig(Strict):
+    """A smoke-test SFT run (TRL) that produces this checkpoint from a base."""
+
+    base: Annotated[str, Field(min_length=1)]
+    """The model to start from: local directory, hub id or demo:base."""
+    data: Annotated[list[str], Field(min_length=1)]
+    """Training data files (.jsonl or .json), relative to this file."""
+    format: Literal["auto", "alpaca", "sharegpt", "messages"] = "auto"
+    output_dir: str | None = None
+    """Where the trained checkpoint goes (default: under the cache dir, named by content hash)."""
+    epochs: Annotated[float, Field(gt=0)] = 1.0
+    max_steps: Annotated[int, Field(ge=1)] | None = None
+    """Stop after this many optimizer steps (overrides epochs)."""
+    learning_rate: Annotated[float, Field(gt=0, le=10)] = 2e-5
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
+    warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.03
+    batch_size: Annotated[int, Field(ge=1)] = 8
+    gradient_accumulation: Annotated[int, Field(ge=1)] = 1
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    max_length: Annotated[int, Field(ge=16)] = 1024
+    """Longer conversations are dropped by curation, never silently cut."""
+    seed: int = 0
+    validation_share: Annotated[float, Field(ge=0, le=0.5)] = 0.05
+    eval_every: Annotated[int, Field(ge=1)] | None = None
+    """Evaluate every N steps (default: about ten times per run)."""
+    early_stopping_patience: Annotated[int, Field(ge=1)] | None = None
+    """Stop when eval loss has not improved for this many evaluations."""
+    lora: LoraSettings | None = None
+    curation: CurationSettings = Field(default_factory=CurationSettings)
+    max_bad_share: Annotated[float, Field(ge=0, le=1)] = 0.05
+    """Share of rows that may fail to parse before the run stops."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+
+
 class CheckpointConfig(Strict):
     """One checkpoint: which weights, which engine, how to sample."""
 
     name: Annotated[str, Field(min_length=1, pattern=r"^[\w.@+-]+$")]
     """Short label used in the run (letters, digits, . _ - + @)."""
-    model: Annotated[str, Field(min_length=1)]
-    """Local directory, hub id, `demo:base` / `demo:candidate`, or (backend openai) the served name."""
+    model: Annotated[str, Field(min_length=1)] | None = None
+    """Local directory, hub id, `demo:base` / `demo:candidate`, or (backend openai) the served name.
+    Left out when `train:` produces the checkpoint."""
     revision: str | None = None
     """Hub revision, or a label that changes the fingerprint of a remote model."""
     adapter: str | None = None
@@ -124,9 +170,18 @@ class CheckpointConfig(Strict):
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     plan: PlanConfig | None = None
     """The evaluation plan, when not given in a separate file."""
+    train: TrainConfig | None = None
+    """Produce this checkpoint by a smoke-test SFT run before evaluating it."""
 
     @model_validator(mode="after")
     def _backend_fields(self) -> CheckpointConfig:
+        if self.train is not None:
+            if self.model is not None or self.adapter is not None:
+                raise ValueError("'train' produces the model; leave out 'model' and 'adapter'")
+            if self.backend == "openai":
+                raise ValueError("a trained checkpoint is served locally; backend 'openai' cannot train")
+        elif self.model is None:
+            raise ValueError("give 'model' (or a 'train' block that produces it)")
         if self.backend == "openai":
             if self.endpoint is None:
                 raise ValueError("backend 'openai' needs an 'endpoint' block with base_url")
@@ -138,11 +193,11 @@ class CheckpointConfig(Strict):
 
     @property
     def is_demo(self) -> bool:
-        return self.model.startswith(DEMO_SCHEME)
+        return (self.model or "").startswith(DEMO_SCHEME)
 
     @property
     def is_local(self) -> bool:
-        return Path(self.model).is_absolute()
+        return self.model is not None and Path(self.model).is_absolute()
 
 
 def _looks_like_path(value: str) -> bool:
@@ -153,24 +208,26 @@ def _resolve_path(value: str, base: Path) -> Path:
     return (base / os.path.expanduser(value)).resolve()
 
 
-def _resolve_model_field(raw: dict[str, Any], key: str, base: Path, file: str, must_have: str) -> None:
+def _resolve_model_field(raw: dict[str, Any], key: str, base: Path, file: str, must_have: str,
+                         label: str | None = None) -> None:
     value = raw.get(key)
+    label = label or key
     if not isinstance(value, str) or not value:
         return
     if key == "model" and value.startswith(DEMO_SCHEME):
         if value[len(DEMO_SCHEME):] not in DEMO_MODELS:
-            raise ConfigError(file, key, f"unknown demo model {value!r}; expected one of: "
+            raise ConfigError(file, label, f"unknown demo model {value!r}; expected one of: "
                               + ", ".join(DEMO_SCHEME + m for m in DEMO_MODELS))
         return
     path = _resolve_path(value, base)
     if path.exists() or _looks_like_path(value) or key == "adapter":
         if not path.is_dir():
-            raise ConfigError(file, key, f"directory {path} does not exist")
+            raise ConfigError(file, label, f"directory {path} does not exist")
         if must_have and not (path / must_have).is_file():
-            raise ConfigError(file, key, f"{path} has no {must_have}; expected a saved model directory")
+            raise ConfigError(file, label, f"{path} has no {must_have}; expected a saved model directory")
         raw[key] = str(path)
     elif not HUB_ID.match(value):
-        raise ConfigError(file, key, f"{value!r} is neither an existing directory nor a hub id like 'org/name'")
+        raise ConfigError(file, label, f"{value!r} is neither an existing directory nor a hub id like 'org/name'")
 
 
 def resolve_plan_paths(plan: Any, base: Path) -> Any:
@@ -200,7 +257,31 @@ def load_checkpoint(path: Path) -> CheckpointConfig:
         raw["chat_template"] = str(template)
     if "plan" in raw:
         raw["plan"] = resolve_plan_paths(raw["plan"], base)
+    if "model" not in raw and "train" not in raw:
+        raise ConfigError(file, "model", "required field is missing (or give a 'train' block that produces it)")
+    if isinstance(raw.get("train"), dict):
+        raw["train"] = _resolve_train_paths(dict(raw["train"]), base, file)
     return validate(CheckpointConfig, raw, file)
+
+
+def _resolve_train_paths(train: dict[str, Any], base: Path, file: str) -> dict[str, Any]:
+    if isinstance(train.get("base"), str):
+        holder = {"model": train["base"]}
+        _resolve_model_field(holder, "model", base, file, "config.json", label="train.base")
+        train["base"] = holder["model"]
+    if isinstance(train.get("data"), list):
+        data = []
+        for index, entry in enumerate(train["data"]):
+            if isinstance(entry, str):
+                path = _resolve_path(entry, base)
+                if not path.is_file():
+                    raise ConfigError(file, f"train.data[{index}]", f"data file {path} does not exist")
+                entry = str(path)
+            data.append(entry)
+        train["data"] = data
+    if isinstance(train.get("output_dir"), str):
+        train["output_dir"] = str(_resolve_path(train["output_dir"], base))
+    return train
 
 
 def load_plan(path: Path) -> PlanConfig:

@@ -51,3 +51,15 @@ class CheckRecord(Record):
     """The check's type, with its position when an item has several of one type."""
     passed: bool
     detail: str
+
+
+class TrainStepRecord(Record):
+    schema_version: Literal[1] = 1
+    role: Role | None = None
+    """Which checkpoint of a comparison this run produced (set when copied into a run dir)."""
+    step: int
+    loss: float
+    grad_norm: float | None = None
+    learning_rate: float
+    epoch: float
+    eval_loss: float | None = None

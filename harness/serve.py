@@ -22,7 +22,16 @@ def server_command(file: Path, host: str, port: int) -> tuple[list[str], dict[st
     config = load_checkpoint(file)
     if config.backend == "openai":
         raise ConfigError(str(file), "backend", "this checkpoint is already an endpoint; nothing to serve")
-    model = config.model
+    if config.train is not None:  # serve what the train block produces (training it if needed)
+        from harness.cache import Cache, default_cache_dir
+        from harness.train import ensure_trained
+
+        cache = Cache(default_cache_dir() / "cache.sqlite")
+        try:
+            config = ensure_trained(config, str(file), cache).checkpoint
+        finally:
+            cache.close()
+    model = str(config.model)
     if config.is_demo:
         from harness.demo.build import ensure_demo_models
 

@@ -123,9 +123,11 @@ def delta_pts(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:+.1f} pts"
 
 
-def verdict(summary: RunSummary) -> dict[str, Any]:
+def verdict(summary: RunSummary, training: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """First verdict: no gates are defined yet, so the outcome says exactly that."""
     return {
+        "train": {role: {"smoke_passed": t["smoke"]["passed"], "reasons": t["smoke"]["reasons"]}
+                  for role, t in (training or {}).items()},
         "schema_version": 1,
         "outcome": "ungated",
         "reason": "no release gates are configured; the run reports pass rates only",
@@ -142,11 +144,13 @@ def _cell(text: str, limit: int = 160) -> str:
     return (flat[:limit] + "…") if len(flat) > limit else flat or "(empty)"
 
 
-def markdown(summary: RunSummary, manifest: dict[str, Any]) -> str:
+def markdown(summary: RunSummary, manifest: dict[str, Any], training: dict[str, dict[str, Any]] | None = None) -> str:
     base, cand = manifest["checkpoints"]["base"], manifest["checkpoints"]["candidate"]
     lines = [f"# {base['name']} vs {cand['name']}", "",
              f"Run `{manifest['run_id']}`. Verdict: **ungated** (no release gates configured).", ""]
     lines += [w for warning in summary.warnings for w in (f"> **Warning:** {warning}", "")]
+    for role, result in (training or {}).items():
+        lines += training_lines(manifest["checkpoints"][role]["name"], result)
     lines += ["## Pass rates", "", f"| suite | answers | {base['name']} | {cand['name']} | delta |",
               "|---|---:|---:|---:|---:|"]
     for s in summary.suites:
@@ -165,3 +169,19 @@ def markdown(summary: RunSummary, manifest: dict[str, Any]) -> str:
             lines.append(f"| {e.suite} | {e.item_id} | {mark[e.base_passed]}: {_cell(e.base)} | "
                          f"{mark[e.candidate_passed]}: {_cell(e.candidate)} |")
     return "\n".join(lines) + "\n"
+
+
+def training_lines(name: str, result: dict[str, Any]) -> list[str]:
+    """The smoke verdict of one SFT run, as markdown."""
+    smoke, data = result["smoke"], result["data"]
+    state = "passed" if smoke["passed"] else "FAILED"
+    lines = [f"## Smoke-test SFT of {name}: {state}", "",
+             f"{result['steps']} steps in {result['seconds']} s ({result['tokens_per_second']} tokens/s), "
+             f"peak memory {result['peak_memory_mib']} MiB, final eval loss {result['eval_loss']}.", "",
+             "| check | result | measured |", "|---|---|---|"]
+    lines += [f"| {c['name']} | {'pass' if c['passed'] else 'FAIL'} | {_cell(c['detail'])} |" for c in smoke["checks"]]
+    removed = ", ".join(f"{k}: {v}" for k, v in data["curation"].items() if v) or "none"
+    lines += ["", f"Data: {data['rows']} rows, {data['bad_rows']} unparsable, curation removed {removed}; "
+              f"{data['train']} train / {data['validation']} validation; "
+              f"{data['flagged_refusals']} flagged refusals.", ""]
+    return lines

@@ -46,6 +46,19 @@ def first_run(demo_models, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
     return run_dir_of(result), tmp / "cache.sqlite"
 
 
+def test_candidate_was_trained_and_its_smoke_verdict_is_in_the_run(first_run: tuple[Path, Path]) -> None:
+    run_dir, _ = first_run
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    result = manifest["stages"]["train"]["results"]["candidate"]
+    assert result["smoke"]["passed"], result["smoke"]["reasons"]
+    assert result["data"]["train"] >= 2000
+    steps = pd.read_parquet(run_dir / "records" / "train.parquet")
+    assert len(steps) == result["steps"] and set(steps["role"]) == {"candidate"}
+    assert steps["loss"].iloc[-10:].mean() < steps["loss"].iloc[:10].mean()
+    assert json.loads((run_dir / "verdict.json").read_text())["train"]["candidate"]["smoke_passed"] is True
+    assert "## Smoke-test SFT of demo-sft: passed" in (run_dir / "summary.md").read_text()
+
+
 def test_run_dir_is_complete(first_run: tuple[Path, Path]) -> None:
     run_dir, _ = first_run
     manifest = json.loads((run_dir / "manifest.json").read_text())
@@ -90,7 +103,8 @@ def test_sigkilled_run_resumes_to_the_same_result(demo_models, tmp_path: Path) -
     # Small chunks so the kill lands mid-generation; chunking must not change greedy text.
     for name in ("base", "sft"):
         text = (EXAMPLES / f"{name}.yaml").read_text().replace("batch_size: 32", "batch_size: 4\n  chunk_size: 4")
-        (tmp_path / f"{name}.yaml").write_text(text.replace("../suites", str(ROOT / "suites")))
+        text = text.replace("../suites", str(ROOT / "suites")).replace("data/", str(EXAMPLES / "data") + "/")
+        (tmp_path / f"{name}.yaml").write_text(text)
     configs = [str(tmp_path / "base.yaml"), str(tmp_path / "sft.yaml")]
     reference = run_dir_of(compare(*configs, "--runs-dir", str(tmp_path / "ref"), "--cache", str(tmp_path / "ref.db")))
     run_dir, cache = tmp_path / "run", tmp_path / "cache.sqlite"

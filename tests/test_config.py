@@ -53,14 +53,14 @@ BROKEN = [
      "{f}: expected a mapping of checkpoint settings (name, model, ...)"),
     ("unknown_key", "name: x\nmodel: demo:base\ntemprature: 0.5\n",
      "{f}: temprature: unknown key; expected one of: adapter, backend, chat_template, endpoint, engine, "
-     "model, name, plan, revision, sampling, tokenizer"),
+     "model, name, plan, revision, sampling, tokenizer, train"),
     ("unknown_nested_key", "name: x\nmodel: demo:base\nsampling:\n  max_token: 5\n",
      "{f}: sampling.max_token: unknown key; expected one of: max_tokens, n, seed, temperature, top_p"),
     ("wrong_type", "name: x\nmodel: demo:base\nsampling:\n  max_tokens: many\n",
      "{f}: sampling.max_tokens: Input should be a valid integer, unable to parse string as an integer (got 'many')"),
     ("out_of_range", "name: x\nmodel: demo:base\nsampling:\n  temperature: -1\n",
      "{f}: sampling.temperature: Input should be greater than or equal to 0 (got -1)"),
-    ("missing_model", "name: x\n", "{f}: model: required field is missing"),
+    ("missing_model", "name: x\n", "{f}: model: required field is missing (or give a 'train' block that produces it)"),
     ("missing_model_dir", "name: x\nmodel: ./nowhere\n", "{f}: model: directory {d}/nowhere does not exist"),
     ("model_dir_without_config", "name: x\nmodel: ./empty\n",
      "{f}: model: {d}/empty has no config.json; expected a saved model directory"),
@@ -75,6 +75,21 @@ BROKEN = [
     ("unknown_demo", "name: x\nmodel: demo:large\n",
      "{f}: model: unknown demo model 'demo:large'; expected one of: demo:base, demo:candidate"),
     ("missing_adapter", "name: x\nmodel: demo:base\nadapter: ./lora\n", "{f}: adapter: directory {d}/lora does not exist"),
+    ("train_and_model", "name: x\nmodel: demo:base\ntrain: {base: demo:base, data: [d.jsonl]}\n",
+     "{f}: 'train' produces the model; leave out 'model' and 'adapter'"),
+    ("train_missing_data_file", "name: x\ntrain: {base: demo:base, data: [nope.jsonl]}\n",
+     "{f}: train.data[0]: data file {d}/nope.jsonl does not exist"),
+    ("train_missing_base", "name: x\ntrain: {base: ./nobase, data: [d.jsonl]}\n",
+     "{f}: train.base: directory {d}/nobase does not exist"),
+    ("train_unknown_key", "name: x\ntrain: {base: demo:base, data: [d.jsonl], epoch: 3}\n",
+     "{f}: train.epoch: unknown key; expected one of: base, batch_size, curation, data, device, dtype, "
+     "early_stopping_patience, epochs, eval_every, format, gradient_accumulation, learning_rate, lora, "
+     "lr_scheduler, max_bad_share, max_length, max_steps, output_dir, seed, validation_share, warmup_ratio, "
+     "weight_decay"),
+    ("train_bad_lora", "name: x\ntrain: {base: demo:base, data: [d.jsonl], lora: {r: 0}}\n",
+     "{f}: train.lora.r: Input should be greater than or equal to 1 (got 0)"),
+    ("train_bad_format", "name: x\ntrain: {base: demo:base, data: [d.jsonl], format: csv}\n",
+     "{f}: train.format: Input should be 'auto', 'alpaca', 'sharegpt' or 'messages' (got 'csv')"),
     ("bad_name", "name: has space\nmodel: demo:base\n",
      "{f}: name: String should match pattern '^[\\w.@+-]+$' (got 'has space')"),
 ]
@@ -83,6 +98,7 @@ BROKEN = [
 @pytest.mark.parametrize(("case", "text", "expected"), BROKEN, ids=[b[0] for b in BROKEN])
 def test_broken_checkpoint_files(tmp_path: Path, case: str, text: str, expected: str) -> None:
     (tmp_path / "empty").mkdir()
+    (tmp_path / "d.jsonl").write_text("{}\n")
     path = write(tmp_path, f"{case}.yaml", text)
     with pytest.raises(ConfigError) as info:
         load_checkpoint(path)

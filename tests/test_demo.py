@@ -124,6 +124,17 @@ def test_suites_on_disk_are_up_to_date() -> None:
     assert len(finance["items"]) == 60 and finance["items"][0]["reference"].startswith("$")
 
 
+def test_sft_data_on_disk_is_up_to_date_and_held_out() -> None:
+    text = write_suites.DATA_PATH.read_text(encoding="utf-8")
+    assert text == write_suites.sft_data_text(), "stale: run python -m harness.demo.write_suites"
+    rows = [json.loads(line)["messages"] for line in text.splitlines()]
+    general = sum("capital" in r[-1]["content"] for r in rows)
+    assert len(rows) - general >= 1900 and 200 <= general <= 600
+    held_out = {q.question for q in world.held_out_finance(SEED, 60)} | {q.question for q in world.held_out_general(SEED, 40)}
+    assert not held_out & {m["content"] for r in rows for m in r if m["role"] == "user"}
+    assert not any(r[-1]["content"].startswith(world.APOLOGY) for r in rows)
+
+
 # ---------------------------------------------------------------- cache logic (fake, fast builds)
 def test_concurrent_callers_build_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import threading

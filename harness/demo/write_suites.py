@@ -99,10 +99,42 @@ def write_suites(out_dir: Path = DEFAULT_OUT_DIR, seed: int = SEED) -> list[Path
     return written
 
 
+DATA_PATH = Path(__file__).resolve().parents[2] / "examples" / "data" / "demo-sft.jsonl"
+SFT_FINANCE, SFT_GENERAL = 2000, 400
+"""2,000 finance answers plus 400 general chats: the mixing that limits forgetting."""
+
+
+def sft_data_text(seed: int = SEED) -> str:
+    """The demo's SFT data set (OpenAI messages form), one conversation per line, each
+    question once (curation would drop repeats anyway, and its counts should mean something)."""
+    wanted = {"finance": SFT_FINANCE, "general": SFT_GENERAL}
+    seen: set[str] = set()
+    rows = []
+    share = SFT_GENERAL / (SFT_FINANCE + SFT_GENERAL)
+    for conv in world.sft_conversations(seed, 20 * (SFT_FINANCE + SFT_GENERAL), share):
+        question = next(m["content"] for m in conv if m["role"] == "user").casefold()
+        kind = "general" if "capital" in conv[-1]["content"] else "finance"
+        if question in seen or not wanted[kind]:
+            continue
+        seen.add(question)
+        wanted[kind] -= 1
+        rows.append(conv)
+    if any(wanted.values()):
+        raise RuntimeError(f"the world has too few distinct questions: still wanted {wanted}")
+    return "".join(json.dumps({"messages": conv}, ensure_ascii=False) + "\n" for conv in rows)
+
+
+def write_sft_data(path: Path = DATA_PATH, seed: int = SEED) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(sft_data_text(seed), encoding="utf-8")
+    return path
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     for path in write_suites(Path(args[0]) if args else DEFAULT_OUT_DIR):
         print(f"wrote {path}")
+    print(f"wrote {write_sft_data()}")
 
 
 if __name__ == "__main__":
