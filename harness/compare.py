@@ -16,6 +16,7 @@ from harness.cache import Cache, content_key, default_cache_dir
 from harness.checkpoint import ResolvedCheckpoint, resolve_checkpoint
 from harness.checks import run_checks
 from harness.config import PROJECT_ROOT, CheckpointConfig, PlanConfig, choose_plan, load_checkpoint
+from harness.errors import ConfigError
 from harness.generate import run_generation
 from harness.provenance import git_commit, hardware, package_versions
 from harness.records import Role
@@ -76,6 +77,15 @@ def _manifest(inputs: Inputs, checkpoints: dict[Role, ResolvedCheckpoint], run_i
     }
 
 
+def _same_tokenizer(trained: ResolvedCheckpoint, other: ResolvedCheckpoint) -> None:
+    """A candidate trained with another tokenizer than the base's is not the SFT of that base."""
+    if trained.tokenizer is None or other.tokenizer is None:
+        return
+    if trained.tokenizer.get_vocab() != other.tokenizer.get_vocab() or trained.template_hash != other.template_hash:
+        raise ConfigError(trained.file, "train.base", f"the tokenizer or chat template {trained.name!r} is trained "
+                          f"with differs from that of {other.name!r}; train from the same base")
+
+
 def _record_training(run: RunDir, trained: dict[Role, TrainOutcome]) -> dict[str, dict[str, Any]]:
     """The train stage's records (per-step curves) and its result, copied into the run."""
     if not trained:
@@ -109,6 +119,8 @@ def run_compare(inputs: Inputs, runs_dir: Path, run_dir: Path | None = None, cac
                 if progress:
                     progress(f"training {cfg.name}", 1, 1)
         checkpoints = {role: resolve_checkpoint(cfg, inputs.files[role], cache) for role, cfg in configs.items()}
+        for role in trained:
+            _same_tokenizer(checkpoints[role], checkpoints["candidate" if role == "base" else "base"])
         run_id = new_run_id(checkpoints["base"].name, checkpoints["candidate"].name)
         run = RunDir.create(run_dir or runs_dir / run_id, _manifest(inputs, checkpoints, run_id))
         training = _record_training(run, trained)

@@ -149,3 +149,23 @@ def test_missing_suite_exits_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {cand}: plan.suites[0]: suite file {tmp_path}/nope.yaml does not exist"
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_candidate_trained_with_another_tokenizer_is_refused(demo_models) -> None:
+    from transformers import AutoTokenizer
+
+    from harness.checkpoint import ResolvedCheckpoint
+    from harness.compare import _same_tokenizer
+    from harness.config import CheckpointConfig
+    from harness.errors import ConfigError
+
+    tok = AutoTokenizer.from_pretrained(demo_models.base)
+
+    def resolved(name: str, template_hash: str) -> ResolvedCheckpoint:
+        config = CheckpointConfig(name=name, model=str(demo_models.base))
+        return ResolvedCheckpoint(config, f"{name}.yaml", str(demo_models.base), None, "fp", template_hash,
+                                  "tokenizer", tok)
+
+    _same_tokenizer(resolved("sft", "t1"), resolved("base", "t1"))  # same: accepted
+    with pytest.raises(ConfigError, match=r"sft.yaml: train.base: the tokenizer or chat template 'sft'"):
+        _same_tokenizer(resolved("sft", "t1"), resolved("base", "t2"))
