@@ -58,6 +58,7 @@ def main() -> None:
     backend.close()
 
     best_stage = best_cached = 0.0
+    engine_share = 0.0
     for run in range(args.repeat):
         cache = Cache(tmp / f"cache{run}.sqlite")
         for attempt in ("fresh", "cached"):
@@ -66,7 +67,10 @@ def main() -> None:
             seconds = time.perf_counter() - started
             rate = sum(r.completion_tokens for r in records) / seconds
             if attempt == "fresh":
-                best_stage = max(best_stage, rate)
+                # Engine start-up and shutdown are fixed costs (about 30 s for vLLM here): rate the stage without them.
+                rate = sum(r.completion_tokens for r in records) / (seconds - stats.open_seconds)
+                if rate > best_stage:
+                    best_stage, engine_share = rate, stats.engine_seconds / (seconds - stats.open_seconds)
             else:
                 assert stats.generated == 0
                 best_cached = max(best_cached, rate)
@@ -74,11 +78,9 @@ def main() -> None:
 
     print(f"prompts: {len(requests)}, max_tokens: {SAMPLING.max_tokens}, engine: {args.engine}")
     print(f"ceiling (engine alone):        {best_raw:10.0f} tok/s")
-    tokens = sum(c.completion_tokens for c in out)
-    without_load = tokens / (tokens / best_stage - load_s)
-    print(f"engine load: {load_s:.1f} s")
-    print(f"harness generate, empty cache: {best_stage:10.0f} tok/s  ratio {best_stage / best_raw:.2f} (with load), "
-          f"{without_load / best_raw:.2f} (load excluded)")
+    print(f"engine load (first, cold): {load_s:.1f} s")
+    print(f"harness generate, empty cache: {best_stage:10.0f} tok/s  ratio {best_stage / best_raw:.2f} "
+          f"(engine start-up/shutdown excluded; {100 * engine_share:.0f}% of the rest is in engine calls)")
     print(f"harness generate, from cache:  {best_cached:10.0f} tok/s  ratio {best_cached / best_raw:.1f}")
 
 

@@ -131,7 +131,8 @@ def run_compare(inputs: Inputs, runs_dir: Path, run_dir: Path | None = None, cac
             checkpoints, inputs.suites, cache, lambda recs: run.append("generations", recs),
             (lambda n: progress("generating", n, total)) if progress else None)
         stats = {"total": gstats.total, "cached": gstats.cached, "generated": gstats.generated,
-                 "engines_opened": gstats.engines_opened, "engine_seconds": round(gstats.engine_seconds, 3)}
+                 "engines_opened": gstats.engines_opened, "engine_seconds": round(gstats.engine_seconds, 3),
+                 "engine_open_seconds": round(gstats.open_seconds, 3)}
         run.stage_done("generations", started, generations, **stats)
 
         started = run.stage_started("checks")

@@ -47,6 +47,9 @@ class GenerateStats:
     generated: int = 0
     engines_opened: list[str] = field(default_factory=list)
     engine_seconds: float = 0.0
+    """Time inside engine generate calls."""
+    open_seconds: float = 0.0
+    """Time spent starting and stopping engines (loading weights, vLLM start-up and shutdown)."""
 
 
 def generation_key(checkpoint: ResolvedCheckpoint, rendered: RenderedPrompt, seed: int) -> str:
@@ -137,7 +140,9 @@ def run_generation(checkpoints: dict[Role, ResolvedCheckpoint], suites: Sequence
     for roles in groups.values():
         first = checkpoints[roles[0]]
         adapters = sorted({a for r in roles if (a := checkpoints[r].config.adapter)})
+        opened = time.perf_counter()
         backend = open_backend(first, adapters)
+        collector.stats.open_seconds += time.perf_counter() - opened
         collector.stats.engines_opened.append(f"{backend.name}:{first.model_path}")
         try:
             for role in roles:
@@ -151,7 +156,9 @@ def run_generation(checkpoints: dict[Role, ResolvedCheckpoint], suites: Sequence
                     collector.stats.engine_seconds += time.perf_counter() - started
                     collector.add(_store(chunk, completions, checkpoint, cache), cached=False)
         finally:
+            closing = time.perf_counter()
             backend.close()
+            collector.stats.open_seconds += time.perf_counter() - closing
     return [collector.done[k] for k in order], collector.stats
 
 
