@@ -85,6 +85,9 @@ def test_demo_candidate_beats_base_on_finance(first_run: tuple[Path, Path]) -> N
     assert finance["base"]["checks"]["no_apology_preamble"] <= 0.2
     assert finance["candidate"]["checks"]["no_apology_preamble"] >= 0.8
     assert finance["delta"] >= 0
+    # Held-out arithmetic is mostly beyond the tiny model; the candidate must still not do worse.
+    numbers = "number_matches_reference"
+    assert finance["candidate"]["checks"][numbers] >= finance["base"]["checks"][numbers]
     # Mixing general chats into the candidate's data keeps most of what the base knew.
     assert general["candidate"]["checks"]["contains"] >= general["base"]["checks"]["contains"] - 0.2
 
