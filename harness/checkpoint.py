@@ -136,7 +136,7 @@ def resolve_checkpoint(config: CheckpointConfig, file: str, cache: Cache) -> Res
                                  "revision": config.revision}
         tok, source, tok_path = None, "server", None
         if config.endpoint.api == "completions":
-            tok_path = config.tokenizer or served
+            tok_path = config.tokenizer or config.model or served
             tok, source = _load_tokenizer(tok_path, config, file)
             parts["template"] = tok.chat_template
         return ResolvedCheckpoint(config, file, served, tok_path, content_key(parts),

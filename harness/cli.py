@@ -155,7 +155,7 @@ def _guess_kind(file: Path, read_yaml: Callable[[Path], Any]) -> str:
     data = read_yaml(file)
     if isinstance(data, dict) and "items" in data:
         return "suite"
-    if isinstance(data, dict) and "model" in data:
+    if isinstance(data, dict) and {"model", "train", "name", "backend"} & set(data):
         return "checkpoint"
     return "plan"
 
@@ -187,7 +187,7 @@ def serve(
     """Start vLLM's OpenAI-compatible server for a checkpoint."""
     from harness.serve import run_server, server_command
 
-    command, env = server_command(file, host, port)
+    command, env = server_command(file, host, port, train=not dry_run)
     if host not in ("127.0.0.1", "localhost", "::1"):
         err.print(f"[yellow]warning:[/] binding {host}: the server is reachable from other machines")
     if dry_run:

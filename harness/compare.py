@@ -6,6 +6,7 @@ after that, so bad input leaves nothing behind.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -52,7 +53,13 @@ def prepare(base_file: Path, candidate_file: Path, plan_file: Path | None = None
     """Load and validate every input file; no model is touched."""
     base = load_checkpoint(base_file)
     candidate = load_checkpoint(candidate_file)
+    if base.name == candidate.name:
+        raise ConfigError(str(candidate_file), "name", f"the base is also named {base.name!r}; give each its own name")
     plan = choose_plan(candidate, base, plan_file, str(candidate_file), str(base_file))
+    for config, file in ((base, base_file), (candidate, candidate_file)):
+        env = config.endpoint.api_key_env if config.endpoint else None
+        if env and not os.environ.get(env):
+            raise ConfigError(str(file), "endpoint.api_key_env", f"environment variable {env} is not set")
     source = str(plan_file) if plan_file else (str(candidate_file) if candidate.plan else "defaults")
     suites = load_suites(plan.suites, source if source != "defaults" else "plan")
     return Inputs({"base": str(base_file), "candidate": str(candidate_file)},

@@ -187,8 +187,16 @@ class CheckpointConfig(Strict):
                 raise ValueError("backend 'openai' needs an 'endpoint' block with base_url")
             if self.endpoint.api == "completions" and self.tokenizer is None and not self.is_local:
                 raise ValueError("endpoint.api 'completions' renders prompts here and needs 'tokenizer'")
+            if self.adapter is not None:
+                raise ValueError("an endpoint serves its own weights; 'adapter' needs backend vllm or transformers")
+            if self.chat_template is not None and self.endpoint.api == "chat":
+                raise ValueError("with endpoint.api 'chat' the server applies its template; use api 'completions' "
+                                 "to render with 'chat_template' here")
         elif self.endpoint is not None:
             raise ValueError(f"'endpoint' is only used with backend 'openai' (backend is {self.backend!r})")
+        if self.backend == "vllm" and self.engine.data_parallel_size > 1:
+            raise ValueError("engine.data_parallel_size > 1 needs vLLM's server (harness serve) or Ray; "
+                             "the offline engine runs one replica")
         return self
 
     @property

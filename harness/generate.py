@@ -56,6 +56,8 @@ def generation_key(checkpoint: ResolvedCheckpoint, rendered: RenderedPrompt, see
     sampling = checkpoint.config.sampling
     parts: dict[str, Any] = {
         "model": checkpoint.fingerprint, "template": checkpoint.template_hash, "prompt": rendered.hash,
+        # Engines and precisions can differ in greedy text; never serve one's answers as another's.
+        "backend": choose_backend(checkpoint.config.backend), "dtype": checkpoint.config.engine.dtype,
         "temperature": sampling.temperature, "top_p": sampling.top_p, "max_tokens": sampling.max_tokens,
     }
     if sampling.temperature > 0:  # greedy answers do not depend on the seed
@@ -88,7 +90,8 @@ def engine_group(checkpoint: ResolvedCheckpoint) -> tuple[Any, ...]:
     config = checkpoint.config
     kind = choose_backend(config.backend)
     if kind == "openai":
-        return (kind, checkpoint.name)
+        assert config.endpoint is not None
+        return (kind, config.endpoint.base_url, checkpoint.model_path, config.endpoint.api)
     return (kind, checkpoint.model_path, checkpoint.tokenizer_path, checkpoint.template_hash,
             config.engine.model_dump_json())
 

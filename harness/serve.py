@@ -18,10 +18,13 @@ from harness.config import DEMO_SCHEME, load_checkpoint
 from harness.errors import ConfigError
 
 
-def server_command(file: Path, host: str, port: int) -> tuple[list[str], dict[str, str]]:
+def server_command(file: Path, host: str, port: int, train: bool = True) -> tuple[list[str], dict[str, str]]:
+    """The server's argv; a `train:` checkpoint is trained first unless `train` is False."""
     config = load_checkpoint(file)
     if config.backend == "openai":
         raise ConfigError(str(file), "backend", "this checkpoint is already an endpoint; nothing to serve")
+    if config.train is not None and not train:
+        raise ConfigError(str(file), "train", "this checkpoint is produced by training; run harness train first")
     if config.train is not None:  # serve what the train block produces (training it if needed)
         from harness.cache import Cache, default_cache_dir
         from harness.train import ensure_trained

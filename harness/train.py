@@ -26,7 +26,8 @@ from typing import Any
 from harness.cache import Cache, content_key, default_cache_dir
 from harness.checkpoint import directory_fingerprint, local_model_dir, sha256_file
 from harness.config import CheckpointConfig, TrainConfig
-from harness.errors import ConfigError, MissingDependency
+from harness.errors import ConfigError, InfraError, MissingDependency
+from harness.fsutil import exclusive_lock
 from harness.records import TrainStepRecord
 from harness.sftdata import Conversation, curate, load_conversations, split
 from harness.smoke import smoke_verdict
@@ -62,19 +63,23 @@ def ensure_trained(config: CheckpointConfig, file: str, cache: Cache, force: boo
     base_dir = local_model_dir(train.base, None, file, "train.base")
     digest = train_hash(train, base_dir, cache)
     out = Path(train.output_dir) if train.output_dir else default_cache_dir() / "train" / f"{config.name}-{digest[:16]}"
-    reused = _up_to_date(out, digest) and not force
-    if not reused:
-        tmp = out.with_name(f".tmp-{out.name}-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        try:
-            result = run_training(train, base_dir, tmp, file, progress)
-            result["train_hash"] = digest
-            (tmp / RESULT_FILE).write_text(json.dumps(result, indent=1), encoding="utf-8")
-            shutil.rmtree(out, ignore_errors=True)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, out)
-        finally:
+    if out.exists() and not (out / RESULT_FILE).is_file() and any(out.iterdir()):
+        # Never delete a directory this stage did not write (output_dir: . would be the user's folder).
+        raise ConfigError(file, "train.output_dir", f"{out} exists and is not a training output; choose another")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(out.parent / f".{out.name}.lock"):  # concurrent runs train once
+        reused = _up_to_date(out, digest) and not force
+        if not reused:
+            tmp = out.with_name(f".tmp-{out.name}-{os.getpid()}")
             shutil.rmtree(tmp, ignore_errors=True)
+            try:
+                result = run_training(train, base_dir, tmp, file, progress)
+                result["train_hash"] = digest
+                (tmp / RESULT_FILE).write_text(json.dumps(result, indent=1), encoding="utf-8")
+                shutil.rmtree(out, ignore_errors=True)
+                os.replace(tmp, out)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
     result = json.loads((out / RESULT_FILE).read_text(encoding="utf-8"))
     steps = [TrainStepRecord.model_validate_json(line)
              for line in (out / LOG_FILE).read_text(encoding="utf-8").splitlines() if line]
@@ -105,6 +110,11 @@ def run_training(train: TrainConfig, base_dir: Path, out: Path, file: str, progr
     loaded = load_conversations([Path(p) for p in train.data], train.format, train.max_bad_share)
     count = _token_counter(tok)
     curated = curate(loaded.conversations, train.curation, count)
+    # TRL would cut anything longer than max_length (losing the stop token): drop it instead,
+    # measured on the text the model actually sees, and count it with the other long ones.
+    fits = [c for c in curated.kept if count(tok.apply_chat_template(c, tokenize=False)) <= train.max_length]
+    curated.counts["too_long"] += len(curated.kept) - len(fits)
+    curated.kept = fits
     if len(curated.kept) < 2:
         raise ConfigError(file, "train.data", f"{len(curated.kept)} conversation(s) left after curation "
                           f"(removed: {_nonzero(curated.counts)}); need at least 2")
@@ -159,6 +169,8 @@ def make_trainer(train: TrainConfig, base_dir: Path, tok: Any, train_rows: list[
 
     disable_progress_bars()  # the run reports its own progress
     hf_logging.disable_progress_bar()
+    if train.device == "cuda" and not torch.cuda.is_available():
+        raise InfraError("train.device is 'cuda' but torch sees no CUDA device on this machine")
     device = "cuda" if train.device == "cuda" or (train.device == "auto" and torch.cuda.is_available()) else "cpu"
     dtype = {"auto": torch.bfloat16 if device == "cuda" else torch.float32, "float32": torch.float32,
              "bfloat16": torch.bfloat16, "float16": torch.float16}[train.dtype]

@@ -34,14 +34,17 @@ def read_yaml(path: Path) -> Any:
 def read_jsonl(path: Path) -> list[Any]:
     """Parse a JSONL file, naming the line of the first bad row."""
     rows: list[Any] = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise ConfigError(str(path), f"line {lineno}", f"invalid JSON ({exc.msg})") from None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(str(path), None, "not UTF-8 text") from None
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(str(path), f"line {lineno}", f"invalid JSON ({exc.msg})") from None
     return rows
 
 

@@ -90,6 +90,12 @@ BROKEN = [
      "{f}: train.lora.r: Input should be greater than or equal to 1 (got 0)"),
     ("train_bad_format", "name: x\ntrain: {base: demo:base, data: [d.jsonl], format: csv}\n",
      "{f}: train.format: Input should be 'auto', 'alpaca', 'sharegpt' or 'messages' (got 'csv')"),
+    ("openai_with_adapter", "name: x\nmodel: m\nadapter: ./empty\nbackend: openai\n"
+     "endpoint: {base_url: 'http://127.0.0.1:1/v1'}\n",
+     "{f}: adapter: {d}/empty has no adapter_config.json; expected a saved model directory"),
+    ("vllm_data_parallel", "name: x\nmodel: demo:base\nbackend: vllm\nengine: {data_parallel_size: 2}\n",
+     "{f}: engine.data_parallel_size > 1 needs vLLM's server (harness serve) or Ray; the offline engine runs "
+     "one replica"),
     ("bad_name", "name: has space\nmodel: demo:base\n",
      "{f}: name: String should match pattern '^[\\w.@+-]+$' (got 'has space')"),
 ]
@@ -137,3 +143,26 @@ def test_schema_is_json_schema() -> None:
     assert schema["additionalProperties"] is False
     assert "sampling" in schema["properties"]
     assert CliRunner().invoke(app, ["schema", "nope"]).exit_code == 2
+
+
+def test_validate_recognises_a_training_checkpoint() -> None:
+    from tests.conftest import ROOT
+
+    result = CliRunner().invoke(app, ["validate", str(ROOT / "examples" / "sft.yaml")])
+    assert result.exit_code == 0 and "trained from demo:base" in result.stdout
+
+
+def test_base_and_candidate_need_distinct_names_and_set_key_variables(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.compare import prepare
+
+    write(tmp_path, "s.yaml", SUITE)
+    base = write(tmp_path, "b.yaml", "name: same\nmodel: demo:base\n")
+    cand = write(tmp_path, "c.yaml", "name: same\nmodel: demo:candidate\nplan: {suites: [s.yaml]}\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: name: the base is also named 'same'"):
+        prepare(base, cand)
+    monkeypatch.delenv("HARNESS_NO_SUCH_KEY", raising=False)
+    remote = write(tmp_path, "r.yaml", "name: r\nmodel: m\nbackend: openai\nendpoint: {base_url: "
+                   "'http://127.0.0.1:1/v1', api_key_env: HARNESS_NO_SUCH_KEY}\nplan: {suites: [s.yaml]}\n")
+    with pytest.raises(ConfigError, match=r"r.yaml: endpoint.api_key_env: environment variable HARNESS_NO_SUCH_KEY"):
+        prepare(base, remote)

@@ -171,3 +171,12 @@ def test_lora_checkpoint_is_base_plus_adapter_and_generates(demo_models, tmp_pat
         engine.close()
     assert with_adapter != without
     assert sum(t.startswith("I'm sorry") for t in without) > sum(t.startswith("I'm sorry") for t in with_adapter)
+
+
+def test_an_output_dir_that_is_not_a_training_output_is_never_deleted(demo_models, tmp_path: Path) -> None:
+    config = small_candidate(tmp_path, demo_models.base)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "precious.txt").write_text("user data")
+    with pytest.raises(ConfigError, match=r"train.output_dir: .* exists and is not a training output"):
+        ensure_trained(config, "x.yaml", Cache(tmp_path / "c.sqlite"))
+    assert (tmp_path / "out" / "precious.txt").read_text() == "user data"

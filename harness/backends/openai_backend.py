@@ -19,7 +19,7 @@ from harness.backends.base import ChatRequest, Completion
 from harness.config import EndpointConfig, SamplingConfig
 from harness.errors import ConfigError, InfraError, MissingDependency
 
-RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+RETRYABLE_STATUS = {408, 409, 425, 429}  # and every 5xx
 
 
 class OpenAIBackend:
@@ -66,7 +66,7 @@ class OpenAIBackend:
             except (openai.APITimeoutError, openai.APIConnectionError) as exc:
                 error: Exception = exc
             except openai.APIStatusError as exc:
-                if exc.status_code not in RETRYABLE_STATUS:
+                if exc.status_code < 500 and exc.status_code not in RETRYABLE_STATUS:
                     raise InfraError(f"{self.endpoint.base_url}: HTTP {exc.status_code}: {_short(exc)}") from None
                 error = exc
             except _BadResponse as exc:

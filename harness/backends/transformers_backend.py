@@ -14,7 +14,7 @@ from typing import Any
 
 from harness.backends.base import ChatRequest, Completion
 from harness.config import EngineConfig, SamplingConfig
-from harness.errors import MissingDependency
+from harness.errors import InfraError, MissingDependency
 
 DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
 
@@ -33,6 +33,8 @@ class TransformersBackend:
         self._torch = torch
         hf_logging.disable_progress_bar()  # the run has its own progress display
         cuda = torch.cuda.is_available()
+        if engine.device == "cuda" and not cuda:
+            raise InfraError("engine.device is 'cuda' but torch sees no CUDA device on this machine")
         self.device = "cuda" if engine.device == "cuda" or (engine.device == "auto" and cuda) else "cpu"
         if engine.dtype == "auto":
             dtype = torch.bfloat16 if self.device == "cuda" else torch.float32

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.demo import world
+from harness.fsutil import exclusive_lock
 
 if TYPE_CHECKING:  # torch/transformers load only when a build actually runs
     from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
@@ -226,22 +227,6 @@ def build_demo_models(out_dir: Path, seed: int = 0, progress: Progress | None = 
     return timings
 
 
-@contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    """An exclusive fcntl lock; on platforms without fcntl, no locking."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    with lock_path.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def ensure_demo_models(cache_dir: Path | None = None, seed: int = 0,
                        progress: Progress | None = None) -> DemoModels:
     """Return the demo checkpoints, building them the first time (about a minute on 2 cores)."""
@@ -251,7 +236,7 @@ def ensure_demo_models(cache_dir: Path | None = None, seed: int = 0,
     if final.is_dir():  # only ever created by os.replace of a finished build
         return models
     root.mkdir(parents=True, exist_ok=True)
-    with _locked(root / f"{final.name}.lock"):
+    with exclusive_lock(root / f"{final.name}.lock"):
         if final.is_dir():  # another process finished it while we waited
             return models
         for stale in root.glob(f".tmp-{final.name}-*"):  # left by a killed build
