@@ -93,6 +93,18 @@ def _same_tokenizer(trained: ResolvedCheckpoint, other: ResolvedCheckpoint) -> N
                           f"with differs from that of {other.name!r}; train from the same base")
 
 
+def _check_tokenizers_before_training(inputs: Inputs, cache: Cache) -> None:
+    """Preflight: a checkpoint to be trained must start from the other side's tokenizer and template."""
+    trained = [role for role, cfg in inputs.configs.items() if cfg.train is not None]
+    if not trained:
+        return
+    starts = {role: resolve_checkpoint(cfg.model_copy(update={"model": cfg.train.base, "train": None})
+                                       if cfg.train else cfg, inputs.files[role], cache)
+              for role, cfg in inputs.configs.items()}
+    role = trained[0]
+    _same_tokenizer(starts[role], starts["candidate" if role == "base" else "base"])
+
+
 def _record_training(run: RunDir, trained: dict[Role, TrainOutcome]) -> dict[str, dict[str, Any]]:
     """The train stage's records (per-step curves) and its result, copied into the run."""
     if not trained:
@@ -115,6 +127,7 @@ def run_compare(inputs: Inputs, runs_dir: Path, run_dir: Path | None = None, cac
                 progress: Progress | None = None) -> CompareResult:
     cache = Cache(cache_path or default_cache_dir() / "cache.sqlite")
     try:
+        _check_tokenizers_before_training(inputs, cache)
         configs = dict(inputs.configs)
         trained: dict[Role, TrainOutcome] = {}
         for role, cfg in inputs.configs.items():
@@ -126,8 +139,6 @@ def run_compare(inputs: Inputs, runs_dir: Path, run_dir: Path | None = None, cac
                 if progress:
                     progress(f"training {cfg.name}", 1, 1)
         checkpoints = {role: resolve_checkpoint(cfg, inputs.files[role], cache) for role, cfg in configs.items()}
-        for role in trained:
-            _same_tokenizer(checkpoints[role], checkpoints["candidate" if role == "base" else "base"])
         run_id = new_run_id(checkpoints["base"].name, checkpoints["candidate"].name)
         run = RunDir.create(run_dir or runs_dir / run_id, _manifest(inputs, checkpoints, run_id))
         training = _record_training(run, trained)

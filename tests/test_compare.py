@@ -172,3 +172,25 @@ def test_a_candidate_trained_with_another_tokenizer_is_refused(demo_models) -> N
     _same_tokenizer(resolved("sft", "t1"), resolved("base", "t1"))  # same: accepted
     with pytest.raises(ConfigError, match=r"sft.yaml: train.base: the tokenizer or chat template 'sft'"):
         _same_tokenizer(resolved("sft", "t1"), resolved("base", "t2"))
+
+
+def test_training_from_another_tokenizer_is_refused_before_training(demo_models, tmp_path: Path) -> None:
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    other = tmp_path / "other-base"
+    shutil.copytree(demo_models.base, other)
+    tok = AutoTokenizer.from_pretrained(other)
+    tok.chat_template = tok.chat_template.replace("<|bos|>", "<|bos|><|system|>x<|end|>")
+    tok.save_pretrained(other)
+    base = tmp_path / "base.yaml"
+    base.write_text(f"name: other\nmodel: {other}\nbackend: transformers\n")
+    cand = tmp_path / "sft.yaml"
+    cand.write_text(f"name: sft\ntrain: {{base: demo:base, data: [{EXAMPLES / 'data' / 'demo-sft.jsonl'}], "
+                    f"output_dir: {tmp_path / 'out'}}}\nplan: {{suites: [{ROOT / 'suites' / 'demo'}]}}\n")
+    result = compare(str(base), str(cand), "--runs-dir", str(tmp_path / "runs"), check=False)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (f"error: {cand}: train.base: the tokenizer or chat template 'sft' is trained "
+                                     "with differs from that of 'other'; train from the same base")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()

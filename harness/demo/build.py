@@ -201,6 +201,9 @@ def _deterministic() -> Iterator[None]:
 
 def build_demo_models(out_dir: Path, seed: int = 0, progress: Progress | None = None) -> dict[str, float]:
     """Build base/ and candidate/ under out_dir (which must not exist); returns timings in seconds."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the build reports its own progress through `say`
     say = progress or (lambda _msg: None)
     timings: dict[str, float] = {}
     with _deterministic():
