@@ -112,7 +112,9 @@ def _print_training(name: str, result: dict[str, Any], reused: bool) -> None:
         table.add_row(c["name"], "[green]pass[/]" if c["passed"] else "[red]FAIL[/]", _escape(c["detail"]))
     out.print(table)
     data = result["data"]
-    removed = ", ".join(f"{k} {v}" for k, v in data["curation"].items() if v) or "none"
+    from harness.sftdata import removed_summary
+
+    removed = removed_summary(data["curation"])
     out.print(f"{result['steps']} steps, {result['seconds']} s, {result['tokens_per_second']} tokens/s; "
               f"data: {data['rows']} rows, curation removed {removed}, "
               f"{data['train']} train / {data['validation']} validation", highlight=False)

@@ -14,7 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.config import DEMO_SCHEME, load_checkpoint
+from harness.checkpoint import local_model_dir
+from harness.config import load_checkpoint
 from harness.errors import ConfigError
 
 
@@ -34,11 +35,8 @@ def server_command(file: Path, host: str, port: int, train: bool = True) -> tupl
             config = ensure_trained(config, str(file), cache).checkpoint
         finally:
             cache.close()
-    model = str(config.model)
-    if config.is_demo:
-        from harness.demo.build import ensure_demo_models
-
-        model = str(getattr(ensure_demo_models(), config.model[len(DEMO_SCHEME):]))
+    assert config.model is not None
+    model = str(local_model_dir(config.model, config.revision, str(file))) if config.is_demo else config.model
     engine = config.engine
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model,
            "--host", host, "--port", str(port), "--dtype", engine.dtype,

@@ -353,3 +353,8 @@ def split(conversations: list[Conversation], validation_share: float,
     order = list(range(n))
     random.Random(seed).shuffle(order)
     return [conversations[i] for i in order[n_val:]], [conversations[i] for i in order[:n_val]]
+
+
+def removed_summary(counts: dict[str, int]) -> str:
+    """'exact_duplicate 3, too_long 1' (filters that removed something), or 'none'."""
+    return ", ".join(f"{name} {n}" for name, n in counts.items() if n) or "none"

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from harness.records import ROLES, CheckRecord, GenerationRecord
+from harness.sftdata import removed_summary
 
 EXAMPLES = 5
 
@@ -180,7 +181,7 @@ def training_lines(name: str, result: dict[str, Any]) -> list[str]:
              f"peak memory {result['peak_memory_mib']} MiB, final eval loss {result['eval_loss']}.", "",
              "| check | result | measured |", "|---|---|---|"]
     lines += [f"| {c['name']} | {'pass' if c['passed'] else 'FAIL'} | {_cell(c['detail'])} |" for c in smoke["checks"]]
-    removed = ", ".join(f"{k}: {v}" for k, v in data["curation"].items() if v) or "none"
+    removed = removed_summary(data["curation"])
     lines += ["", f"Data: {data['rows']} rows, {data['bad_rows']} unparsable, curation removed {removed}; "
               f"{data['train']} train / {data['validation']} validation; "
               f"{data['flagged_refusals']} flagged refusals.", ""]

@@ -29,7 +29,7 @@ from harness.config import CheckpointConfig, TrainConfig
 from harness.errors import ConfigError, InfraError, MissingDependency
 from harness.fsutil import exclusive_lock
 from harness.records import TrainStepRecord
-from harness.sftdata import Conversation, curate, load_conversations, split
+from harness.sftdata import Conversation, curate, load_conversations, removed_summary, split
 from harness.smoke import smoke_verdict
 
 RECIPE_VERSION = 2  # bump when the training recipe changes what a config produces
@@ -117,7 +117,7 @@ def run_training(train: TrainConfig, base_dir: Path, out: Path, file: str, progr
     curated.kept = fits
     if len(curated.kept) < 2:
         raise ConfigError(file, "train.data", f"{len(curated.kept)} conversation(s) left after curation "
-                          f"(removed: {_nonzero(curated.counts)}); need at least 2")
+                          f"(removed: {removed_summary(curated.counts)}); need at least 2")
     train_rows, eval_rows = split(curated.kept, train.validation_share, train.seed)
 
     trainer, device = make_trainer(train, base_dir, tok, train_rows, eval_rows, out)
@@ -224,10 +224,6 @@ def _token_counter(tok: Any) -> Any:
     def count(text: str) -> int:
         return len(tok(text, add_special_tokens=False)["input_ids"])
     return count
-
-
-def _nonzero(counts: dict[str, int]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in counts.items() if v) or "none"
 
 
 def _preflight(dataset: Any, rows_in: int, tok: Any, file: str) -> dict[str, Any]:

@@ -16,8 +16,6 @@ from harness.backends.base import ChatRequest, Completion
 from harness.config import EngineConfig, SamplingConfig
 from harness.errors import InfraError, MissingDependency
 
-DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
-
 
 class TransformersBackend:
     name = "transformers"
@@ -39,7 +37,7 @@ class TransformersBackend:
         if engine.dtype == "auto":
             dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
         else:
-            dtype = getattr(torch, DTYPES[engine.dtype])
+            dtype = getattr(torch, engine.dtype)
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype,
                                                      trust_remote_code=engine.trust_remote_code)
         self.adapters: dict[str, str] = {}
