@@ -55,8 +55,7 @@ def train_hash(train: TrainConfig, base_dir: Path, cache: Cache) -> str:
                         "settings": train.model_dump(mode="json", exclude={"output_dir", "data"})})
 
 
-def ensure_trained(config: CheckpointConfig, file: str, cache: Cache, force: bool = False,
-                   progress: Any = None) -> TrainOutcome:
+def ensure_trained(config: CheckpointConfig, file: str, cache: Cache, force: bool = False) -> TrainOutcome:
     """Train unless an up-to-date result exists; return the checkpoint to evaluate."""
     train = config.train
     assert train is not None
@@ -73,7 +72,7 @@ def ensure_trained(config: CheckpointConfig, file: str, cache: Cache, force: boo
             tmp = out.with_name(f".tmp-{out.name}-{os.getpid()}")
             shutil.rmtree(tmp, ignore_errors=True)
             try:
-                result = run_training(train, base_dir, tmp, file, progress)
+                result = run_training(train, base_dir, tmp, file)
                 result["train_hash"] = digest
                 (tmp / RESULT_FILE).write_text(json.dumps(result, indent=1), encoding="utf-8")
                 shutil.rmtree(out, ignore_errors=True)
@@ -97,7 +96,7 @@ def _up_to_date(out: Path, digest: str) -> bool:
         return False
 
 
-def run_training(train: TrainConfig, base_dir: Path, out: Path, file: str, progress: Any = None) -> dict[str, Any]:
+def run_training(train: TrainConfig, base_dir: Path, out: Path, file: str) -> dict[str, Any]:
     try:
         import torch
         from transformers import AutoTokenizer
