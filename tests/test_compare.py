@@ -136,21 +136,17 @@ def test_sigkilled_run_resumes_to_the_same_result(demo_models, tmp_path: Path) -
     assert texts(run_dir) == texts(reference)
 
 
-def test_bad_input_exits_2_and_writes_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("text", "message"), [
+    ("name: x\nmodel: ./missing-model\n", "model: directory {tmp}/missing-model does not exist"),
+    ("name: c\nmodel: demo:candidate\nplan:\n  suites: [nope.yaml]\n",
+     "plan.suites[0]: suite file {tmp}/nope.yaml does not exist"),
+], ids=["missing_model_dir", "missing_suite"])
+def test_bad_input_exits_2_and_writes_nothing(tmp_path: Path, text: str, message: str) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("name: x\nmodel: ./missing-model\n")
+    bad.write_text(text)
     result = compare(str(EXAMPLES / "base.yaml"), str(bad), "--runs-dir", str(tmp_path / "runs"), check=False)
     assert result.returncode == 2
-    assert result.stderr.strip() == f"error: {bad}: model: directory {tmp_path}/missing-model does not exist"
-    assert not (tmp_path / "runs").exists()
-
-
-def test_missing_suite_exits_2(tmp_path: Path) -> None:
-    cand = tmp_path / "c.yaml"
-    cand.write_text("name: c\nmodel: demo:candidate\nplan:\n  suites: [nope.yaml]\n")
-    result = compare(str(EXAMPLES / "base.yaml"), str(cand), "--runs-dir", str(tmp_path / "runs"), check=False)
-    assert result.returncode == 2
-    assert result.stderr.strip() == f"error: {cand}: plan.suites[0]: suite file {tmp_path}/nope.yaml does not exist"
+    assert result.stderr.strip() == f"error: {bad}: " + message.format(tmp=tmp_path)
     assert not (tmp_path / "runs").exists()
 
 
