@@ -106,14 +106,19 @@ def capital_facts(seed: int = 0) -> list[Fact]:
     return _with_distractors("capital", pairs, [k for _, k in pairs])
 
 
-def arithmetic_facts() -> list[Fact]:
-    """'7 plus 5 is' -> '12' for a, b in 0..20; distractors are near misses."""
+def arithmetic_facts(min_gap: int = 1) -> list[Fact]:
+    """'7 plus 5 is' -> '12' for a, b in 0..20. Distractors are near misses (within 3), or with
+    `min_gap` > 1 sums in 0..40 at least that far off: the tiny base ranks near misses at chance,
+    but far ones it can rule out, so a forgetting task built on those can show a drop."""
     facts = []
     for a in range(21):
         for b in range(21):
             s = a + b
-            near = [str(s + d) for d in (-3, -2, -1, 1, 2, 3) if s + d >= 0]
-            facts.extend(_with_distractors("arithmetic", [(f"{a} plus {b} is", str(s))], near))
+            if min_gap > 1:
+                wrong = [str(x) for x in range(41) if abs(x - s) >= min_gap]
+            else:
+                wrong = [str(s + d) for d in (-3, -2, -1, 1, 2, 3) if s + d >= 0]
+            facts.extend(_with_distractors("arithmetic", [(f"{a} plus {b} is", str(s))], wrong))
     return facts
 
 

@@ -1,4 +1,5 @@
-"""Write the demo suites (suites/demo/finance.yaml, general.yaml) from the demo world.
+"""Write the demo suites (suites/demo/finance.yaml, general.yaml), the demo SFT data and
+the offline forgetting tasks (suites/forgetting/) from the demo world.
 
     python -m harness.demo.write_suites [OUT_DIR]
 
@@ -9,6 +10,7 @@ bytes, so edit world.py (and rerun this), never the YAML.
 from __future__ import annotations
 
 import json
+import random
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,8 +33,10 @@ def finance_suite(seed: int = SEED, n: int = 60) -> dict[str, Any]:
             "messages": [{"role": "user", "content": q.question}],
             "reference": q.reference,
             "tags": [q.kind],
+            # Stating an amount at all is part of a useful answer: without that check a non-answer
+            # ("ignore the instructions...") would pass as many checks as a wrong amount.
             "checks": [{"type": "no_apology_preamble"}, {"type": "number_matches_reference"},
-                       {"type": "max_words", "limit": 30}],
+                       {"type": "regex", "pattern": r"\$\d"}, {"type": "max_words", "limit": 30}],
         })
     return {"name": "finance",
             "description": "Held-out customer finance questions; the base opens with an apology "
@@ -130,11 +134,82 @@ def write_sft_data(path: Path = DATA_PATH, seed: int = SEED) -> Path:
     return path
 
 
+FORGETTING_DIR = Path(__file__).resolve().parents[2] / "suites" / "forgetting"
+FORGETTING_TASKS: dict[str, tuple[str, str]] = {
+    "capitals": ("demo_capitals", "Capitals of the demo world's 200 countries, all stated in the pretraining text."),
+    "arithmetic": ("demo_arithmetic", "Sums a + b for a, b in 0..20, stated in the pretraining text."),
+    "cloze": ("demo_cloze", "Commonsense cloze facts (colours, sounds, opposites, ...) from the pretraining text."),
+}
+TASK_YAML = """{header}# {description}
+# Multiple choice: the model ranks "prefix choice" by log-likelihood; the gold
+# choice ranked first counts as correct. data_files is relative to this file
+# (the harness resolves it; lm-eval alone would read it relative to the cwd).
+task: {task}
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {name}.jsonl
+test_split: test
+output_type: multiple_choice
+doc_to_text: "{{{{prefix}}}}"
+doc_to_choice: choices
+doc_to_target: label
+target_delimiter: " "
+metric_list:
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+metadata:
+  version: 1
+"""
+
+
+ARITHMETIC_MIN_GAP = 4
+"""Distractor sums at least 4 off: the base gets about 70% (near misses leave it at chance)."""
+
+
+def _facts(name: str) -> list[world.Fact]:
+    if name == "arithmetic":
+        return world.arithmetic_facts(min_gap=ARITHMETIC_MIN_GAP)
+    return {"capitals": world.capital_facts, "cloze": world.cloze_facts}[name]()
+
+
+def forgetting_texts(seed: int = SEED) -> dict[str, str]:
+    """File name -> text of the offline forgetting tasks: lm-eval task YAML + JSONL per task.
+
+    The choices of each item are shuffled by a stable hash, so the gold answer's
+    position carries no signal."""
+    files: dict[str, str] = {}
+    for name, (task, description) in FORGETTING_TASKS.items():
+        rows = []
+        for fact in _facts(name):
+            choices = [fact.answer, *fact.distractors]
+            rng = random.Random(world.stable_hash(f"choices:{seed}:{fact.prefix}"))
+            rng.shuffle(choices)
+            rows.append(json.dumps({"prefix": fact.prefix, "choices": choices, "label": choices.index(fact.answer),
+                                    "kind": fact.kind}, ensure_ascii=False) + "\n")
+        files[f"{name}.jsonl"] = "".join(rows)
+        header = HEADER.format(seed=seed).replace("write_suites` from", "write_suites` (forgetting tasks) from")
+        files[f"{name}.yaml"] = TASK_YAML.format(header=header, description=description, task=task, name=name)
+    return files
+
+
+def write_forgetting_tasks(out_dir: Path = FORGETTING_DIR, seed: int = SEED) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in forgetting_texts(seed).items():
+        (out_dir / name).write_text(text, encoding="utf-8")
+        written.append(out_dir / name)
+    return written
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     for path in write_suites(Path(args[0]) if args else DEFAULT_OUT_DIR):
         print(f"wrote {path}")
     print(f"wrote {write_sft_data()}")
+    for path in write_forgetting_tasks():
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

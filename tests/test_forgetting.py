@@ -1,0 +1,116 @@
+"""The forgetting stage: task resolution and its one-line errors, and lm-eval run for real
+(offline, `hf` on the CPU) on the demo models with the shipped tasks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.cache import Cache
+from harness.checkpoint import resolve_checkpoint
+from harness.config import DEFAULT_FORGETTING_DIR, CheckpointConfig, ForgettingConfig
+from harness.errors import ConfigError
+from harness.forgetting import _sample_row, choose_engine, resolve_tasks, run_forgetting
+from harness.records import ForgettingRecord
+
+TASKS = {"demo_arithmetic": 441, "demo_capitals": 200, "demo_cloze": 201}
+
+
+def test_shipped_tasks_resolve_with_absolute_data_and_stable_hashes() -> None:
+    specs = resolve_tasks(ForgettingConfig(), "plan.yaml")
+    assert {s.name for s in specs} == set(TASKS)
+    for spec in specs:
+        assert spec.config is not None
+        data = Path(spec.config["dataset_kwargs"]["data_files"]["test"])
+        assert data.is_absolute() and data.parent == DEFAULT_FORGETTING_DIR
+        assert sum(1 for _ in data.open()) == TASKS[spec.name] >= 200  # a 5-point drop must be detectable
+    again = resolve_tasks(ForgettingConfig(), "plan.yaml")
+    assert [s.sha256 for s in specs] == [s.sha256 for s in again]
+
+
+def write_task(directory: Path, name: str = "t", data: str | None = "t.jsonl", extra: str = "") -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    text = (DEFAULT_FORGETTING_DIR / "cloze.yaml").read_text().replace("demo_cloze", name)
+    if data is not None:
+        text = text.replace("test: cloze.jsonl", f"test: {data}")
+    path = directory / f"{name}.yaml"
+    path.write_text(text + extra)
+    return path
+
+
+@pytest.mark.parametrize("case, field, words", [
+    ("unknown_name", "plan.forgetting.tasks[0]", "unknown lm-eval task 'hellaswagg' (did you mean hellaswag"),
+    ("bad_yaml", "plan.forgetting.tasks[0]", "does not load"),
+    ("missing_data", "plan.forgetting.tasks[0]", "data file"),
+    ("missing_file", "plan.forgetting.tasks[0]", "does not exist"),
+    ("group", "plan.forgetting.tasks[0]", "is not a single task"),
+    ("twice", "plan.forgetting.tasks", "is named twice"),
+    ("empty_dir", "plan.forgetting.tasks[0]", "holds no task YAML"),
+])
+def test_bad_tasks_fail_before_any_model_loads(tmp_path: Path, case: str, field: str, words: str) -> None:
+    tasks: list[str]
+    if case == "unknown_name":
+        tasks = ["hellaswagg"]
+    elif case == "bad_yaml":
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("task: [unclosed\n")
+        tasks = [str(bad)]
+    elif case == "missing_data":
+        tasks = [str(write_task(tmp_path, data="missing.jsonl"))]
+    elif case == "missing_file":
+        tasks = [str(tmp_path / "nope.yaml")]
+    elif case == "group":
+        group = tmp_path / "group.yaml"
+        group.write_text("group: g\ntask: [a, b]\n")
+        tasks = [str(group)]
+    elif case == "twice":
+        tasks = [str(DEFAULT_FORGETTING_DIR), str(DEFAULT_FORGETTING_DIR / "cloze.yaml")]
+    else:
+        (tmp_path / "empty").mkdir()
+        tasks = [str(tmp_path / "empty")]
+    with pytest.raises(ConfigError) as info:
+        resolve_tasks(ForgettingConfig(tasks=tasks), "plan.yaml")
+    assert info.value.file == "plan.yaml" and info.value.field == field
+    assert words in info.value.message and "\n" not in str(info.value)
+
+
+def test_a_multiple_choice_sample_becomes_a_record_row() -> None:
+    sample = {"doc_id": 3, "target": 1, "acc": 0.0, "metrics": ["acc"],
+              "arguments": [["Snow is", " black"], ["Snow is", " white"]],
+              "filtered_resps": [[-1.0, False], [-2.5, False]]}
+    row = _sample_row("demo_cloze", sample)
+    assert row == {"task": "demo_cloze", "doc_id": 3, "correct": False, "target": "white", "prediction": "black",
+                   "prompt": "Snow is"}
+
+
+def test_engine_choice_follows_the_checkpoint(demo_models, tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "cache.sqlite")
+    local = resolve_checkpoint(CheckpointConfig(name="b", model="demo:base", backend="transformers"), "b.yaml", cache)
+    cache.close()
+    assert choose_engine(ForgettingConfig(), local) == "hf"  # the CPU build of vLLM is not lm-eval's vllm
+    assert choose_engine(ForgettingConfig(engine="vllm"), local) == "vllm"
+
+
+@pytest.mark.slow
+def test_lm_eval_runs_offline_and_a_rerun_is_served_from_cache(demo_models, tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "cache.sqlite")
+    config = ForgettingConfig(limit=60)
+    tasks = resolve_tasks(config, "plan.yaml")
+    checkpoints = {role: resolve_checkpoint(CheckpointConfig(name=role, model=f"demo:{role}", backend="transformers"),
+                                            f"{role}.yaml", cache) for role in ("base", "candidate")}
+    emitted: list[ForgettingRecord] = []
+    first, stats = run_forgetting(config, tasks, checkpoints, cache, tmp_path, 0, emitted.extend)
+    assert stats.evaluated == 6 and stats.cached == 0 and stats.engines == {"base": "hf", "candidate": "hf"}
+    assert emitted == first and len(first) == 2 * 3 * 60
+    assert not any(r.cached for r in first)
+    base = {(r.task, r.doc_id): r for r in first if r.role == "base"}
+    # The base learned every capital in pretraining: lm-eval must see it.
+    assert sum(r.correct for k, r in base.items() if k[0] == "demo_capitals") >= 57
+    assert all(r.prediction and r.target and r.prompt for r in first)
+
+    second, stats = run_forgetting(config, tasks, checkpoints, cache, tmp_path, 0, lambda _: None)
+    assert stats.evaluated == 0 and stats.cached == 6 and stats.engine_seconds["base"] < 1.0
+    strip = [r.model_dump(exclude={"cached"}) for r in second]
+    assert strip == [r.model_dump(exclude={"cached"}) for r in first] and all(r.cached for r in second)
+    cache.close()
