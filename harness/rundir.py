@@ -126,7 +126,10 @@ class RunDir:
         if parquet.is_file():
             import pandas as pd
 
-            return [model.model_validate(row) for row in pd.read_parquet(parquet).to_dict("records")]
+            frame = pd.read_parquet(parquet)
+            # Parquet gives a missing value back as NaN (or NA); a record's optional field wants None.
+            rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
+            return [model.model_validate(row) for row in rows]
         jsonl = self.path / "records" / f"{stage}.jsonl"
         if not jsonl.is_file():
             return []

@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from harness.checkpoint import local_model_dir
 from harness.config import load_checkpoint
-from harness.errors import ConfigError
+from harness.errors import ConfigError, InfraError
 
 
 def server_command(file: Path, host: str, port: int, train: bool = True) -> tuple[list[str], dict[str, str]]:
@@ -77,5 +83,58 @@ def run_server(command: list[str], env: dict[str, str]) -> int:
     try:
         return process.wait()
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+        stop_process_group(process)
+
+
+def stop_process_group(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """SIGTERM to the process group (a server and the workers it started), SIGKILL if it lingers."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def wait_until_up(process: subprocess.Popen[bytes], url: str, timeout_s: float, log: Path,
+                  label: str = "server") -> None:
+    """Poll `url` until it answers 200; a process that exits first is an error quoting its log's tail."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if process.poll() is not None:
+            tail = log.read_text(errors="replace")[-1500:].strip().replace("\n", " | ")
+            raise InfraError(f"the {label} exited with code {process.returncode}: {tail}")
+        if time.monotonic() > deadline:
+            raise InfraError(f"the {label} did not answer on {url} within {timeout_s:g} s")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def served(checkpoint_file: str, timeout_s: float, label: str = "server") -> Iterator[str]:
+    """vLLM's OpenAI-compatible server for a checkpoint on 127.0.0.1; yields its base URL (.../v1) and
+    stops it (and its workers: it runs in its own process group) however the block ends."""
+    port = free_port()
+    command, env = server_command(Path(checkpoint_file), "127.0.0.1", port, train=False)
+    log = tempfile.NamedTemporaryFile("w+", prefix="harness-server-", suffix=".log", delete=False)
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(process, f"{url}/v1/models", timeout_s, Path(log.name), label)
+        yield f"{url}/v1"
+    finally:
+        stop_process_group(process)
+        log.close()
+        os.unlink(log.name)

@@ -7,8 +7,10 @@ import atexit
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,3 +47,26 @@ def free_port() -> int:
 
 def harness_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "harness.cli", *args]
+
+
+@pytest.fixture(scope="session")
+def vllm_server(demo_models, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """vLLM's OpenAI-compatible server for the demo base, started once per session through
+    `harness serve` on 127.0.0.1 (about 40 s on two cores) and stopped at the end."""
+    from harness.serve import stop_process_group, wait_until_up
+
+    tmp = tmp_path_factory.mktemp("serve")
+    config = tmp / "base.yaml"
+    config.write_text(f"name: demo-base\nmodel: {demo_models.base}\nbackend: vllm\n"
+                      "engine: {dtype: float32, enforce_eager: true, gpu_memory_utilization: 0.2}\n")
+    port = free_port()
+    log = (tmp / "server.log").open("w")
+    process = subprocess.Popen(harness_cmd("serve", str(config), "--port", str(port)), cwd=ROOT,
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(process, f"{url}/v1/models", 240, tmp / "server.log", "vLLM server")
+        yield f"{url}/v1"
+    finally:
+        stop_process_group(process)
+        log.close()

@@ -5,12 +5,8 @@ purpose to exercise retries, timeouts and the concurrency bound."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,7 +17,7 @@ from harness.backends.base import ChatRequest
 from harness.backends.openai_backend import OpenAIBackend
 from harness.config import EndpointConfig, SamplingConfig
 from harness.errors import InfraError
-from tests.conftest import ROOT, free_port, harness_cmd
+from tests.conftest import ROOT
 
 GREEDY = SamplingConfig(temperature=0, max_tokens=32)
 
@@ -133,39 +129,7 @@ def test_missing_key_variable_is_a_config_error(monkeypatch: pytest.MonkeyPatch)
 
 
 # --------------------------------------------------------------------- a real vLLM server
-@pytest.fixture(scope="module")
-def vllm_server(demo_models, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tmp = tmp_path_factory.mktemp("serve")
-    config = tmp / "base.yaml"
-    config.write_text(f"name: demo-base\nmodel: {demo_models.base}\nbackend: vllm\n"
-                      "engine: {dtype: float32, enforce_eager: true, gpu_memory_utilization: 0.2}\n")
-    port = free_port()
-    log = (tmp / "server.log").open("w")
-    process = subprocess.Popen(harness_cmd("serve", str(config), "--port", str(port)), cwd=ROOT,
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 240
-        while True:
-            assert process.poll() is None, (tmp / "server.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "server did not come up in 240 s"
-            try:
-                with urllib.request.urlopen(f"{url}/v1/models", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                time.sleep(1)
-        yield f"{url}/v1"
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
-
-
+# (the vllm_server fixture lives in conftest.py: one server per session, shared with the judge tests)
 def listening_addresses(port: int) -> set[str]:
     """Local addresses in LISTEN state for a port, read from /proc/net/tcp{,6}."""
     found = set()

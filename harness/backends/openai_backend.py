@@ -3,7 +3,9 @@
 Async with bounded concurrency; each request has a timeout and is retried
 with exponential backoff and jitter on 429, 5xx, timeouts and connection
 errors. A request that still fails raises InfraError: a failure is never
-turned into an answer (and so never cached).
+turned into an answer (and so never cached). `session()` serves callers that
+must keep going past one failed request (the judge): each call returns a
+Completion or a CallFailure instead of raising for the whole batch.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import asyncio
 import os
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from harness.backends.base import ChatRequest, Completion
@@ -20,6 +24,23 @@ from harness.config import EndpointConfig, SamplingConfig
 from harness.errors import ConfigError, InfraError, MissingDependency
 
 RETRYABLE_STATUS = {408, 409, 425, 429}  # and every 5xx
+
+
+@dataclass(frozen=True)
+class CallFailure:
+    """A request that still failed after its retries (or a client error that is never retried)."""
+
+    error: str
+    attempts: int
+
+
+Caller = Callable[[ChatRequest, SamplingConfig], Awaitable["Completion | CallFailure"]]
+
+
+class EndpointError(InfraError):
+    def __init__(self, message: str, attempts: int) -> None:
+        super().__init__(message)
+        self.attempts = attempts
 
 
 class OpenAIBackend:
@@ -46,9 +67,30 @@ class OpenAIBackend:
                  adapter: str | None = None) -> list[Completion]:
         return asyncio.run(self._generate_all(requests, sampling))
 
+    def _client(self) -> Any:
+        # The client's own retries are off: ours count attempts and back off with jitter.
+        return self._openai.AsyncOpenAI(base_url=self.endpoint.base_url, api_key=self._key,
+                                        timeout=self.endpoint.timeout_s, max_retries=0)
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[Caller]:
+        """One client and one concurrency bound shared by many calls made in this event loop."""
+        client = self._client()
+        gate = asyncio.Semaphore(self.endpoint.max_concurrency)
+
+        async def call(request: ChatRequest, sampling: SamplingConfig) -> Completion | CallFailure:
+            async with gate:
+                try:
+                    return await self._with_retries(client, request, sampling)
+                except EndpointError as exc:
+                    return CallFailure(str(exc), exc.attempts)
+        try:
+            yield call
+        finally:
+            await client.close()
+
     async def _generate_all(self, requests: Sequence[ChatRequest], sampling: SamplingConfig) -> list[Completion]:
-        client = self._openai.AsyncOpenAI(base_url=self.endpoint.base_url, api_key=self._key,
-                                          timeout=self.endpoint.timeout_s, max_retries=0)
+        client = self._client()
         gate = asyncio.Semaphore(self.endpoint.max_concurrency)
         try:
             async def one(request: ChatRequest) -> Completion:
@@ -67,13 +109,17 @@ class OpenAIBackend:
                 error: Exception = exc
             except openai.APIStatusError as exc:
                 if exc.status_code < 500 and exc.status_code not in RETRYABLE_STATUS:
-                    raise InfraError(f"{self.endpoint.base_url}: HTTP {exc.status_code}: {_short(exc)}") from None
+                    raise EndpointError(f"{self.endpoint.base_url}: HTTP {exc.status_code}: {_short(exc)}",
+                                        attempt + 1) from None
                 error = exc
-            except _BadResponse as exc:
+            except (_BadResponse, openai.APIResponseValidationError, ValueError) as exc:
+                # A 200 whose body is not a completion (truncated JSON, an HTML error page): the
+                # server or a proxy misbehaved, which may pass; the openai client lets
+                # json.JSONDecodeError (a ValueError) escape for a malformed body.
                 error = exc
             if attempt == self.endpoint.max_retries:
-                raise InfraError(f"{self.endpoint.base_url}: gave up after {attempt + 1} attempts: "
-                                 f"{_short(error)}") from None
+                raise EndpointError(f"{self.endpoint.base_url}: gave up after {attempt + 1} attempts: "
+                                    f"{_short(error)}", attempt + 1) from None
             self.retries_used += 1
             delay = self.endpoint.backoff_s * (2 ** attempt)
             await asyncio.sleep(delay * (0.5 + random.random() / 2))  # jitter spreads retry storms
@@ -86,19 +132,20 @@ class OpenAIBackend:
         if self.endpoint.api == "chat":
             response = await client.chat.completions.create(
                 messages=[{"role": r, "content": c} for r, c in request.messages], **common)
-            choices = response.choices
-            text = choices[0].message.content if choices else None
         else:
             response = await client.completions.create(prompt=request.prompt_text, **common)
-            choices = response.choices
-            text = choices[0].text if choices else None
         latency = time.perf_counter() - started
-        if text is None:
+        # A body of the wrong shape comes back unvalidated (or as a plain str): read it defensively.
+        choices = getattr(response, "choices", None)
+        first = choices[0] if isinstance(choices, list) and choices else None
+        source = getattr(first, "message", None) if self.endpoint.api == "chat" else first
+        text = getattr(source, "content" if self.endpoint.api == "chat" else "text", None)
+        if not isinstance(text, str):
             raise _BadResponse("response had no text")
         usage = getattr(response, "usage", None)
-        return Completion(text=text, prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-                          completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
-                          finish_reason=str(choices[0].finish_reason or "stop"), latency_s=latency)
+        return Completion(text=text, prompt_tokens=_count(getattr(usage, "prompt_tokens", 0)),
+                          completion_tokens=_count(getattr(usage, "completion_tokens", 0)),
+                          finish_reason=str(getattr(first, "finish_reason", None) or "stop"), latency_s=latency)
 
     def close(self) -> None:
         return None
@@ -106,6 +153,10 @@ class OpenAIBackend:
 
 class _BadResponse(Exception):
     pass
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and value >= 0 else 0
 
 
 def _short(exc: BaseException) -> str:
