@@ -47,22 +47,43 @@ def compare(
     runs_dir: Annotated[Path, typer.Option(help="Where new run dirs are created.")] = Path("runs"),
     run_dir: Annotated[Path | None, typer.Option(help="Use (or resume) this run dir.")] = None,
     cache: Annotated[Path | None, typer.Option(help="SQLite cache file (default: $HARNESS_CACHE_DIR/cache.sqlite).")] = None,
+    policy: Annotated[Path | None, typer.Option(help="Gate policy YAML (else the plan's gates:, else the default).")] = None,
 ) -> None:
-    """Run both checkpoints on the plan's suites and write a run dir."""
+    """Run both checkpoints on the plan, gate the result, write a run dir; the exit code is the verdict."""
     from harness.compare import prepare, run_compare
 
-    inputs = prepare(base, candidate, plan)
+    inputs = prepare(base, candidate, plan, policy)
     with _progress() as progress:
         result = run_compare(inputs, runs_dir, run_dir, cache, progress=progress)
     _print_result(result)
+    raise typer.Exit(result.decision.exit_code)
+
+
+@app.command()
+@guarded
+def gate(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run dir.")],
+    policy: Annotated[Path | None, typer.Option(help="Gate policy YAML (else the run's plan gates, else the default).")] = None,
+) -> None:
+    """Re-decide a run's gates from its stored records (no model is loaded); rewrites verdict.json,
+    junit.xml and summary.md. Exit 0 pass, 1 fail, 2 bad input, 3 inconclusive."""
+    from harness.outputs import regate
+
+    run, outputs, _ = regate(run_dir, policy)
+    _print_gates(outputs.decision)
+    out.print(f"run dir: {run.path}", highlight=False, soft_wrap=True)
+    raise typer.Exit(outputs.decision.exit_code)
 
 
 @app.command()
 @guarded
 def demo(
     runs_dir: Annotated[Path, typer.Option(help="Where the run dir is created.")] = Path("runs"),
+    overtrained: Annotated[bool, typer.Option(help="Compare the candidate trained far too hard instead "
+                                              "(examples/sft-overtrained.yaml): its forgetting gate fails.")] = False,
 ) -> None:
-    """Build the embedded demo models (cached) and compare them: no GPU, hub or key needed."""
+    """Build the embedded demo models (cached), train the candidate, compare and gate: no GPU, hub or key
+    needed. The exit code is the verdict's."""
     from harness.compare import prepare, run_compare
     from harness.config import PROJECT_ROOT
     from harness.demo.build import ensure_demo_models
@@ -70,10 +91,12 @@ def demo(
     examples = PROJECT_ROOT / "examples"
     models = ensure_demo_models(progress=lambda msg: err.print(f"[dim]{msg}[/]"))
     err.print(f"[dim]demo models: {models.base.parent}[/]")
-    inputs = prepare(examples / "base.yaml", examples / "sft.yaml")
+    inputs = prepare(examples / "base.yaml", examples / ("sft-overtrained.yaml" if overtrained else "sft.yaml"))
     with _progress() as progress:
         result = run_compare(inputs, runs_dir, progress=progress)
     _print_result(result)
+    err.print(f"[dim]browse it: harness report {runs_dir}[/]")
+    raise typer.Exit(result.decision.exit_code)
 
 
 @app.command()
@@ -123,12 +146,14 @@ def _print_training(name: str, result: dict[str, Any], reused: bool) -> None:
 @app.command()
 @guarded
 def validate(
-    file: Annotated[Path, typer.Argument(help="A checkpoint, plan or suite file.")],
-    kind: Annotated[str, typer.Option(help="checkpoint, plan, suite, or auto.")] = "auto",
+    file: Annotated[Path, typer.Argument(help="A checkpoint, plan, policy or suite file.")],
+    kind: Annotated[str, typer.Option(help="checkpoint, plan, policy, suite, or auto.")] = "auto",
 ) -> None:
-    """Check one file without loading any model."""
+    """Check one file without loading any model (suites and forgetting tasks it names included)."""
     from harness.config import load_checkpoint, load_plan
     from harness.errors import ConfigError
+    from harness.forgetting import resolve_tasks
+    from harness.gate import load_policy
     from harness.suites import load_suite, load_suites
     from harness.yamlio import read_yaml
 
@@ -138,16 +163,21 @@ def validate(
         config = load_checkpoint(file)
         if config.plan is not None:
             load_suites(config.plan.suites, str(file))
+            if config.plan.forgetting:
+                resolve_tasks(config.plan.forgetting, str(file))
         source = config.model or f"trained from {config.train.base if config.train else '?'}"
         detail = f"checkpoint {config.name!r} ({source}, backend {config.backend})"
     elif kind == "plan":
         plan = load_plan(file)
-        detail = f"plan with {len(load_suites(plan.suites, str(file)))} suite(s)"
+        tasks = resolve_tasks(plan.forgetting, str(file), "forgetting") if plan.forgetting else []
+        detail = f"plan with {len(load_suites(plan.suites, str(file)))} suite(s), {len(tasks)} forgetting task(s)"
+    elif kind == "policy":
+        detail = f"policy with {len(load_policy(file))} gate(s)"
     elif kind == "suite":
         suite = load_suite(file)
         detail = f"suite {suite.name!r} with {len(suite.items)} items"
     else:
-        raise ConfigError(None, "--kind", f"unknown kind {kind!r}; expected checkpoint, plan, suite or auto")
+        raise ConfigError(None, "--kind", f"unknown kind {kind!r}; expected checkpoint, plan, policy, suite or auto")
     typer.echo(f"ok: {file}: {detail}")
 
 
@@ -157,6 +187,8 @@ def _guess_kind(file: Path, read_yaml: Callable[[Path], Any]) -> str:
     data = read_yaml(file)
     if isinstance(data, dict) and "items" in data:
         return "suite"
+    if isinstance(data, dict) and set(data) == {"gates"}:
+        return "policy"
     if isinstance(data, dict) and {"model", "train", "name", "backend"} & set(data):
         return "checkpoint"
     return "plan"
@@ -165,14 +197,15 @@ def _guess_kind(file: Path, read_yaml: Callable[[Path], Any]) -> str:
 @app.command()
 @guarded
 def schema(
-    kind: Annotated[str, typer.Argument(help="checkpoint, plan or suite.")] = "checkpoint",
+    kind: Annotated[str, typer.Argument(help="checkpoint, plan, policy or suite.")] = "checkpoint",
 ) -> None:
     """Print the JSON Schema of a file kind (for editor completion)."""
-    from harness.config import CheckpointConfig, PlanConfig
+    from harness.config import CheckpointConfig, PlanConfig, PolicyFile
     from harness.errors import ConfigError
     from harness.suites import SuiteFile
 
-    models: dict[str, Any] = {"checkpoint": CheckpointConfig, "plan": PlanConfig, "suite": SuiteFile}
+    models: dict[str, Any] = {"checkpoint": CheckpointConfig, "plan": PlanConfig, "policy": PolicyFile,
+                              "suite": SuiteFile}
     if kind not in models:
         raise ConfigError(None, "kind", f"unknown kind {kind!r}; expected one of: {', '.join(models)}")
     sys.stdout.write(json.dumps(models[kind].model_json_schema(), indent=2) + "\n")
@@ -196,6 +229,24 @@ def serve(
         out.print(" ".join(command), highlight=False, soft_wrap=True)
         return
     raise typer.Exit(run_server(command, env))
+
+
+@app.command()
+@guarded
+def report(
+    runs_dir: Annotated[Path, typer.Argument(help="Directory that holds the run dirs (or one run dir).")] = Path("runs"),
+    host: Annotated[str, typer.Option(help="Address to bind; loopback unless --allow-remote.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8501,
+    allow_remote: Annotated[bool, typer.Option(help="Allow a non-loopback --host (the report is then "
+                                                    "reachable from other machines).")] = False,
+) -> None:
+    """Open the Streamlit report over the run dirs (read-only)."""
+    from harness.report import report_command, run_report
+
+    command, env = report_command(runs_dir, host, port, allow_remote)
+    shown = f"[{host}]" if ":" in host else host
+    err.print(f"report on http://{shown}:{port} (Ctrl-C stops it)", highlight=False, markup=False)
+    raise typer.Exit(run_report(command, env))
 
 
 def _progress() -> Any:
@@ -238,6 +289,8 @@ def _print_result(result: Any) -> None:
         for name in sorted(set(s.base.checks) | set(s.candidate.checks)):
             checks.add_row(s.suite, name, pct(s.base.checks.get(name)), pct(s.candidate.checks.get(name)))
     out.print(checks)
+    _print_judge(result.run_stats.get("judge"))
+    _print_forgetting(result.run_stats.get("forgetting"), names)
     if result.summary.examples:
         side = Table(title="answers that changed outcome", show_lines=True)
         for column in ("item", names["base"], names["candidate"]):
@@ -250,9 +303,52 @@ def _print_result(result: Any) -> None:
     for warning in result.summary.warnings:
         err.print(f"[bold yellow]warning:[/] {_escape(warning)}")
     stats = result.stats
-    out.print(f"generations: {stats['generated']} generated, {stats['cached']} from cache; "
-              f"verdict: {result.verdict['outcome']}", highlight=False)
+    out.print(f"generations: {stats['generated']} generated, {stats['cached']} from cache", highlight=False)
+    _print_gates(result.decision)
     out.print(f"run dir: {result.run_dir}", highlight=False, soft_wrap=True)
+
+
+def _print_gates(decision: Any) -> None:
+    style = {"pass": "green", "fail": "bold red", "inconclusive": "yellow", "skipped": "dim", "ungated": "dim"}
+    if decision.gates:
+        table = Table(title="release gates")
+        for column in ("gate", "outcome", "value", "reason"):
+            table.add_column(column, overflow="fold")
+        for g in decision.gates:
+            value = "n/a" if g.value is None else (str(g.value) if isinstance(g.value, bool) else f"{g.value:.3f}")
+            table.add_row(_escape(g.label), f"[{style[g.outcome]}]{g.outcome}[/]", value, _escape(g.reason))
+        out.print(table)
+    out.print(f"verdict: [{style[decision.outcome]}]{decision.outcome.upper()}[/] (exit {decision.exit_code}): "
+              f"{_escape(decision.reason)}", highlight=False, soft_wrap=True)
+
+
+def _print_judge(judge: dict[str, Any] | None) -> None:
+    if not judge:
+        return
+    model = f", model {judge['model']}" if judge.get("model") else ", offline"
+    ci = judge.get("win_rate_ci") or [None, None]
+    span = "n/a" if None in ci else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
+    rate = "n/a" if judge.get("win_rate") is None else f"{judge['win_rate']:.3f}"
+    canaries = judge.get("canaries") or {}
+    out.print(f"judge {_escape(judge['judge'])} ({judge['kind']}{_escape(model)}): candidate wins {judge['wins']}, "
+              f"base wins {judge['losses']}, ties {judge['ties']} (inconsistent {judge['inconsistent']}, "
+              f"unparsed {judge['unparsed']}, failed {judge['failed']}); win rate {rate} {span}; "
+              f"canaries won {canaries.get('wins', 0)}/{canaries.get('total', 0)}", highlight=False, soft_wrap=True)
+
+
+def _print_forgetting(forgetting: dict[str, Any] | None, names: dict[str, str]) -> None:
+    from harness.summary import ci_pts, delta_pts, p_value, pct
+
+    if not forgetting:
+        return
+    table = Table(title="forgetting (lm-eval accuracy, paired)")
+    for column in ("task", "items", names["base"], names["candidate"], "delta", "95% CI", "p (Holm)", "flag"):
+        table.add_column(column, justify="left" if column in ("task", "flag") else "right")
+    style = {"ok": "green", "warn": "yellow", "fail": "bold red"}
+    for task, t in forgetting["tasks"].items():
+        table.add_row(task, str(t["n"]), pct(t["base_rate"]), pct(t["candidate_rate"]), delta_pts(t["delta"]),
+                      ci_pts(t["delta_ci"]), p_value(t.get("p_holm")), f"[{style[t['flag']]}]{t['flag']}[/]")
+    out.print(table)
 
 
 def _escape(text: str) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -16,14 +16,20 @@ from typing import Any
 from harness.cache import Cache, content_key, default_cache_dir
 from harness.checkpoint import ResolvedCheckpoint, resolve_checkpoint
 from harness.checks import run_checks
-from harness.config import PROJECT_ROOT, CheckpointConfig, PlanConfig, choose_plan, load_checkpoint
+from harness.config import PROJECT_ROOT, CheckpointConfig, GateConfig, PlanConfig, choose_plan, load_checkpoint
 from harness.errors import ConfigError
+from harness.forgetting import TaskSpec, check_engine, lm_eval_version, resolve_tasks, run_forgetting
 from harness.generate import run_generation
+from harness.metrics import apply_holm, forgetting_stats, subject_rng, suite_stats
 from harness.provenance import git_commit, hardware, package_versions
-from harness.records import Role
+from harness.judge import Judge, load_judge, run_judging, summarize_judgments
+from harness.judge_pairs import build_pairs
+from harness.records import CheckRecord, ForgettingRecord, GenerationRecord, JudgmentRecord, Role
 from harness.rundir import RunDir, new_run_id
 from harness.suites import Suite, load_suites
-from harness.summary import RunSummary, markdown, summarize, verdict
+from harness.gate import Decision
+from harness.outputs import policy_for, write_outputs
+from harness.summary import RunSummary
 from harness.train import TrainOutcome, ensure_trained
 
 Progress = Callable[[str, int, int], None]
@@ -37,6 +43,10 @@ class Inputs:
     plan: PlanConfig
     plan_source: str
     suites: list[Suite]
+    tasks: list[TaskSpec]
+    """Forgetting tasks (empty when the plan has none)."""
+    gates: list[GateConfig]
+    judge: Judge | None
 
 
 @dataclass(frozen=True)
@@ -47,9 +57,13 @@ class CompareResult:
     stats: dict[str, Any]
     training: dict[str, dict[str, Any]]
     """Per trained role: the smoke verdict, data counts and timings of its SFT run."""
+    run_stats: dict[str, Any]
+    """What stats.json holds: paired tests per suite and forgetting task."""
+    decision: Decision
 
 
-def prepare(base_file: Path, candidate_file: Path, plan_file: Path | None = None) -> Inputs:
+def prepare(base_file: Path, candidate_file: Path, plan_file: Path | None = None,
+            policy_file: Path | None = None) -> Inputs:
     """Load and validate every input file; no model is touched."""
     base = load_checkpoint(base_file)
     candidate = load_checkpoint(candidate_file)
@@ -62,8 +76,15 @@ def prepare(base_file: Path, candidate_file: Path, plan_file: Path | None = None
             raise ConfigError(str(file), "endpoint.api_key_env", f"environment variable {env} is not set")
     source = str(plan_file) if plan_file else (str(candidate_file) if candidate.plan else "defaults")
     suites = load_suites(plan.suites, source if source != "defaults" else "plan")
+    where = "forgetting" if plan_file else "plan.forgetting"
+    tasks = resolve_tasks(plan.forgetting, source, where) if plan.forgetting else []
+    for config in (base, candidate):
+        if plan.forgetting:
+            check_engine(plan.forgetting, config, source, where)
+    judge = load_judge(plan.judge, source) if plan.judge else None
+    gates = policy_for(plan, policy_file)
     return Inputs({"base": str(base_file), "candidate": str(candidate_file)},
-                  {"base": base, "candidate": candidate}, plan, source, suites)
+                  {"base": base, "candidate": candidate}, plan, source, suites, tasks, gates, judge)
 
 
 def _manifest(inputs: Inputs, checkpoints: dict[Role, ResolvedCheckpoint], run_id: str) -> dict[str, Any]:
@@ -73,12 +94,22 @@ def _manifest(inputs: Inputs, checkpoints: dict[Role, ResolvedCheckpoint], run_i
                        "chat_template_sha256": c.template_hash, "chat_template_source": c.template_source,
                        "backend": _backend_name(c), "config": c.config.model_dump(mode="json", exclude={"plan"})}
                 for role, c in checkpoints.items()}
+    tasks = [{"name": t.name, "source": t.source, "sha256": t.sha256} for t in inputs.tasks]
+    judge = None
+    if inputs.judge is not None:
+        d = inputs.judge.definition
+        judge = {"name": inputs.judge.name, "kind": inputs.judge.kind, "model": inputs.judge.model,
+                 "definition": str(d.path) if d else None, "definition_sha256": d.sha256 if d else None}
     inputs_hash = content_key({"checkpoints": {r: (c["fingerprint"], c["config"]) for r, c in resolved.items()},
-                               "suites": [s["sha256"] for s in suites], "plan": inputs.plan.model_dump(mode="json")})
+                               "suites": [s["sha256"] for s in suites], "tasks": [t["sha256"] for t in tasks],
+                               "judge": judge,
+                               "plan": inputs.plan.model_dump(mode="json")})
     return {
         "schema_version": 1, "run_id": run_id, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "inputs_hash": inputs_hash, "checkpoints": resolved,
         "plan": {"source": inputs.plan_source, **inputs.plan.model_dump(mode="json")}, "suites": suites,
+        "forgetting": {"lm_eval_version": lm_eval_version() if tasks else None, "tasks": tasks},
+        "judge": judge,
         "seeds": {"plan": inputs.plan.seed, **{r: c.config.sampling.seed for r, c in checkpoints.items()}},
         "packages": package_versions(), "git": git_commit(PROJECT_ROOT), "hardware": hardware(), "stages": {},
     }
@@ -115,6 +146,38 @@ def _record_training(run: RunDir, trained: dict[Role, TrainOutcome]) -> dict[str
     training = {role: {**o.result, "output_dir": str(o.output_dir), "reused": o.reused} for role, o in trained.items()}
     run.stage_done("train", started, steps, results=training)
     return training
+
+
+def _judge_stage(inputs: Inputs, run: RunDir, generations: list[GenerationRecord], checks: list[CheckRecord],
+                 cache: Cache, progress: Progress | None) -> list[JudgmentRecord] | None:
+    if inputs.plan.judge is None:
+        return None
+    started = run.stage_started("judge")
+    total = len(build_pairs(inputs.suites, generations, inputs.plan.judge.canaries)[0])
+    records, jstats = run_judging(
+        inputs.plan.judge, inputs.suites, generations, checks, cache, lambda recs: run.append("judge", recs),
+        inputs.plan.seed, (lambda n: progress("judging", n, total)) if progress else None, inputs.plan_source)
+    run.stage_done("judge", started, records, **{k: v for k, v in jstats.items() if k != "seconds"})
+    return records
+
+
+def _forgetting_stage(inputs: Inputs, run: RunDir, checkpoints: dict[Role, ResolvedCheckpoint], cache: Cache,
+                      progress: Progress | None) -> list[ForgettingRecord] | None:
+    if not inputs.plan.forgetting or not inputs.tasks:
+        return None
+    if progress:
+        progress("forgetting (lm-eval)", 0, 2)
+    started = run.stage_started("forgetting")
+
+    def emit(records: list[ForgettingRecord]) -> None:
+        run.append("forgetting", records)
+
+    records, fstats = run_forgetting(inputs.plan.forgetting, inputs.tasks, checkpoints, cache,
+                                     cache.path.parent, inputs.plan.seed, emit)
+    run.stage_done("forgetting", started, records, **asdict(fstats))
+    if progress:
+        progress("forgetting (lm-eval)", 2, 2)
+    return records
 
 
 def _backend_name(checkpoint: ResolvedCheckpoint) -> str:
@@ -158,12 +221,22 @@ def run_compare(inputs: Inputs, runs_dir: Path, run_dir: Path | None = None, cac
         run.append("checks", checks)
         run.stage_done("checks", started, checks)
 
-        summary = summarize([s.name for s in inputs.suites], generations, checks)
-        result = verdict(summary, training)
-        run.write_json("verdict.json", result)
-        run.write_text("summary.md", markdown(summary, run.manifest, training))
+        judgments = _judge_stage(inputs, run, generations, checks, cache, progress)
+        forgetting = _forgetting_stage(inputs, run, checkpoints, cache, progress)
+
+        names = [s.name for s in inputs.suites]
+        run_stats: dict[str, Any] = {"schema_version": 1, "seed": inputs.plan.seed,
+                                     "suites": suite_stats(names, checks, inputs.plan.seed)}
+        if inputs.plan.forgetting and forgetting is not None:
+            run_stats["forgetting"] = {"lm_eval_version": run.manifest["forgetting"]["lm_eval_version"],
+                                       **forgetting_stats(forgetting, inputs.plan.forgetting, inputs.plan.seed)}
+        if judgments is not None:
+            run_stats["judge"] = summarize_judgments(judgments, subject_rng(inputs.plan.seed, "judge"))
+        apply_holm(run_stats)
+        run.write_json("stats.json", run_stats)
+        outputs = write_outputs(run, names, generations, checks, run_stats, training, inputs.gates)
         run.manifest["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         run.save_manifest()
-        return CompareResult(run.path, summary, result, stats, training)
+        return CompareResult(run.path, outputs.summary, outputs.verdict, stats, training, run_stats, outputs.decision)
     finally:
         cache.close()

@@ -21,6 +21,7 @@ from harness.yamlio import read_yaml, validate
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SUITES_DIR = PROJECT_ROOT / "suites" / "demo"
+DEFAULT_FORGETTING_DIR = PROJECT_ROOT / "suites" / "forgetting"
 DEMO_SCHEME = "demo:"
 DEMO_MODELS = ("base", "candidate")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -94,6 +95,128 @@ class EndpointConfig(Strict):
         return value
 
 
+class ForgettingConfig(Strict):
+    """lm-evaluation-harness tasks run on both checkpoints to measure forgetting."""
+
+    tasks: Annotated[list[str], Field(min_length=1)] = Field(
+        default_factory=lambda: [str(DEFAULT_FORGETTING_DIR)])
+    """lm-eval task names (mmlu, hellaswag, ...; need the hub) and/or directories or files of task YAMLs."""
+    limit: Annotated[int, Field(ge=1)] | None = None
+    """Items per task (the first N); all when left out."""
+    num_fewshot: Annotated[int, Field(ge=0, le=50)] | None = None
+    """Few-shot examples per item; each task's own default when left out."""
+    batch_size: Annotated[int, Field(ge=1, le=4096)] = 32
+    engine: Literal["auto", "hf", "vllm", "local-completions"] = "auto"
+    """auto: local-completions for a checkpoint behind an endpoint, vllm where the GPU package and a GPU
+    are present, else hf (transformers)."""
+    warn_drop: Annotated[float, Field(ge=0, le=1)] = 0.02
+    """Flag a task whose accuracy drops by more than this (2 points)."""
+    fail_drop: Annotated[float, Field(ge=0, le=1)] = 0.05
+    """Flag a task as failing when its accuracy drops by more than this (5 points)."""
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> ForgettingConfig:
+        if self.fail_drop < self.warn_drop:
+            raise ValueError("fail_drop must be at least warn_drop")
+        return self
+
+
+class JudgeConfig(Strict):
+    """The pairwise judge. The default needs no model: the offline rules judge."""
+
+    kind: Literal["reference", "rules", "llm"] = "rules"
+    """reference: prefer the answer that matches the item's reference (rules decide items without one);
+    rules: prefer the answer that passes more of the item's checks; llm: a model judges with `definition`."""
+    definition: str = "pairwise"
+    """kind llm: a judge in judges/ by name (pairwise, pairwise-reference, single-grade) or a judge YAML file."""
+    endpoint: EndpointConfig | None = None
+    """kind llm: an OpenAI-compatible server (chat API); endpoint.model names the judge model."""
+    checkpoint: str | None = None
+    """kind llm, instead of endpoint: a checkpoint file the stage serves itself with vLLM's server on 127.0.0.1."""
+    canaries: Annotated[int, Field(ge=0, le=10_000)] = 8
+    """Items whose base answer is judged against each canary (empty, injected instruction, the question
+    repeated, padded) in the candidate's seat; 0 turns canaries off."""
+    chunk_size: Annotated[int, Field(ge=1)] = 32
+    """Pairs judged between cache flushes: an interrupted stage loses at most one chunk."""
+    startup_timeout_s: Annotated[float, Field(gt=0)] = 600.0
+    """kind llm with checkpoint: how long to wait for the server to answer."""
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> JudgeConfig:
+        if self.kind != "llm":
+            given = [f for f in ("definition", "endpoint", "checkpoint") if f in self.model_fields_set]
+            if given:
+                raise ValueError(f"'{given[0]}' is only used with kind 'llm' (kind is {self.kind!r})")
+            return self
+        if (self.endpoint is None) == (self.checkpoint is None):
+            raise ValueError("kind 'llm' needs exactly one of 'endpoint' or 'checkpoint'")
+        if self.endpoint is not None:
+            if self.endpoint.model is None:
+                raise ValueError("endpoint.model must name the judge model")
+            if self.endpoint.api != "chat":
+                raise ValueError("a judge talks to its endpoint through the chat API; set endpoint.api to 'chat'")
+        return self
+
+
+GATE_METRICS: dict[str, str] = {
+    "suite.pass_rate_delta": "per suite: candidate minus base pass rate (paired; McNemar p, bootstrap CI)",
+    "suite.candidate_pass_rate": "per suite: the candidate's pass rate (Wilson CI)",
+    "forgetting.delta": "per lm-eval task: candidate minus base accuracy (paired; McNemar p, bootstrap CI)",
+    "judge.win_rate": "the candidate's pairwise win rate, ties counted half (CI from the judge summary)",
+    "judge.parse_failure_rate": "share of judged items whose verdict could not be parsed",
+    "judge.failure_rate": "share of judged items whose judge call failed",
+    "judge.swap_consistency": "share of parsed items where both answer orders agree",
+    "judge.canary_wins": "number of canary answers (empty, injected, padded, ...) that beat the base",
+    "train.smoke_passed": "per trained checkpoint: the smoke-test SFT verdict",
+}
+"""Metrics a gate may name; harness.gate reads each from stats.json and the training results."""
+
+
+class GateConfig(Strict):
+    """One release gate: a named metric, a test and its threshold."""
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[\w.-]+$")]
+    metric: str
+    """One of GATE_METRICS (see `harness schema` or the README)."""
+    test: Literal["superiority", "non_inferiority", "at_most", "at_least", "is_true"]
+    """superiority: the CI's lower bound must clear `threshold` (and p < alpha where the metric has a p-value);
+    non_inferiority: the one-sided lower bound of a difference must stay above -`margin`;
+    at_most / at_least: the value against `threshold`; is_true: a yes/no metric must be yes."""
+    threshold: float = 0.0
+    """superiority, at_most, at_least: the bound (0.5 for a win rate, 0 for a difference)."""
+    margin: Annotated[float, Field(ge=0, le=1)] = 0.0
+    """non_inferiority: the largest drop that still counts as no worse (0.02 = 2 points)."""
+    min_effect: Annotated[float, Field(gt=0, le=1)] = 0.1
+    """superiority: the smallest improvement worth detecting; when the sample cannot detect it (its minimum
+    detectable effect is larger) an unproven improvement is inconclusive rather than a failure."""
+    alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
+    subjects: list[str] | None = None
+    """Suites, tasks or roles the gate covers; all of them when left out."""
+    required: bool = True
+    """When the run has no value for the metric (the stage was skipped): inconclusive if required, else skipped."""
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        if value not in GATE_METRICS:
+            raise ValueError(f"unknown metric {value!r}; expected one of {', '.join(GATE_METRICS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _test_fits(self) -> GateConfig:
+        if self.test == "non_inferiority" and self.metric not in ("suite.pass_rate_delta", "forgetting.delta"):
+            raise ValueError("non_inferiority applies to a paired difference (suite.pass_rate_delta, forgetting.delta)")
+        if (self.test == "is_true") != (self.metric == "train.smoke_passed"):
+            raise ValueError("train.smoke_passed takes test is_true, and is_true only train.smoke_passed")
+        return self
+
+
+class PolicyFile(Strict):
+    """A policy given in its own file (`--policy FILE`)."""
+
+    gates: list[GateConfig]
+
+
 class PlanConfig(Strict):
     """What to run on both checkpoints. Later stages add their own blocks."""
 
@@ -101,6 +224,12 @@ class PlanConfig(Strict):
     """Suite files (.yaml, .yml, .jsonl) or directories of them."""
     seed: int = 0
     """Seed for everything in the plan that draws random numbers."""
+    forgetting: ForgettingConfig | None = Field(default_factory=ForgettingConfig)
+    """Forgetting tasks; `forgetting: null` skips the stage."""
+    judge: JudgeConfig | None = Field(default_factory=JudgeConfig)
+    """Pairwise judge; `judge: null` skips the stage."""
+    gates: list[GateConfig] | None = None
+    """Release gates; the shipped default policy (harness/default_policy.yaml) when left out, [] for none."""
 
 
 class LoraSettings(Strict):
@@ -212,6 +341,10 @@ def _looks_like_path(value: str) -> bool:
     return value.startswith((".", "/", "~")) or "\\" in value or value.count("/") > 1
 
 
+def _is_task_path(value: str) -> bool:
+    return "/" in value or "\\" in value or value.endswith((".yaml", ".yml")) or value.startswith((".", "~"))
+
+
 def _resolve_path(value: str, base: Path) -> Path:
     return (base / os.path.expanduser(value)).resolve()
 
@@ -242,6 +375,21 @@ def resolve_plan_paths(plan: Any, base: Path) -> Any:
     if isinstance(plan, dict) and isinstance(plan.get("suites"), list):
         plan = dict(plan)
         plan["suites"] = [str(_resolve_path(s, base)) if isinstance(s, str) else s for s in plan["suites"]]
+    forgetting = plan.get("forgetting") if isinstance(plan, dict) else None
+    if isinstance(forgetting, dict) and isinstance(forgetting.get("tasks"), list):
+        # lm-eval task names never hold a slash: an entry with one (or a YAML file name) is a path.
+        tasks = [str(_resolve_path(t, base)) if isinstance(t, str) and _is_task_path(t) else t
+                 for t in forgetting["tasks"]]
+        plan = {**plan, "forgetting": {**forgetting, "tasks": tasks}}
+    judge = plan.get("judge") if isinstance(plan, dict) else None
+    if isinstance(judge, dict):
+        judge = dict(judge)
+        # A bare definition name (pairwise) is looked up in judges/; anything path-like is a file.
+        if isinstance(judge.get("definition"), str) and _is_task_path(judge["definition"]):
+            judge["definition"] = str(_resolve_path(judge["definition"], base))
+        if isinstance(judge.get("checkpoint"), str):
+            judge["checkpoint"] = str(_resolve_path(judge["checkpoint"], base))
+        plan = {**plan, "judge": judge}
     return plan
 
 

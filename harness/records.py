@@ -63,3 +63,79 @@ class TrainStepRecord(Record):
     learning_rate: float
     epoch: float
     eval_loss: float | None = None
+
+
+class ForgettingRecord(Record):
+    """One lm-eval document scored for one checkpoint (multiple choice: correct when the gold
+    choice has the highest log-likelihood)."""
+
+    schema_version: Literal[1] = 1
+    role: Role
+    checkpoint: str
+    task: str
+    doc_id: int
+    correct: bool
+    target: str
+    """The gold answer's text."""
+    prediction: str
+    """The choice the model ranked first."""
+    prompt: str
+    """The context lm-eval scored the choices after (few-shot examples included)."""
+    cached: bool
+
+
+Preference = Literal["candidate", "base", "tie", "unparsed", "failed"]
+Verdict = Literal["A", "B", "tie"]
+
+
+class JudgmentRecord(Record):
+    """One base/candidate answer pair (or a canary against the base's answer) judged in both orders.
+
+    Order AB shows the base as answer A and the candidate as B; order BA swaps them. A single-answer
+    grader makes one call per answer instead: its `_ab` fields hold the base's grading, `_ba` the
+    candidate's."""
+
+    schema_version: Literal[1] = 1
+    judge: str
+    """The judge's name: its definition's name for kind llm, else reference or rules."""
+    kind: Literal["llm", "reference", "rules"]
+    model: str | None
+    """The judge model (kind llm); None for the offline judges."""
+    decided_by: str
+    """Which judge decided this pair: `judge`, or rules where the reference judge had no reference to go by."""
+    suite: str
+    item_id: str
+    sample_index: int
+    canary: str | None = None
+    """The canary answer in the candidate's seat (empty, injection, question, padded); None for a real pair."""
+    raw_ab: str | None = None
+    """The judge's first reply in order AB (None for offline judges or when the call failed)."""
+    raw_ba: str | None = None
+    reask_raw_ab: str | None = None
+    """The reply to the re-ask, when the first reply was not in the required format."""
+    reask_raw_ba: str | None = None
+    verdict_ab: Verdict | None = None
+    """Parsed verdict by position; None when unparsed or failed."""
+    verdict_ba: Verdict | None = None
+    reasked_ab: bool = False
+    reasked_ba: bool = False
+    reason_ab: str = ""
+    reason_ba: str = ""
+    score_base: int | None = None
+    """Single-answer grader: the base answer's 1-10 grade."""
+    score_candidate: int | None = None
+    preference: Preference
+    """A side wins only when both orders agree; disagreement is a tie (and inconsistent)."""
+    consistent: bool | None
+    """Both orders agreed; None when an order is unparsed or failed, or for a single-answer grader."""
+    error: str | None = None
+    """Why a call failed (preference failed); failures are never cached."""
+    latency_s: float
+    prompt_tokens: int
+    completion_tokens: int
+    calls: int
+    """Judge calls that produced this judgment, re-asks included (0 for offline judges)."""
+    cached: bool
+    """True when every call's result came from the cache in this run."""
+    base_words: int
+    candidate_words: int

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from harness.gate import Decision
 from harness.records import ROLES, CheckRecord, GenerationRecord
 from harness.sftdata import removed_summary
 
@@ -124,15 +125,13 @@ def delta_pts(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:+.1f} pts"
 
 
-def verdict(summary: RunSummary, training: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """First verdict: no gates are defined yet, so the outcome says exactly that."""
+def verdict(summary: RunSummary, training: dict[str, dict[str, Any]] | None, decision: Decision) -> dict[str, Any]:
+    """verdict.json: the gate decision, the per-suite rates and the smoke verdicts."""
     return {
+        "schema_version": 2,
+        **decision.as_json(),
         "train": {role: {"smoke_passed": t["smoke"]["passed"], "reasons": t["smoke"]["reasons"]}
                   for role, t in (training or {}).items()},
-        "schema_version": 1,
-        "outcome": "ungated",
-        "reason": "no release gates are configured; the run reports pass rates only",
-        "exit_code": 0,
         "suites": {s.suite: {"base_pass_rate": s.base.pass_rate, "candidate_pass_rate": s.candidate.pass_rate,
                              "delta": s.delta, "base": asdict(s.base), "candidate": asdict(s.candidate),
                              "identical_answers": s.identical} for s in summary.suites},
@@ -140,23 +139,135 @@ def verdict(summary: RunSummary, training: dict[str, dict[str, Any]] | None = No
     }
 
 
+OUTCOME_TEXT = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE", "skipped": "skipped",
+                "ungated": "ungated"}
+
+
+def gate_lines(decision: Decision) -> list[str]:
+    """The gates table of summary.md."""
+    lines = [f"Verdict: **{OUTCOME_TEXT[decision.outcome]}** (exit code {decision.exit_code}): {decision.reason}.", ""]
+    if not decision.gates:
+        return lines
+    lines += ["## Gates", "", "| gate | metric | outcome | value | threshold | 95% CI | p | reason |",
+              "|---|---|---|---:|---:|---|---:|---|"]
+    for g in decision.gates:
+        value = "n/a" if g.value is None else (str(g.value).lower() if isinstance(g.value, bool) else f"{g.value:.3f}")
+        ci = "n/a" if g.ci is None else f"[{g.ci[0]:.3f}, {g.ci[1]:.3f}]"
+        threshold = "" if g.threshold is None else f"{g.threshold:g}"
+        lines.append(f"| {g.label} | {g.metric} ({g.test}) | {OUTCOME_TEXT[g.outcome]} | {value} | {threshold} | "
+                     f"{ci} | {p_value(g.p_value)} | {_cell(g.reason, 200)} |")
+    return lines + [""]
+
+
+def junit_xml(decision: Decision, run_id: str) -> str:
+    """One test case per gate and subject: a failing gate is a <failure>, an inconclusive one an
+    <error> (never green), a skipped one <skipped>; the message is the gate's reason."""
+    import xml.etree.ElementTree as ET
+
+    counts = {o: sum(g.outcome == o for g in decision.gates) for o in ("fail", "inconclusive", "skipped")}
+    suites = ET.Element("testsuites", name="harness")
+    suite = ET.SubElement(suites, "testsuite", name=f"harness gates ({run_id})", tests=str(len(decision.gates)),
+                          failures=str(counts["fail"]), errors=str(counts["inconclusive"]),
+                          skipped=str(counts["skipped"]))
+    for g in decision.gates:
+        case = ET.SubElement(suite, "testcase", classname=f"harness.gates.{g.metric}", name=g.label)
+        tag = {"fail": "failure", "inconclusive": "error", "skipped": "skipped"}.get(g.outcome)
+        if tag:
+            element = ET.SubElement(case, tag, message=g.reason, type=g.outcome)
+            element.text = g.reason
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+
+def ci_pts(ci: Sequence[float | None] | None) -> str:
+    if not ci or ci[0] is None or ci[1] is None:
+        return "n/a"
+    return f"[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]"
+
+
+def p_value(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+FLAG_TEXT = {"ok": "ok", "warn": "**warn**", "fail": "**FAIL**"}
+
+
+def forgetting_lines(forgetting: dict[str, Any] | None, base: str, cand: str) -> list[str]:
+    """The forgetting table: per lm-eval task, both accuracies and the paired drop."""
+    if not forgetting:
+        return []
+    lines = ["", "## Forgetting (lm-eval)", "",
+             f"Accuracy on the same items; a drop beyond {100 * forgetting['warn_drop']:.0f} points warns, beyond "
+             f"{100 * forgetting['fail_drop']:.0f} fails. lm-eval {forgetting.get('lm_eval_version')}.", "",
+             f"| task | items | {base} | {cand} | delta | 95% CI | p (Holm) | flag |",
+             "|---|---:|---:|---:|---:|---|---:|---|"]
+    for task, t in forgetting["tasks"].items():
+        lines.append(f"| {task} | {t['n']} | {pct(t['base_rate'])} ± {pct(t['base_stderr'])} | "
+                     f"{pct(t['candidate_rate'])} ± {pct(t['candidate_stderr'])} | {delta_pts(t['delta'])} | "
+                     f"{ci_pts(t['delta_ci'])} | {p_value(t.get('p_holm', t['p_value']))} | {FLAG_TEXT[t['flag']]} |")
+    return lines
+
+
+def _rate(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def judge_lines(judge: dict[str, Any] | None) -> list[str]:
+    """Win / tie / loss with the judge named, its reliability figures and the canary outcome."""
+    if not judge:
+        return []
+    who = f"{judge['judge']} ({judge['kind']}" + (f", model {judge['model']})" if judge.get("model") else
+                                                   ", offline: no model)")
+    ci = judge.get("win_rate_ci") or [None, None]
+    canaries = judge.get("canaries") or {}
+    won = ", ".join(canaries.get("won") or []) or "none"
+    return ["", "## Pairwise judge", "",
+            f"Judge: {who}. Each pair is judged in both orders; a side wins only when both agree.", "",
+            "| pairs | candidate wins | base wins | ties | inconsistent | unparsed | failed | win rate (ties half) "
+            "| 95% CI | sign test p |", "|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+            f"| {judge['n']} | {judge['wins']} | {judge['losses']} | {judge['ties']} | {judge['inconsistent']} | "
+            f"{judge['unparsed']} | {judge['failed']} | {_rate(judge.get('win_rate'))} | "
+            f"{ci_pts_raw(ci)} | {p_value(judge.get('sign_test_p'))} |", "",
+            f"Reliability: swap consistency {_rate(judge.get('swap_consistency'))}, parse failures "
+            f"{_rate(judge.get('parse_failure_rate'))}, call failures {_rate(judge.get('failure_rate'))}, ties "
+            f"{_rate(judge.get('tie_rate'))}. Length: base {_rate(judge.get('base_words_mean'))} words, candidate "
+            f"{_rate(judge.get('candidate_words_mean'))}; length-controlled win rate "
+            f"{_rate(judge.get('length_controlled_win_rate'))}. Canaries: {canaries.get('wins', 0)} of "
+            f"{canaries.get('total', 0)} beat the base (won: {won}). Judge calls: {judge.get('calls', 0)} "
+            f"({judge.get('cached', 0)} pairs from cache)."]
+
+
+def ci_pts_raw(ci: Sequence[float | None]) -> str:
+    return "n/a" if not ci or ci[0] is None or ci[1] is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
 def _cell(text: str, limit: int = 160) -> str:
     flat = " ".join(text.split()).replace("|", "\\|")
     return (flat[:limit] + "…") if len(flat) > limit else flat or "(empty)"
 
 
-def markdown(summary: RunSummary, manifest: dict[str, Any], training: dict[str, dict[str, Any]] | None = None) -> str:
+def markdown(summary: RunSummary, manifest: dict[str, Any], decision: Decision,
+             training: dict[str, dict[str, Any]] | None = None, run_stats: dict[str, Any] | None = None) -> str:
     base, cand = manifest["checkpoints"]["base"], manifest["checkpoints"]["candidate"]
-    lines = [f"# {base['name']} vs {cand['name']}", "",
-             f"Run `{manifest['run_id']}`. Verdict: **ungated** (no release gates configured).", ""]
+    lines = [f"# {base['name']} vs {cand['name']}", "", f"Run `{manifest['run_id']}`.", ""]
+    lines += gate_lines(decision)
     lines += [w for warning in summary.warnings for w in (f"> **Warning:** {warning}", "")]
     for role, result in (training or {}).items():
         lines += training_lines(manifest["checkpoints"][role]["name"], result)
-    lines += ["## Pass rates", "", f"| suite | answers | {base['name']} | {cand['name']} | delta |",
-              "|---|---:|---:|---:|---:|"]
+    paired = (run_stats or {}).get("suites", {})
+    lines += ["## Pass rates", "", "Paired on the same items: 95% bootstrap CI of the difference, exact McNemar "
+              "p-value (Holm-adjusted across suites and tasks).", "",
+              f"| suite | answers | {base['name']} | {cand['name']} | delta | 95% CI | p (Holm) |",
+              "|---|---:|---:|---:|---:|---|---:|"]
     for s in summary.suites:
+        st = paired.get(s.suite, {})
         lines.append(f"| {s.suite} | {s.base.answers} | {pct(s.base.pass_rate)} | "
-                     f"{pct(s.candidate.pass_rate)} | {delta_pts(s.delta)} |")
+                     f"{pct(s.candidate.pass_rate)} | {delta_pts(s.delta)} | {ci_pts(st.get('delta_ci'))} | "
+                     f"{p_value(st.get('p_holm'))} |")
+    lines += judge_lines((run_stats or {}).get("judge"))
+    lines += forgetting_lines((run_stats or {}).get("forgetting"), base["name"], cand["name"])
     lines += ["", "## Checks", "", f"| suite | check | {base['name']} | {cand['name']} |", "|---|---|---:|---:|"]
     for s in summary.suites:
         for check in sorted(set(s.base.checks) | set(s.candidate.checks)):

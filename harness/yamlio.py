@@ -23,7 +23,8 @@ def read_yaml(path: Path) -> Any:
     except UnicodeDecodeError:
         raise ConfigError(str(path), None, "not UTF-8 text") from None
     try:
-        return yaml.safe_load(text)
+        # libyaml's safe loader when present: several times faster on large suites, same results.
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None

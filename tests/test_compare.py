@@ -72,10 +72,15 @@ def test_run_dir_is_complete(first_run: tuple[Path, Path]) -> None:
     items = sum(s["items"] for s in manifest["suites"])
     assert len(pd.read_parquet(run_dir / "records" / "generations.parquet")) == 2 * items
     assert len(pd.read_parquet(run_dir / "records" / "checks.parquet")) > 2 * items
+    assert set(manifest["stages"]) == {"train", "generations", "checks", "judge", "forgetting"}
+    assert manifest["forgetting"]["lm_eval_version"] and len(manifest["forgetting"]["tasks"]) == 3
+    assert manifest["judge"]["kind"] == "rules"
     verdict = json.loads((run_dir / "verdict.json").read_text())
-    assert verdict["outcome"] == "ungated"
+    assert verdict["outcome"] == "pass" and verdict["exit_code"] == 0
     summary = (run_dir / "summary.md").read_text()
     assert "| finance |" in summary and "demo-base" in summary and "demo-sft" in summary
+    assert "Verdict: **PASS** (exit code 0)" in summary and "## Forgetting (lm-eval)" in summary
+    assert "Judge: rules (rules, offline: no model)" in summary
     assert not list(run_dir.rglob("*.tmp"))
 
 
@@ -96,10 +101,16 @@ def test_identical_rerun_makes_no_model_call(first_run: tuple[Path, Path], tmp_p
     run_dir, cache = first_run
     again = run_dir_of(compare(str(EXAMPLES / "base.yaml"), str(EXAMPLES / "sft.yaml"),
                                "--runs-dir", str(tmp_path), "--cache", str(cache)))
-    stage = json.loads((again / "manifest.json").read_text())["stages"]["generations"]
+    stages = json.loads((again / "manifest.json").read_text())["stages"]
+    stage = stages["generations"]
     assert stage["generated"] == 0 and stage["engines_opened"] == []
     assert stage["cached"] == stage["total"]
     assert texts(again) == texts(run_dir)
+    # Forgetting is served from its cache too (no lm-eval call), with identical records and stats.
+    assert stages["forgetting"]["evaluated"] == 0 and stages["forgetting"]["cached"] == 6  # 3 tasks x 2
+    frame = lambda d: pd.read_parquet(d / "records" / "forgetting.parquet").drop(columns="cached")  # noqa: E731
+    assert frame(again).equals(frame(run_dir))
+    assert json.loads((again / "stats.json").read_text()) == json.loads((run_dir / "stats.json").read_text())
 
 
 def test_sigkilled_run_resumes_to_the_same_result(demo_models, tmp_path: Path) -> None:
@@ -107,6 +118,8 @@ def test_sigkilled_run_resumes_to_the_same_result(demo_models, tmp_path: Path) -
     for name in ("base", "sft"):
         text = (EXAMPLES / f"{name}.yaml").read_text().replace("batch_size: 32", "batch_size: 4\n  chunk_size: 4")
         text = text.replace("../suites", str(ROOT / "suites")).replace("data/", str(EXAMPLES / "data") + "/")
+        # This test is about generation; the later stages have their own resume tests.
+        text = text.replace("plan:\n", "plan:\n  forgetting: null\n  judge: null\n  gates: []\n")
         (tmp_path / f"{name}.yaml").write_text(text)
     configs = [str(tmp_path / "base.yaml"), str(tmp_path / "sft.yaml")]
     reference = run_dir_of(compare(*configs, "--runs-dir", str(tmp_path / "ref"), "--cache", str(tmp_path / "ref.db")))
@@ -190,3 +203,109 @@ def test_training_from_another_tokenizer_is_refused_before_training(demo_models,
     assert result.stderr.strip() == (f"error: {cand}: train.base: the tokenizer or chat template 'sft' is trained "
                                      "with differs from that of 'other'; train from the same base")
     assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()
+
+
+def test_the_healthy_candidate_passes_and_gate_reproduces_it(first_run: tuple[Path, Path], tmp_path: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    run_dir, _ = first_run
+    stats = json.loads((run_dir / "stats.json").read_text())
+    assert stats["judge"]["wins"] > stats["judge"]["losses"] and stats["judge"]["canaries"]["wins"] == 0
+    assert all(t["flag"] == "ok" for t in stats["forgetting"]["tasks"].values())
+    before = json.loads((run_dir / "verdict.json").read_text())
+    assert {g["name"] for g in before["gates"]} >= {"judge-prefers-candidate", "no-forgetting"}
+    assert all(g["outcome"] == "pass" for g in before["gates"])
+    junit = ET.parse(run_dir / "junit.xml").getroot().find("testsuite")
+    assert junit is not None and junit.get("failures") == "0" and int(junit.get("tests", 0)) == len(before["gates"])
+
+    step_summary = tmp_path / "step-summary.md"
+    env = {**os.environ, "GITHUB_STEP_SUMMARY": str(step_summary)}
+    again = subprocess.run(harness_cmd("gate", str(run_dir)), capture_output=True, text=True, cwd=ROOT, env=env)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((run_dir / "verdict.json").read_text()) == before
+    assert "Verdict: **PASS**" in step_summary.read_text()
+
+    strict = subprocess.run(harness_cmd("gate", str(run_dir), "--policy", str(EXAMPLES / "policy-strict.yaml")),
+                            capture_output=True, text=True, cwd=ROOT)
+    assert strict.returncode == 3, strict.stdout  # 60 finance items cannot show a 10-point improvement
+    assert json.loads((run_dir / "verdict.json").read_text())["outcome"] == "inconclusive"
+    subprocess.run(harness_cmd("gate", str(run_dir)), capture_output=True, cwd=ROOT, check=True)  # restore
+
+
+def test_the_overtrained_candidate_fails_the_forgetting_gate(first_run: tuple[Path, Path]) -> None:
+    healthy_dir, cache = first_run
+    result = compare(str(EXAMPLES / "base.yaml"), str(EXAMPLES / "sft-overtrained.yaml"), "--runs-dir",
+                     str(healthy_dir.parent), "--cache", str(cache), check=False)
+    assert result.returncode == 1, result.stderr
+    run_dir = run_dir_of(result)
+    verdict = json.loads((run_dir / "verdict.json").read_text())
+    assert verdict["outcome"] == "fail" and "no-forgetting[demo_capitals]" in verdict["reason"]
+    failed = {g["label"] for g in verdict["gates"] if g["outcome"] == "fail"}
+    assert {"no-forgetting[demo_arithmetic]", "no-forgetting[demo_capitals]", "no-forgetting[demo_cloze]"} <= failed
+    healthy = json.loads((healthy_dir / "stats.json").read_text())["forgetting"]["tasks"]
+    over = json.loads((run_dir / "stats.json").read_text())["forgetting"]["tasks"]
+    for task in healthy:  # the overtrained drop is larger on every task, and far past the margin
+        assert over[task]["delta"] < healthy[task]["delta"] - 0.1 and over[task]["flag"] == "fail"
+    assert "**FAIL**" in (run_dir / "summary.md").read_text()
+    gate = subprocess.run(harness_cmd("gate", str(run_dir)), capture_output=True, text=True, cwd=ROOT)
+    assert gate.returncode == 1 and "no-forgetting[demo_cloze]" in gate.stdout
+
+
+def test_an_endpoint_judge_needs_only_config_and_its_canaries_catch_a_length_bias(
+        first_run: tuple[Path, Path], tmp_path: Path) -> None:
+    from tests.judge_server import JudgeServer
+
+    _, cache = first_run
+    with JudgeServer(policy="longer") as server:  # a judge that prefers the longer answer
+        plan = tmp_path / "plan.yaml"
+        plan.write_text(f"suites: [{ROOT / 'suites' / 'demo'}]\nforgetting: null\n"
+                        f"judge: {{kind: llm, definition: pairwise, canaries: 4, "
+                        f"endpoint: {{base_url: '{server.url}', model: judge-under-test}}}}\n")
+        sft = tmp_path / "sft.yaml"
+        sft.write_text((EXAMPLES / "sft.yaml").read_text().split("plan:")[0].replace(
+            "data/", str(EXAMPLES / "data") + "/"))
+        args = [str(EXAMPLES / "base.yaml"), str(sft), "--plan", str(plan), "--runs-dir", str(tmp_path / "runs"),
+                "--cache", str(cache)]
+        result = compare(*args, check=False)
+        assert result.returncode == 1, result.stderr
+        calls = server.state.requests
+        run_dir = run_dir_of(result)
+        again = compare(*args, check=False)
+        assert server.state.requests == calls, "a rerun must be served from the judge cache"
+    judge = json.loads((run_dir / "stats.json").read_text())["judge"]
+    assert (judge["judge"], judge["kind"], judge["model"]) == ("pairwise", "llm", "judge-under-test")
+    assert judge["calls"] == calls and judge["parse_failure_rate"] == 0
+    # The candidate's answers are shorter, so this judge prefers the base; the padded canary wins.
+    assert judge["losses"] > judge["wins"] and "padded" in judge["canaries"]["won"]
+    verdict = json.loads((run_dir / "verdict.json").read_text())
+    failed = {g["label"] for g in verdict["gates"] if g["outcome"] == "fail"}
+    assert {"judge-prefers-candidate", "no-canary-wins"} <= failed
+    assert again.returncode == 1
+    records = pd.read_parquet(run_dir / "records" / "judge.parquet")
+    assert records["raw_ab"].notna().all() and set(records["kind"]) == {"llm"}
+
+
+def test_the_report_shows_the_demo_run_on_every_page(first_run: tuple[Path, Path],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from harness.report import APP, RUNS_DIR_ENV
+
+    run_dir, _ = first_run
+    monkeypatch.setenv(RUNS_DIR_ENV, str(run_dir.parent))
+    stats = json.loads((run_dir / "stats.json").read_text())
+    pages = {}
+    for page in ("runs", "overview", "side_by_side", "forgetting", "training"):
+        at = AppTest.from_file(str(APP), default_timeout=120)
+        at.query_params["run"] = run_dir.name
+        at.run()
+        if page != "runs":
+            at.switch_page(f"views/{page}.py").run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+        pages[page] = at
+    metrics = {m.label: m.value for m in pages["overview"].metric}
+    assert metrics["Verdict"] == "PASS" and metrics["Win rate"] == f"{100 * stats['judge']['win_rate']:.1f}%"
+    tasks = pages["forgetting"].dataframe[0].value
+    assert sorted(tasks["task"]) == ["demo_arithmetic", "demo_capitals", "demo_cloze"]
+    assert {m.label for m in pages["training"].metric} >= {"Steps"}
+    assert any(b.label == "Only this item" for b in pages["side_by_side"].button)

@@ -48,7 +48,7 @@ def test_plan_defaults_to_shipped_suites(tmp_path: Path) -> None:
 
 BROKEN = [
     ("bad_yaml", "name: x\nmodel: [unclosed\n",
-     "{f}: line 3, column 1: invalid YAML (expected ',' or ']', but got '<stream end>')"),
+     "{f}: line 3, column 1: invalid YAML (did not find expected ',' or ']')"),  # libyaml's wording
     ("not_mapping", "- just\n- a list\n",
      "{f}: expected a mapping of checkpoint settings (name, model, ...)"),
     ("unknown_key", "name: x\nmodel: demo:base\ntemprature: 0.5\n",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from harness.records import CheckRecord, GenerationRecord
+from harness.gate import decide
 from harness.summary import markdown, summarize, verdict
 
 
@@ -48,20 +49,43 @@ def test_truncation_is_flagged() -> None:
     assert any("base hit max_tokens on 2/2" in w for w in warnings)
 
 
+UNGATED = decide([], {}, {})
+
+
 def test_verdict_and_markdown() -> None:
     summary = summarize(["s"], GENS, CHECKS)
-    result = verdict(summary)
-    assert result["outcome"] == "ungated" and result["exit_code"] == 0
+    result = verdict(summary, None, UNGATED)
+    assert result["outcome"] == "ungated" and result["exit_code"] == 0 and result["gates"] == []
     assert result["suites"]["s"]["base_pass_rate"] == 0.5
     manifest = {"run_id": "r1", "checkpoints": {"base": {"name": "b0"}, "candidate": {"name": "c1"}}}
-    text = markdown(summary, manifest)
-    assert "| s | 3 | 50.0% | 50.0% | +0.0 pts |" in text
+    text = markdown(summary, manifest, UNGATED)
+    assert "| s | 3 | 50.0% | 50.0% | +0.0 pts | n/a | n/a |" in text
     assert "| s | a | fail: sorry 1 | pass: one |" in text
+    assert "Verdict: **ungated** (exit code 0)" in text
+
+
+def test_markdown_shows_gates_and_forgetting() -> None:
+    from harness.config import GateConfig
+
+    summary = summarize(["s"], GENS, CHECKS)
+    task = {"n": 200, "base_rate": 0.8, "candidate_rate": 0.7, "base_stderr": 0.028, "candidate_stderr": 0.032,
+            "delta": -0.1, "delta_ci": [-0.15, -0.05], "delta_lower_one_sided": -0.14, "p_value": 0.0004,
+            "p_holm": 0.0008, "mde": 0.07, "flag": "fail"}
+    stats = {"suites": {}, "forgetting": {"lm_eval_version": "0.4.13", "warn_drop": 0.02, "fail_drop": 0.05,
+                                          "tasks": {"cloze": task}}}
+    gate = GateConfig(name="no-forgetting", metric="forgetting.delta", test="non_inferiority", margin=0.05)
+    decision = decide([gate], stats, {})
+    manifest = {"run_id": "r1", "checkpoints": {"base": {"name": "b0"}, "candidate": {"name": "c1"}}}
+    text = markdown(summary, manifest, decision, None, stats)
+    assert "Verdict: **FAIL** (exit code 1): failed: no-forgetting[cloze]." in text
+    assert "| no-forgetting[cloze] | forgetting.delta (non_inferiority) | FAIL | -0.100 | 0.05 |" in text
+    assert "| cloze | 200 | 80.0% ± 2.8% | 70.0% ± 3.2% | -10.0 pts | [-15.0, -5.0] | <0.001 | **FAIL** |" in text
 
 
 def test_markdown_escapes_table_breakers() -> None:
     gens = [gen("base", "a", "x | y\nz"), gen("candidate", "a", "ok")]
     checks = [chk("base", "a", "c", False), chk("candidate", "a", "c", True)]
     text = markdown(summarize(["s"], gens, checks), {"run_id": "r", "checkpoints": {"base": {"name": "b"},
-                                                                                    "candidate": {"name": "c"}}})
+                                                                                    "candidate": {"name": "c"}}},
+                    UNGATED)
     assert "fail: x \\| y z" in text

@@ -1,0 +1,72 @@
+"""The run's decision files: verdict.json, junit.xml, summary.md (and the CI step
+summary). Written at the end of `harness compare`, and rewritten by `harness
+gate RUN_DIR` from the stored records alone, so both give the same verdict."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.config import GateConfig, PlanConfig, PolicyFile
+from harness.errors import ConfigError
+from harness.gate import Decision, decide, default_policy, load_policy
+from harness.records import CheckRecord, GenerationRecord
+from harness.rundir import RunDir
+from harness.summary import RunSummary, junit_xml, markdown, summarize, verdict
+from harness.yamlio import validate
+
+
+@dataclass(frozen=True)
+class Outputs:
+    summary: RunSummary
+    decision: Decision
+    verdict: dict[str, Any]
+
+
+def policy_for(plan: PlanConfig, policy_file: Path | None) -> list[GateConfig]:
+    """--policy wins, then the plan's `gates:`, then the shipped default policy."""
+    if policy_file is not None:
+        return load_policy(policy_file)
+    return default_policy() if plan.gates is None else list(plan.gates)
+
+
+def write_outputs(run: RunDir, suite_names: Sequence[str], generations: Sequence[GenerationRecord],
+                  checks: Sequence[CheckRecord], run_stats: dict[str, Any], training: dict[str, Any],
+                  gates: Sequence[GateConfig]) -> Outputs:
+    summary = summarize(suite_names, generations, checks)
+    decision = decide(gates, run_stats, training)
+    result = verdict(summary, training, decision)
+    text = markdown(summary, run.manifest, decision, training, run_stats)
+    run.write_json("verdict.json", result)
+    run.write_text("junit.xml", junit_xml(decision, run.manifest["run_id"]))
+    run.write_text("summary.md", text)
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary:  # GitHub Actions renders this file on the job's page
+        with open(step_summary, "a", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+    return Outputs(summary, decision, result)
+
+
+def regate(run_dir: Path, policy_file: Path | None = None) -> tuple[RunDir, Outputs, dict[str, Any]]:
+    """Re-decide a finished run from disk: no model, no engine, no cache."""
+    run = RunDir.open(run_dir)
+    stats_file = run.path / "stats.json"
+    if not stats_file.is_file():
+        raise ConfigError(str(run_dir), None, "no stats.json: the compare in this run dir did not finish; "
+                          "rerun it with --run-dir to resume")
+    run_stats = json.loads(stats_file.read_text(encoding="utf-8"))
+    if policy_file is not None:
+        gates = load_policy(policy_file)
+    else:  # the policy the run was made with, as its manifest recorded it
+        recorded = run.manifest.get("plan", {}).get("gates")
+        gates = default_policy() if recorded is None else validate(
+            PolicyFile, {"gates": recorded}, str(run.path / "manifest.json"), "plan").gates
+    training = run.manifest.get("stages", {}).get("train", {}).get("results", {}) or {}
+    names = [s["name"] for s in run.manifest["suites"]]
+    outputs = write_outputs(run, names, run.read("generations", GenerationRecord), run.read("checks", CheckRecord),
+                            run_stats, training, gates)
+    return run, outputs, run_stats

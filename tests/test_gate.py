@@ -1,0 +1,157 @@
+"""Gates: table-driven pass / fail / inconclusive on hand-built stats, the policy files, and
+junit.xml parsed back."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.config import GATE_METRICS, GateConfig
+from harness.errors import ConfigError
+from harness.gate import DEFAULT_POLICY, decide, default_policy, evaluate_gate, load_policy, observations
+from harness.summary import junit_xml
+
+
+def paired(delta: float, ci: tuple[float, float], lower: float, p: float = 0.5, mde: float | None = 0.05,
+           n: int = 400) -> dict[str, Any]:
+    return {"n": n, "delta": delta, "delta_ci": list(ci), "delta_lower_one_sided": lower, "p_value": p,
+            "p_holm": p, "mde": mde, "candidate_rate": 0.5, "candidate_ci": [0.45, 0.55]}
+
+
+def gate(**kw: Any) -> GateConfig:
+    return GateConfig.model_validate({"name": "g", **kw})
+
+
+NONINF = dict(metric="forgetting.delta", test="non_inferiority", margin=0.05)
+SUPER = dict(metric="suite.pass_rate_delta", test="superiority", threshold=0.0, min_effect=0.1)
+
+
+@pytest.mark.parametrize("spec, entry, outcome, words", [
+    # non-inferiority: the one-sided lower bound decides; a drop past the margin fails outright
+    (NONINF, paired(-0.01, (-0.03, 0.01), -0.028), "pass", "stays above"),
+    (NONINF, paired(-0.08, (-0.12, -0.04), -0.11), "fail", "more than the margin"),
+    (NONINF, paired(-0.03, (-0.10, 0.04), -0.09, mde=0.12), "inconclusive", "more than the margin"),
+    (NONINF, paired(-0.03, (-0.07, 0.01), -0.065, mde=0.03), "fail", "not ruled out"),
+    (NONINF, paired(0.0, (0.0, 0.0), 0.0, mde=None), "pass", "stays above"),
+    (NONINF, paired(-0.03, (-0.09, 0.03), -0.08, mde=None), "inconclusive", "detect no difference"),
+    # superiority: CI above the threshold and p < alpha; else fail unless the sample is too small
+    (SUPER, paired(0.2, (0.1, 0.3), 0.12, p=0.001), "pass", "lies above"),
+    (SUPER, paired(0.2, (0.1, 0.3), 0.12, p=0.2), "fail", "not shown above"),  # CI and p disagree: not proven
+    (SUPER, paired(-0.2, (-0.3, -0.1), -0.28, p=0.001), "fail", "lies below"),
+    (SUPER, paired(0.05, (-0.05, 0.15), -0.03, p=0.3, mde=0.25, n=40), "inconclusive", "40 items detect"),
+    (SUPER, paired(0.01, (-0.02, 0.04), -0.015, p=0.6, mde=0.04), "fail", "not shown above"),
+])
+def test_paired_gates(spec: dict[str, Any], entry: dict[str, Any], outcome: str, words: str) -> None:
+    key = "forgetting" if spec["metric"].startswith("forgetting") else "suites"
+    stats = {"forgetting": {"tasks": {"t": entry}}} if key == "forgetting" else {"suites": {"t": entry}}
+    [result] = evaluate_gate(gate(**spec), stats, {})
+    assert (result.outcome, result.subject) == (outcome, "t")
+    assert words in result.reason
+
+
+JUDGE = {"n": 100, "win_rate": 0.7, "win_rate_ci": [0.6, 0.8], "sign_test_p": 0.001, "min_detectable_win_rate": 0.64,
+         "parse_failure_rate": 0.01, "failure_rate": 0.0, "swap_consistency": 0.9, "canaries": {"wins": 1}}
+
+
+@pytest.mark.parametrize("spec, judge, outcome", [
+    (dict(metric="judge.win_rate", test="superiority", threshold=0.5), JUDGE, "pass"),
+    (dict(metric="judge.win_rate", test="superiority", threshold=0.5),
+     {**JUDGE, "win_rate": 0.55, "win_rate_ci": [0.45, 0.65], "sign_test_p": 0.3, "min_detectable_win_rate": 0.7},
+     "inconclusive"),
+    (dict(metric="judge.win_rate", test="superiority", threshold=0.5),
+     {**JUDGE, "win_rate": 0.3, "win_rate_ci": [0.2, 0.4]}, "fail"),
+    (dict(metric="judge.parse_failure_rate", test="at_most", threshold=0.02), JUDGE, "pass"),
+    (dict(metric="judge.parse_failure_rate", test="at_most", threshold=0.0), JUDGE, "fail"),
+    (dict(metric="judge.swap_consistency", test="at_least", threshold=0.8), JUDGE, "pass"),
+    (dict(metric="judge.canary_wins", test="at_most", threshold=0), JUDGE, "fail"),
+    (dict(metric="judge.failure_rate", test="at_most", threshold=0), {**JUDGE, "failure_rate": None}, "inconclusive"),
+])
+def test_judge_gates(spec: dict[str, Any], judge: dict[str, Any], outcome: str) -> None:
+    [result] = evaluate_gate(gate(**spec), {"judge": judge}, {})
+    assert result.outcome == outcome, result.reason
+
+
+def test_missing_stage_is_inconclusive_when_required_and_skipped_otherwise() -> None:
+    [r] = evaluate_gate(gate(metric="judge.win_rate", test="superiority", threshold=0.5), {}, {})
+    assert (r.outcome, r.reason) == ("inconclusive", "the run has no judge stage")
+    [r] = evaluate_gate(gate(metric="train.smoke_passed", test="is_true", required=False), {}, {})
+    assert r.outcome == "skipped"
+    smoke = {"candidate": {"smoke": {"passed": False}}}
+    [r] = evaluate_gate(gate(metric="train.smoke_passed", test="is_true"), {}, smoke)
+    assert (r.outcome, r.subject) == ("fail", "candidate")
+
+
+def test_named_subject_missing_from_the_run_is_inconclusive() -> None:
+    stats = {"suites": {"a": paired(0.2, (0.1, 0.3), 0.12, p=0.001)}}
+    results = evaluate_gate(gate(**SUPER, subjects=["a", "b"]), stats, {})
+    assert [(r.subject, r.outcome) for r in results] == [("a", "pass"), ("b", "inconclusive")]
+
+
+def test_overall_outcome_fail_beats_inconclusive_beats_pass() -> None:
+    stats = {"suites": {"ok": paired(0.2, (0.1, 0.3), 0.12, p=0.001),
+                        "small": paired(0.05, (-0.05, 0.15), -0.03, p=0.3, mde=0.25)},
+             "forgetting": {"tasks": {"t": paired(-0.08, (-0.12, -0.04), -0.11)}}}
+    gates = [gate(**SUPER), GateConfig.model_validate({"name": "f", **NONINF})]
+    d = decide(gates, stats, {})
+    assert (d.outcome, d.exit_code, d.reason) == ("fail", 1, "failed: f[t]")
+    d = decide(gates[:1], stats, {})
+    assert (d.outcome, d.exit_code) == ("inconclusive", 3)
+    d = decide(gates[:1], {"suites": {"ok": stats["suites"]["ok"]}}, {})
+    assert (d.outcome, d.exit_code) == ("pass", 0)
+    assert decide([], stats, {}).outcome == "ungated"
+
+
+def test_every_metric_has_an_observation_path() -> None:
+    stats = {"suites": {"s": paired(0.1, (0, 0.2), 0.01)}, "forgetting": {"tasks": {"t": paired(0, (0, 0), 0)}},
+             "judge": JUDGE}
+    training = {"candidate": {"smoke": {"passed": True}}}
+    for metric in GATE_METRICS:
+        found = observations(metric, stats, training)
+        assert found and all(o.value is not None for o in found), metric
+
+
+@pytest.mark.parametrize("raw, field, words", [
+    ({"name": "x", "metric": "judge.winrate", "test": "superiority"}, "gates[0].metric", "unknown metric"),
+    ({"name": "x", "metric": "judge.win_rate", "test": "non_inferiority"}, "gates[0]", "paired difference"),
+    ({"name": "x", "metric": "judge.win_rate", "test": "is_true"}, "gates[0]", "is_true"),
+    ({"name": "x", "metric": "forgetting.delta", "test": "non_inferiority", "margin": 2}, "gates[0].margin", "1"),
+])
+def test_bad_policy_is_one_line_naming_the_field(tmp_path: Path, raw: dict[str, Any], field: str, words: str) -> None:
+    import yaml
+
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump({"gates": [raw]}))
+    with pytest.raises(ConfigError) as info:
+        load_policy(path)
+    assert info.value.field == field and words in str(info.value) and "\n" not in str(info.value)
+
+
+def test_default_policy_is_documented_and_valid() -> None:
+    names = [g.name for g in default_policy()]
+    assert names[:2] == ["judge-prefers-candidate", "no-forgetting"]
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    missing = [n for n in names if n not in readme]
+    assert not missing, f"README does not document {missing}"
+    assert DEFAULT_POLICY.is_file()
+
+
+def test_junit_has_one_case_per_gate_with_reasons() -> None:
+    stats = {"suites": {"ok": paired(0.2, (0.1, 0.3), 0.12, p=0.001),
+                        "small": paired(0.05, (-0.05, 0.15), -0.03, p=0.3, mde=0.25)},
+             "forgetting": {"tasks": {"t": paired(-0.08, (-0.12, -0.04), -0.11)}}}
+    gates = [gate(**SUPER), GateConfig.model_validate({"name": "f", **NONINF}),
+             gate(metric="train.smoke_passed", test="is_true", required=False)]
+    decision = decide(gates, stats, {})
+    root = ET.fromstring(junit_xml(decision, "run-1"))
+    suite = root.find("testsuite")
+    assert suite is not None
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors"), suite.get("skipped")) == ("4", "1", "1", "1")
+    cases = {c.get("name"): c for c in suite.iter("testcase")}
+    assert set(cases) == {"g[ok]", "g[small]", "f[t]", "g"}
+    assert cases["g[ok]"].find("failure") is None and cases["g[ok]"].find("error") is None
+    failure = cases["f[t]"].find("failure")
+    assert failure is not None and "more than the margin" in failure.get("message", "")
+    assert cases["g[small]"].find("error") is not None and cases["g"].find("skipped") is not None
