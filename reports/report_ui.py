@@ -1,0 +1,159 @@
+"""Pieces every report page shares: where the runs are, cached reads, the
+selected run, notes for stages that have not landed, pagination, safe text.
+
+Reads are cached with st.cache_data keyed on each file's path, mtime and
+size, so a page rerun (every click) re-parses nothing, and a stage that lands
+while the report is open shows up on the next rerun.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from harness import itemview, runview
+from harness.runview import RunInfo
+from harness.worddiff import escape_markdown
+
+RUNS_DIR_ENV = "HARNESS_RUNS_DIR"
+STAGE_WHAT = {"train": "smoke-test SFT (train)", "generations": "generations", "checks": "checks",
+              "judge": "judge", "forgetting": "forgetting"}
+OUTCOME_BOX = {"pass": st.success, "fail": st.error, "inconclusive": st.warning, "ungated": st.info}
+
+
+def runs_dir() -> Path:
+    return Path(os.environ.get(RUNS_DIR_ENV, "runs"))
+
+
+def md(text: Any) -> str:
+    """Any text from a run (answers, reasons, names) as markdown that shows it literally."""
+    return escape_markdown("" if text is None else str(text))
+
+
+# cached reads ------------------------------------------------------------------
+
+def _signature(*files: Path) -> tuple[tuple[str, int, int], ...]:
+    return tuple(runview.file_signature(f) if f.is_file() else (str(f), 0, 0) for f in files)
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _load_run(path: str, signature: tuple[Any, ...]) -> RunInfo | None:
+    return runview.load_run(Path(path))
+
+
+def all_runs() -> list[RunInfo]:
+    runs = []
+    for path in runview.list_run_dirs(runs_dir()):
+        run = _load_run(str(path), _signature(*(path / n for n in ("manifest.json", "verdict.json", "stats.json"))))
+        if run is not None:
+            runs.append(run)
+    return sorted(runs, key=lambda r: (r.created_at, r.name), reverse=True)
+
+
+def selected_run() -> RunInfo | None:
+    """The run picked in the sidebar (app.py keeps it in the `run` query parameter)."""
+    name = st.session_state.get("run")
+    runs = all_runs()
+    return next((r for r in runs if r.name == name), runs[0] if runs else None)
+
+
+def require_run() -> RunInfo:
+    run = selected_run()
+    if run is None:
+        st.info(f"No run dirs in {md(runs_dir())}. Run `harness compare BASE.yaml CANDIDATE.yaml` "
+                "(or `harness demo`) to make one.")
+        st.stop()
+    return run
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _records(path: str, signature: tuple[Any, ...]) -> pd.DataFrame:
+    return runview.read_records(Path(path))
+
+
+def records(run: RunInfo, stage: str) -> pd.DataFrame | None:
+    file = runview.records_file(run.path, stage)
+    if file is None:
+        return None
+    return _records(str(file), _signature(file))
+
+
+@st.cache_data(show_spinner="Reading the suite files...", max_entries=16)
+def _prompts(manifest_path: str, signature: tuple[Any, ...]) -> itemview.SuitePrompts:
+    return itemview.load_prompts(runview.read_json(Path(manifest_path)) or {})
+
+
+def _prompts_signature(run: RunInfo) -> tuple[Any, ...]:
+    suite_files = [Path(str(s.get("path", ""))) for s in run.manifest.get("suites") or []]
+    return _signature(run.path / "manifest.json", *suite_files)
+
+
+def prompts(run: RunInfo) -> itemview.SuitePrompts:
+    return _prompts(str(run.path / "manifest.json"), _prompts_signature(run))
+
+
+# cache_resource, not cache_data: the table of a 10,000-item run is not copied on every rerun.
+# Shared between sessions, so nothing may modify it: the pages only filter and slice it.
+@st.cache_resource(show_spinner="Joining answers, checks and verdicts...", max_entries=16)
+def _items(run_path: str, judge: str | None, signature: tuple[Any, ...],
+           _suite_prompts: itemview.SuitePrompts) -> pd.DataFrame:
+    run = runview.load_run(Path(run_path))
+    assert run is not None
+    frames = {s: records(run, s) for s in ("generations", "checks", "judge")}
+    verdicts = None if frames["judge"] is None else itemview.real_verdicts(frames["judge"], judge)
+    assert frames["generations"] is not None
+    return itemview.items_table(frames["generations"], frames["checks"], verdicts, _suite_prompts)
+
+
+def items(run: RunInfo, judge: str | None) -> pd.DataFrame | None:
+    """The side-by-side table, rebuilt only when a record or suite file changes."""
+    files = [runview.records_file(run.path, s) for s in ("generations", "checks", "judge")]
+    if files[0] is None:
+        return None
+    # _suite_prompts is left out of the cache key (leading underscore): its files are in the signature.
+    signature = _signature(*(f for f in files if f is not None)) + _prompts_signature(run)
+    return _items(str(run.path), judge, signature, prompts(run))
+
+
+# notes and layout --------------------------------------------------------------
+
+def stage_note(run: RunInfo, stage: str) -> bool:
+    """A note for a stage that has not landed; True when there is nothing of it to show."""
+    state = run.stage_state(stage)
+    what = STAGE_WHAT.get(stage, stage)
+    if state == "missing":
+        st.info(f"This run has no {what} stage.")
+        return True
+    if state == "running":
+        count = run.stage(stage).get("records")
+        st.warning(f"The {what} stage is still running (or was interrupted): showing what it has written so far"
+                   + (f" ({count} records)." if count else "."))
+    return False
+
+
+def outcome(label: str, value: str, reason: str) -> None:
+    box = OUTCOME_BOX.get(value, st.info)
+    box(f"**{md(label)}: {md(value.upper())}**  \n{md(reason)}")
+
+
+def paginate(frame: pd.DataFrame, key: str, sizes: tuple[int, ...] = (10, 25, 50, 100)) -> pd.DataFrame:
+    """The rows of one page; the controls sit under the filters so that large runs stay fast."""
+    left, right, info = st.columns([1, 1, 3])
+    size = int(left.selectbox("Per page", sizes, index=1 if len(sizes) > 1 else 0, key=f"{key}-size"))
+    pages = max(1, -(-len(frame) // size))
+    # The row count and page size are part of the key: new filters start again at page 1.
+    page = int(right.number_input("Page", min_value=1, max_value=pages, value=1, step=1,
+                                  key=f"{key}-page-{len(frame)}-{size}"))
+    start = (page - 1) * size
+    info.caption(f"{min(start + 1, len(frame))}–{min(start + size, len(frame))} of {len(frame)} "
+                 f"(page {page} of {pages})")
+    return frame.iloc[start:start + size]
+
+
+def table(frame: pd.DataFrame, **kwargs: Any) -> None:
+    """A dataframe: the grid draws cells as text, so untrusted values are safe in it."""
+    st.dataframe(frame, hide_index=True, **kwargs)

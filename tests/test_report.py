@@ -1,0 +1,337 @@
+"""The report: the launcher's refusals, the read-only views, every page through
+Streamlit's AppTest on fixture runs, and one real headless Chromium that checks
+an answer carrying script and event-handler markup is shown as text."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+from typer.testing import CliRunner
+
+from harness import itemview, runview
+from harness.cli import app as cli_app
+from harness.errors import ConfigError
+from harness.report import APP, RUNS_DIR_ENV, is_loopback, report_command, start_report, stop_report
+from harness.worddiff import Segment, diff_markdown, escape_markdown, word_diff
+
+from conftest import free_port
+from report_fixture import FULL_RUN, OLD_RUN, PARTIAL_RUN, PAYLOAD, add_running_judge, build_runs
+
+PAGES = ("runs", "overview", "side_by_side", "forgetting", "training")
+CHROMIUM = next((p for p in (shutil.which("chromium"), "/usr/bin/chromium") if p and os.path.exists(p)), None)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_runs(tmp_path_factory.mktemp("report"))
+
+
+def unescape(markdown: str) -> str:
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
+# the launcher ---------------------------------------------------------------------------
+
+def test_launcher_binds_loopback_explicitly(runs: Path) -> None:
+    command, env = report_command(runs, "127.0.0.1", 8600)
+    assert command[:4] == [command[0], "-m", "streamlit", "run"] and command[4] == str(APP)
+    flags = dict(zip(command[5::2], command[6::2]))
+    assert flags["--server.address"] == "127.0.0.1" and flags["--server.port"] == "8600"
+    assert flags["--server.headless"] == "true" and flags["--browser.gatherUsageStats"] == "false"
+    assert env[RUNS_DIR_ENV] == str(runs.resolve())
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.0.0.2"])
+def test_loopback_addresses(host: str) -> None:
+    assert is_loopback(host)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.5", "example.com"])
+def test_launcher_refuses_other_addresses_unless_asked(runs: Path, host: str,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ConfigError, match="not a loopback address"):
+        report_command(runs, host, 8501)
+    command, _ = report_command(runs, host, 8501, allow_remote=True)
+    assert command[command.index("--server.address") + 1] == host
+    assert f"warning: binding {host}" in capsys.readouterr().err
+
+
+def test_launcher_refuses_missing_runs_dir_and_bad_port(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="runs dir does not exist"):
+        report_command(tmp_path / "nope", "127.0.0.1", 8501)
+    with pytest.raises(ConfigError, match="not a TCP port"):
+        report_command(tmp_path, "127.0.0.1", 70000)
+
+
+def test_cli_exit_code_2_for_remote_host_or_missing_dir(runs: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli_app, ["report", str(runs), "--host", "0.0.0.0"])
+    assert result.exit_code == 2 and "pass --allow-remote" in result.output
+    result = CliRunner().invoke(cli_app, ["report", str(tmp_path / "missing")])
+    assert result.exit_code == 2 and "runs dir does not exist" in result.output
+
+
+# views and safe text ----------------------------------------------------------------------
+
+def test_word_diff_marks_changed_words_only() -> None:
+    segments = word_diff("I'm sorry but it is $22.", "It is $60.")
+    assert [s for s in segments if s.op != "equal"] == [Segment("delete", "I'm sorry but it ", ""),
+                                                        Segment("insert", "", "It "), Segment("delete", "$22.", ""),
+                                                        Segment("insert", "", "$60.")]
+    assert "".join(s.text("candidate") for s in segments) == "It is $60."
+    assert "".join(s.text("base") for s in word_diff("a\nb c", "a b d")) == "a\nb c"  # each side keeps its spacing
+    assert diff_markdown(word_diff("same", "same"), "candidate") == "same"
+    assert diff_markdown([], "base") == "*(empty answer)*"
+
+
+def test_escape_markdown_leaves_no_markup() -> None:
+    escaped = escape_markdown(PAYLOAD + " [x](javascript:alert(1)) :red[x] https://evil.example www.evil.example a@b.c")
+    # Every ASCII punctuation mark is backslash-escaped: no tag, link, directive or LaTeX survives.
+    assert not re.search(r"(?<!\\)[<>\[\]()*$:`&]", escaped.replace("\\\\", ""))
+    assert "https\\:\u2060\\/\\/" in escaped and "www\u2060\\." in escaped and "a\u2060\\@b" in escaped
+    assert escape_markdown("line one\n    indented") == "line one  \n\u00a0\u00a0\u00a0\u00a0indented"
+
+
+def test_highlight_never_spans_a_line_break() -> None:
+    text = diff_markdown(word_diff("a", "a\nb <i>c</i>"), "candidate")
+    assert text == "a  \n:green-background[b \\<i\\>c\\<\\/i\\>]"
+
+
+def test_jsonl_being_appended_is_read_up_to_its_last_whole_line(tmp_path: Path) -> None:
+    file = tmp_path / "judge.jsonl"
+    file.write_text('{"a": 1}\n{"a": 2}\n{"a": ', encoding="utf-8")
+    assert runview.read_records(file)["a"].tolist() == [1, 2]
+
+
+def test_forgetting_flips_both_ways(runs: Path) -> None:
+    file = runview.records_file(runs / FULL_RUN, "forgetting")
+    assert file is not None and file.suffix == ".parquet"  # the stage is done
+    records = runview.read_records(file)
+    lost = itemview.forgetting_flips(records)
+    assert lost[["doc_id", "base prediction", "candidate prediction"]].values.tolist() == [[0, "Vouburg", "Vouvik"]]
+    assert itemview.forgetting_flips(records, lost=False)["doc_id"].tolist() == [2]
+
+
+# every page through AppTest -----------------------------------------------------------------
+
+@pytest.fixture()
+def open_page(runs: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., AppTest]:
+    def open_(page: str, run: str | None = FULL_RUN, runs_dir: Path = runs, **query: str) -> AppTest:
+        monkeypatch.setenv(RUNS_DIR_ENV, str(runs_dir))
+        at = AppTest.from_file(str(APP), default_timeout=60)
+        if run:
+            at.query_params["run"] = run
+        at.query_params.update(query)
+        at.run()
+        if page != "runs":
+            at.switch_page(f"views/{page}.py").run()
+        assert not at.exception, [e.value for e in at.exception]
+        return at
+    return open_
+
+
+def _markdown(at: AppTest) -> list[str]:
+    return [m.value for m in at.markdown]
+
+
+def shown_items(at: AppTest) -> list[str]:
+    """Keys of the items on the page (each has its 'Only this item' button)."""
+    return [str(b.key).removeprefix("focus-") for b in at.button if b.label == "Only this item"]
+
+
+def test_runs_page_lists_every_run_and_compares_two(open_page: Callable[..., AppTest]) -> None:
+    at = open_page("runs")
+    table = at.dataframe[0].value
+    assert table["run"].tolist() == [PARTIAL_RUN, FULL_RUN, OLD_RUN]
+    assert table["verdict"].tolist() == ["ungated", "fail", "pass"]
+    assert table["win rate"].tolist() == ["n/a", "62.5%", "55.0%"]
+    assert table["forgetting deltas"].tolist()[1] == "capitals -8.3 pts"
+    assert len(at.get("vega_lite_chart")) == 2  # win rate and forgetting trends
+    at.multiselect(key="compare-runs").set_value([FULL_RUN, OLD_RUN]).run()
+    compared = at.dataframe[1].value
+    assert compared.loc["judge win rate"].tolist() == ["62.5% [31.0%, 86.0%]", "55.0% [31.0%, 86.0%]"]
+    assert compared.loc["verdict"].tolist() == ["fail", "pass"]
+
+
+def test_overview_shows_verdict_gates_judge_and_provenance(open_page: Callable[..., AppTest]) -> None:
+    at = open_page("overview")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Verdict"] == "FAIL" and metrics["Win rate"] == "62.5%"
+    assert metrics["Swap consistency"] == "66.7%" and metrics["Parse failures"] == "0.0%"
+    assert unescape(at.error[0].value).endswith("judge win rate CI lower bound 0.31 <= 0.5")
+    assert at.warning[0].value == escape_markdown("a made-up warning about <b>markup</b>")
+    gates = at.dataframe[0].value
+    assert gates.iloc[0][["gate", "outcome", "value", "threshold", "CI", "p"]].tolist() == [
+        "judge-prefers-candidate", "fail", "0.625", "0.5", "[0.31, 0.86]", "0.5000"]
+    assert gates.iloc[1]["gate"] == "no-forgetting[capitals]"
+    suites = at.dataframe[1].value
+    assert suites.iloc[0][["suite", "base", "candidate", "delta", "delta CI"]].tolist() == [
+        "chat", "66.7%", "100.0%", "+33.3 pts", "[-10.0, +70.0] pts"]
+    successes = [unescape(s.value) for s in at.success]
+    assert any("candidate demo-sft: PASS" in s for s in successes)
+    assert "Canaries: 0 of 1 canary answers won." in successes
+    tables = [d.value for d in at.dataframe]
+    assert any("fp-demo-sft" in t.to_string() for t in tables)  # fingerprints
+    assert any("lm_eval" in t.to_string() and "0.4.13" in t.to_string() for t in tables)  # versions
+
+
+def test_side_by_side_shows_answers_as_escaped_text(open_page: Callable[..., AppTest]) -> None:
+    at = open_page("side_by_side")
+    assert len(shown_items(at)) == 3
+    markdown = _markdown(at)
+    assert diff_markdown(word_diff("hi", PAYLOAD), "candidate") in markdown
+    assert not [m for m in markdown if re.search(r"(?<!\\)[<>]", m)]  # no unescaped angle bracket anywhere
+    assert any(":red[:material/close:] number_matches_reference — expected 60, got 22" in unescape(m)
+               for m in markdown)
+    assert PAYLOAD in [c.value for c in at.code]  # the exact bytes, as code
+    judge = next(m for m in markdown if m.startswith("**Judge:** :orange[inconsistent"))
+    assert "A = base, B = candidate: **A** (base)" in judge and "A = candidate, B = base: **A** (candidate)" in judge
+
+
+@pytest.mark.parametrize(("widget", "value", "items"), [
+    ("verdict", ["inconsistent"], ["capital-001"]),
+    ("verdict", ["win"], ["interest-001", "xss-001"]),
+    ("check", ["base: number_matches_reference"], ["interest-001"]),
+    ("tag", ["security"], ["xss-001"]),
+    ("q", "vouvik", ["capital-001"]),
+])
+def test_side_by_side_filters(open_page: Callable[..., AppTest], widget: str, value: str | list[str],
+                              items: list[str]) -> None:
+    at = open_page("side_by_side")
+    if isinstance(value, str):
+        at.text_input(key=widget).set_value(value).run()
+    else:
+        at.multiselect(key=widget).set_value(value).run()
+    assert [key.split("/")[1] for key in shown_items(at)] == items
+
+
+def test_one_item_from_a_link_or_a_button(open_page: Callable[..., AppTest]) -> None:
+    at = open_page("side_by_side", item="chat/xss-001/0")
+    assert shown_items(at) == ["chat/xss-001/0"]
+    at = open_page("side_by_side")
+    next(b for b in at.button if b.key == "focus-chat/capital-001/0").click().run()
+    assert at.query_params["item"] == "chat/capital-001/0"
+    assert shown_items(at) == ["chat/capital-001/0"]
+
+
+def test_forgetting_page_shows_stored_deltas_and_flips(open_page: Callable[..., AppTest]) -> None:
+    at = open_page("forgetting")
+    tasks = at.dataframe[0].value
+    assert tasks.iloc[0][["task", "flag", "base acc", "candidate acc", "delta", "delta CI"]].tolist() == [
+        "capitals", "warn", "66.7%", "58.3%", "-8.3 pts", "[-18.3, +1.7] pts"]
+    flips = at.dataframe[1].value
+    assert flips[["doc_id", "target", "candidate prediction"]].values.tolist() == [[0, "Vouburg", "Vouvik"]]
+    assert len(at.get("vega_lite_chart")) == 1
+
+
+def test_training_page_shows_curves_curation_and_smoke(open_page: Callable[..., AppTest]) -> None:
+    at = open_page("training")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Steps"] == "4" and metrics["Final eval loss"] == "1.1000"
+    tables = [d.value for d in at.dataframe]
+    assert tables[0].values.tolist() == [["loss_falling", "pass", "first tenth 4.0, last 1.0"]]
+    assert dict(tables[1].values.tolist()) == {"empty_response": 3, "exact_duplicate": 7, "near_duplicate": 3}
+    assert len(at.get("vega_lite_chart")) == 4  # loss, grad norm, lr, curation
+
+
+def test_a_run_without_most_stages_says_so_on_every_page(open_page: Callable[..., AppTest]) -> None:
+    notes = {page: [unescape(i.value) for i in open_page(page, run=PARTIAL_RUN).info] for page in PAGES}
+    assert "This run has no judge stage." in notes["overview"]
+    assert "No release gates were applied to this run." in notes["overview"]
+    assert "This run has no train stage: neither checkpoint was trained by the harness." in notes["overview"]
+    assert notes["forgetting"] == ["This run has no forgetting stage."]
+    assert notes["training"] == ["This run has no smoke-test SFT (train) stage."]
+    at = open_page("side_by_side", run=PARTIAL_RUN)
+    assert len(shown_items(at)) == 3
+    at = open_page("overview", run=PARTIAL_RUN)
+    assert at.metric[0].value == "UNGATED"
+    assert at.dataframe[0].value.iloc[0][["base", "candidate", "delta"]].tolist() == [
+        "66.7%", "100.0%", "+33.3 pts"]
+
+
+def test_a_stage_still_writing_shows_what_it_has(open_page: Callable[..., AppTest], runs: Path,
+                                                 tmp_path: Path) -> None:
+    copy = tmp_path / "runs"
+    shutil.copytree(runs / PARTIAL_RUN, copy / PARTIAL_RUN)
+    add_running_judge(copy / PARTIAL_RUN)
+    at = open_page("side_by_side", run=PARTIAL_RUN, runs_dir=copy)
+    assert any("judge stage is still running" in w.value for w in at.warning)
+    assert sum(m.startswith("**Judge:** :green[candidate wins]") for m in _markdown(at)) == 1
+
+
+def test_items_of_a_suite_file_that_is_gone_show_by_id(open_page: Callable[..., AppTest], runs: Path,
+                                                       tmp_path: Path) -> None:
+    copy = tmp_path / "runs"
+    shutil.copytree(runs / PARTIAL_RUN, copy / PARTIAL_RUN)
+    manifest = runview.read_json(copy / PARTIAL_RUN / "manifest.json")
+    assert manifest is not None
+    manifest["suites"][0]["path"] = str(tmp_path / "deleted.yaml")
+    (copy / PARTIAL_RUN / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    at = open_page("side_by_side", run=PARTIAL_RUN, runs_dir=copy)
+    assert "is gone; items are shown by id only" in unescape(at.warning[0].value)
+    assert shown_items(at) == ["chat/capital-001/0", "chat/interest-001/0", "chat/xss-001/0"]
+    assert sum(c.value.startswith("Prompt not available") for c in at.caption) == 3
+
+
+def test_an_empty_directory_shows_every_page(open_page: Callable[..., AppTest], tmp_path: Path) -> None:
+    for page in PAGES:
+        at = open_page(page, run=None, runs_dir=tmp_path)
+        assert any(i.value.startswith("No run dirs in") for i in at.info)
+
+
+# a real browser ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def server(runs: Path) -> Iterator[str]:
+    port = free_port()
+    command, env = report_command(runs, "127.0.0.1", port)
+    process = start_report(command, env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the report server did not start (exit code {process.poll()})") from None
+                time.sleep(0.3)
+        yield url
+    finally:
+        stop_report(process)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this machine (apt-get install chromium)")
+def test_browser_shows_verdict_and_never_runs_answer_markup(server: str, tmp_path: Path) -> None:
+    playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{server}/overview?run={FULL_RUN}")
+            page.get_by_text("Verdict: FAIL").wait_for(timeout=60_000)
+            page.screenshot(path=str(tmp_path / "overview.png"))
+
+            page.goto(f"{server}/side-by-side?run={FULL_RUN}&item=chat/xss-001/0")
+            page.get_by_text("chat / xss-001").wait_for(timeout=60_000)
+            answer = page.get_by_test_id("stMarkdownContainer").filter(has_text="window.__pwned=1").first
+            answer.wait_for(timeout=30_000)
+            page.wait_for_timeout(500)  # an injected onerror would have fired by now
+            page.screenshot(path=str(tmp_path / "side-by-side.png"), full_page=True)
+            assert '<script>window.__pwned=1</script> <img src=x onerror="window.__pwned=2">' in answer.inner_text()
+            assert page.evaluate("typeof window.__pwned") == "undefined"
+            assert page.locator('img[src="x"]').count() == 0
+            assert page.evaluate("[...document.scripts].some(s => s.text.includes('__pwned'))") is False
+        finally:
+            browser.close()
+    assert (tmp_path / "side-by-side.png").stat().st_size > 10_000
