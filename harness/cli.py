@@ -154,6 +154,7 @@ def validate(
     from harness.errors import ConfigError
     from harness.forgetting import resolve_tasks
     from harness.gate import load_policy
+    from harness.judge import load_judge
     from harness.suites import load_suite, load_suites
     from harness.yamlio import read_yaml
 
@@ -165,11 +166,15 @@ def validate(
             load_suites(config.plan.suites, str(file))
             if config.plan.forgetting:
                 resolve_tasks(config.plan.forgetting, str(file))
+            if config.plan.judge:
+                load_judge(config.plan.judge, str(file))
         source = config.model or f"trained from {config.train.base if config.train else '?'}"
         detail = f"checkpoint {config.name!r} ({source}, backend {config.backend})"
     elif kind == "plan":
         plan = load_plan(file)
         tasks = resolve_tasks(plan.forgetting, str(file), "forgetting") if plan.forgetting else []
+        if plan.judge:
+            load_judge(plan.judge, str(file))
         detail = f"plan with {len(load_suites(plan.suites, str(file)))} suite(s), {len(tasks)} forgetting task(s)"
     elif kind == "policy":
         detail = f"policy with {len(load_policy(file))} gate(s)"

@@ -155,3 +155,24 @@ def test_junit_has_one_case_per_gate_with_reasons() -> None:
     failure = cases["f[t]"].find("failure")
     assert failure is not None and "more than the margin" in failure.get("message", "")
     assert cases["g[small]"].find("error") is not None and cases["g"].find("skipped") is not None
+
+
+def test_gate_cli_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:
+    import json
+    import subprocess
+
+    from tests.conftest import ROOT, harness_cmd
+
+    missing = subprocess.run(harness_cmd("gate", str(tmp_path)), capture_output=True, text=True, cwd=ROOT)
+    assert missing.returncode == 2 and missing.stderr.strip() == f"error: {tmp_path}: not a run dir (no manifest.json)"
+    (tmp_path / "manifest.json").write_text(json.dumps({"run_id": "r", "plan": {}, "suites": []}))
+    unfinished = subprocess.run(harness_cmd("gate", str(tmp_path)), capture_output=True, text=True, cwd=ROOT)
+    assert unfinished.returncode == 2 and "no stats.json" in unfinished.stderr
+    (tmp_path / "stats.json").write_text("{}")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("gates:\n  - {name: x, metric: judge.winrate, test: superiority}\n")
+    bad = subprocess.run(harness_cmd("gate", str(tmp_path), "--policy", str(policy)), capture_output=True, text=True,
+                         cwd=ROOT)
+    assert bad.returncode == 2 and bad.stderr.startswith(f"error: {policy}: gates[0].metric: unknown metric")
+    assert len(bad.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "verdict.json").exists()
