@@ -109,6 +109,9 @@ class ForgettingConfig(Strict):
     engine: Literal["auto", "hf", "vllm", "local-completions"] = "auto"
     """auto: local-completions for a checkpoint behind an endpoint, vllm where the GPU package and a GPU
     are present, else hf (transformers)."""
+    request_cache: bool = False
+    """Also keep lm-eval's per-request cache (one file per checkpoint fingerprint), so a run killed inside a
+    task resumes mid-task. Finished tasks are always cached; this costs a SQLite write per request."""
     warn_drop: Annotated[float, Field(ge=0, le=1)] = 0.02
     """Flag a task whose accuracy drops by more than this (2 points)."""
     fail_drop: Annotated[float, Field(ge=0, le=1)] = 0.05

@@ -242,13 +242,15 @@ def run_forgetting(config: ForgettingConfig, tasks: Sequence[TaskSpec], checkpoi
         started = time.perf_counter()
         if missing:
             lm_cache = cache_dir / "lm-eval" / content_key({"fingerprint": checkpoint.fingerprint, "args": args})
-            samples = _evaluate(engine, args, missing, config, seed, lm_cache)
-            for task in missing:
-                rows = [_sample_row(task.name, s) for s in samples.get(task.name, [])]
+
+            def keep(task: TaskSpec, samples: list[dict[str, Any]], name: str = checkpoint.name) -> None:
+                rows = [_sample_row(task.name, s) for s in samples]
                 if not rows:
-                    raise InfraError(f"lm-eval returned no samples for task {task.name} on {checkpoint.name}")
+                    raise InfraError(f"lm-eval returned no samples for task {task.name} on {name}")
                 cache.put_many("forgetting", {keys[task.name]: rows})
                 found[keys[task.name]] = rows
+
+            _evaluate(engine, args, missing, config, seed, lm_cache, keep)
             evaluated += len(missing)
         engine_seconds[role] = round(time.perf_counter() - started, 3)
         cached += len(tasks) - len(missing)
@@ -264,7 +266,8 @@ def run_forgetting(config: ForgettingConfig, tasks: Sequence[TaskSpec], checkpoi
 @contextlib.contextmanager
 def _quiet(log: io.StringIO) -> Iterator[None]:
     """lm-eval logs at INFO and draws tqdm bars per request batch (to sys.stderr, looked up when each
-    bar starts); the CLI has its own progress. What lm-eval writes is kept for the error message."""
+    bar starts); the CLI has its own progress. What lm-eval writes is kept for the error message.
+    Restores everything it changes, however the block ends."""
     import datasets
 
     loggers = [logging.getLogger(n) for n in ("lm-eval", "lm_eval")]
@@ -273,10 +276,18 @@ def _quiet(log: io.StringIO) -> Iterator[None]:
         lg.setLevel(logging.ERROR)  # its warnings are notes like "Overwriting default num_fewshot"
     bars = datasets.utils.logging.is_progress_bar_enabled()
     datasets.disable_progress_bars()
+    # Each simple_evaluate call collects torch's environment report (pip list and more in subprocesses,
+    # about 0.9 s) and the git hash of the working directory; the manifest records packages, hardware and
+    # git already, and per-task calls would pay it per task.
+    import lm_eval.evaluator as evaluator
+
+    saved = evaluator.add_env_info, evaluator.get_git_commit_hash
+    evaluator.add_env_info, evaluator.get_git_commit_hash = (lambda results: None), (lambda: None)
     try:
         with contextlib.redirect_stderr(log):
             yield
     finally:
+        evaluator.add_env_info, evaluator.get_git_commit_hash = saved
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
         if bars:
@@ -284,30 +295,35 @@ def _quiet(log: io.StringIO) -> Iterator[None]:
 
 
 def _evaluate(engine: str, args: dict[str, Any], tasks: Sequence[TaskSpec], config: ForgettingConfig, seed: int,
-              lm_cache: Path) -> dict[str, list[dict[str, Any]]]:
+              lm_cache: Path, on_task: Callable[[TaskSpec, list[dict[str, Any]]], None]) -> None:
+    """Load the model once, then one simple_evaluate per task, handing each task's samples to `on_task`
+    as it finishes: a run killed mid-stage keeps every finished task."""
     import lm_eval
+    from lm_eval.api.registry import get_model
     from lm_eval.tasks import TaskManager
 
-    registry = [t for t in tasks if t.config is None]
     # Local tasks go in as dicts (data paths already absolute); the registry is indexed only when used.
-    manager = TaskManager(include_defaults=bool(registry))
-    lm_cache.parent.mkdir(parents=True, exist_ok=True)
+    manager = TaskManager(include_defaults=any(t.config is None for t in tasks))
     log = io.StringIO()
     with _quiet(log):
         try:
-            result = lm_eval.simple_evaluate(
-                model=engine, model_args=args, tasks=[t.config if t.config is not None else t.name for t in tasks],
-                task_manager=manager, num_fewshot=config.num_fewshot, batch_size=config.batch_size,
-                device=_device(engine, args), limit=config.limit, use_cache=str(lm_cache), log_samples=True,
-                random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
-                bootstrap_iters=0)
+            lm = get_model(engine).create_from_arg_obj(
+                args, {"batch_size": config.batch_size, "device": _device(engine, args)})
+            if config.request_cache:
+                lm_cache.parent.mkdir(parents=True, exist_ok=True)
+            for task in tasks:
+                result = lm_eval.simple_evaluate(
+                    model=lm, tasks=[task.config if task.config is not None else task.name], task_manager=manager,
+                    num_fewshot=config.num_fewshot, limit=config.limit, log_samples=True, bootstrap_iters=0,
+                    use_cache=str(lm_cache) if config.request_cache else None, random_seed=seed,
+                    numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed)
+                if result is None:
+                    raise InfraError(f"lm-eval returned no result for task {task.name}")
+                on_task(task, list(result.get("samples", {}).get(task.name, [])))
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
             said = [line for line in log.getvalue().splitlines() if line.strip()][-1:]
             detail = " ".join(f"{exc} {' '.join(said)}".split())[:300]
             raise InfraError(f"lm-eval ({engine}) failed: {detail}") from None
-    if result is None:
-        raise InfraError("lm-eval returned no result")
-    return {name: list(samples) for name, samples in result.get("samples", {}).items()}
 
 
 def _device(engine: str, args: dict[str, Any]) -> str | None:

@@ -114,3 +114,31 @@ def test_lm_eval_runs_offline_and_a_rerun_is_served_from_cache(demo_models, tmp_
     strip = [r.model_dump(exclude={"cached"}) for r in second]
     assert strip == [r.model_dump(exclude={"cached"}) for r in first] and all(r.cached for r in second)
     cache.close()
+
+
+@pytest.mark.slow
+def test_tasks_finished_before_a_failure_are_kept(demo_models, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import harness.forgetting as forgetting
+    from harness.errors import InfraError
+
+    cache = Cache(tmp_path / "cache.sqlite")
+    config = ForgettingConfig(limit=20)
+    tasks = resolve_tasks(config, "plan.yaml")
+    checkpoints = {role: resolve_checkpoint(CheckpointConfig(name=role, model=f"demo:{role}", backend="transformers"),
+                                            f"{role}.yaml", cache) for role in ("base", "candidate")}
+    real = forgetting._sample_row
+
+    def dies_on_the_second_task(task: str, sample: dict) -> dict:
+        if task == tasks[1].name:
+            raise InfraError("killed")
+        return real(task, sample)
+
+    monkeypatch.setattr(forgetting, "_sample_row", dies_on_the_second_task)
+    with pytest.raises(InfraError):
+        run_forgetting(config, tasks, checkpoints, cache, tmp_path, 0, lambda _: None)
+    monkeypatch.setattr(forgetting, "_sample_row", real)
+    _, stats = run_forgetting(config, tasks, checkpoints, cache, tmp_path, 0, lambda _: None)
+    # The base's first task was finished and kept; nothing else had been.
+    assert (stats.cached, stats.evaluated) == (1, 5)
+    cache.close()
