@@ -19,16 +19,16 @@ from harness.checks import run_checks
 from harness.config import PROJECT_ROOT, CheckpointConfig, GateConfig, PlanConfig, choose_plan, load_checkpoint
 from harness.errors import ConfigError
 from harness.forgetting import TaskSpec, check_engine, lm_eval_version, resolve_tasks, run_forgetting
+from harness.gate import Decision
 from harness.generate import run_generation
-from harness.metrics import apply_holm, forgetting_stats, subject_rng, suite_stats
-from harness.provenance import git_commit, hardware, package_versions
 from harness.judge import Judge, load_judge, run_judging, summarize_judgments
 from harness.judge_pairs import build_pairs
+from harness.metrics import apply_holm, forgetting_stats, subject_rng, suite_stats
+from harness.outputs import policy_for, write_outputs
+from harness.provenance import git_commit, hardware, package_versions
 from harness.records import CheckRecord, ForgettingRecord, GenerationRecord, JudgmentRecord, Role
 from harness.rundir import RunDir, new_run_id
 from harness.suites import Suite, load_suites
-from harness.gate import Decision
-from harness.outputs import policy_for, write_outputs
 from harness.summary import RunSummary
 from harness.train import TrainOutcome, ensure_trained
 
@@ -180,6 +180,21 @@ def _forgetting_stage(inputs: Inputs, run: RunDir, checkpoints: dict[Role, Resol
     return records
 
 
+def _run_stats(inputs: Inputs, manifest: dict[str, Any], checks: list[CheckRecord],
+               judgments: list[JudgmentRecord] | None, forgetting: list[ForgettingRecord] | None) -> dict[str, Any]:
+    """stats.json: paired tests per suite and forgetting task (Holm-adjusted together) and the judge summary.
+    Every random draw comes from the plan seed, one generator per subject."""
+    seed = inputs.plan.seed
+    run_stats: dict[str, Any] = {"schema_version": 1, "seed": seed,
+                                 "suites": suite_stats([s.name for s in inputs.suites], checks, seed)}
+    if inputs.plan.forgetting and forgetting is not None:
+        run_stats["forgetting"] = {"lm_eval_version": manifest["forgetting"]["lm_eval_version"],
+                                   **forgetting_stats(forgetting, inputs.plan.forgetting, seed)}
+    if judgments is not None:
+        run_stats["judge"] = summarize_judgments(judgments, subject_rng(seed, "judge"))
+    return apply_holm(run_stats)
+
+
 def _backend_name(checkpoint: ResolvedCheckpoint) -> str:
     from harness.backends import choose_backend
 
@@ -225,14 +240,7 @@ def run_compare(inputs: Inputs, runs_dir: Path, run_dir: Path | None = None, cac
         forgetting = _forgetting_stage(inputs, run, checkpoints, cache, progress)
 
         names = [s.name for s in inputs.suites]
-        run_stats: dict[str, Any] = {"schema_version": 1, "seed": inputs.plan.seed,
-                                     "suites": suite_stats(names, checks, inputs.plan.seed)}
-        if inputs.plan.forgetting and forgetting is not None:
-            run_stats["forgetting"] = {"lm_eval_version": run.manifest["forgetting"]["lm_eval_version"],
-                                       **forgetting_stats(forgetting, inputs.plan.forgetting, inputs.plan.seed)}
-        if judgments is not None:
-            run_stats["judge"] = summarize_judgments(judgments, subject_rng(inputs.plan.seed, "judge"))
-        apply_holm(run_stats)
+        run_stats = _run_stats(inputs, run.manifest, checks, judgments, forgetting)
         run.write_json("stats.json", run_stats)
         outputs = write_outputs(run, names, generations, checks, run_stats, training, inputs.gates)
         run.manifest["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")

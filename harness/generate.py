@@ -12,7 +12,6 @@ adapter) share one engine: one load, identical batching.
 from __future__ import annotations
 
 import time
-
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any

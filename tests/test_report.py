@@ -22,9 +22,8 @@ from harness.cli import app as cli_app
 from harness.errors import ConfigError
 from harness.report import APP, RUNS_DIR_ENV, is_loopback, report_command, start_report, stop_report
 from harness.worddiff import Segment, diff_markdown, escape_markdown, word_diff
-
-from conftest import free_port
-from report_fixture import FULL_RUN, OLD_RUN, PARTIAL_RUN, PAYLOAD, add_running_judge, build_runs
+from tests.conftest import free_port
+from tests.report_fixture import FULL_RUN, OLD_RUN, PARTIAL_RUN, PAYLOAD, add_running_judge, build_runs
 
 PAGES = ("runs", "overview", "side_by_side", "forgetting", "training")
 CHROMIUM = next((p for p in (shutil.which("chromium"), "/usr/bin/chromium") if p and os.path.exists(p)), None)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from harness.records import CheckRecord, GenerationRecord
 from harness.gate import decide
+from harness.records import CheckRecord, GenerationRecord
 from harness.summary import markdown, summarize, verdict
 
 

@@ -8,8 +8,8 @@ results are put back in request order. Token ids come in already rendered
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any
 
 from harness.backends.base import ChatRequest, Completion
