@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 from harness.config import PROJECT_ROOT
 from harness.errors import ConfigError, InfraError
-from harness.serve import stop_process_group
+from harness.serve import run_foreground, stop_process_group
 
 APP = PROJECT_ROOT / "reports" / "app.py"
 RUNS_DIR_ENV = "HARNESS_RUNS_DIR"
@@ -69,14 +68,4 @@ def stop_report(process: subprocess.Popen[bytes], timeout: float = 10) -> None:
 
 def run_report(command: list[str], env: dict[str, str]) -> int:
     """Run in the foreground until Ctrl-C or SIGTERM."""
-    process = start_report(command, env)
-
-    def stop(signum: int, _frame: object) -> None:
-        stop_report(process)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    try:
-        return process.wait()
-    finally:
-        stop_report(process)
+    return run_foreground(command, env)

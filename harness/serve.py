@@ -8,6 +8,7 @@ the checkpoint's name and the base under NAME-base.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -73,16 +74,25 @@ def server_command(file: Path, host: str, port: int, train: bool = True) -> tupl
 
 def run_server(command: list[str], env: dict[str, str]) -> int:
     """Run in the foreground; Ctrl-C or SIGTERM stops the server and its workers."""
+    return run_foreground(command, env)
+
+
+def run_foreground(command: list[str], env: dict[str, str]) -> int:
+    """Run a server in its own process group until it exits; Ctrl-C or SIGTERM is passed on to the whole
+    group. The handler only signals: the main thread's wait() reaps the child (a second wait() inside a
+    signal handler would block on the lock the interrupted one holds)."""
     process = subprocess.Popen(command, env=env, start_new_session=True)
 
-    def stop(signum: int, _frame: object) -> None:
-        os.killpg(process.pid, signal.SIGTERM)
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         return process.wait()
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         stop_process_group(process)
 
 

@@ -78,6 +78,37 @@ def test_cli_exit_code_2_for_remote_host_or_missing_dir(runs: Path, tmp_path: Pa
     assert result.exit_code == 2 and "runs dir does not exist" in result.output
 
 
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_the_command_stops_on_ctrl_c_or_sigterm(runs: Path, signum: str) -> None:
+    """Ctrl-C (SIGINT) or SIGTERM to `harness report` stops Streamlit and returns promptly."""
+    import signal
+    import subprocess
+
+    from tests.conftest import ROOT, harness_cmd
+
+    port = free_port()
+    process = subprocess.Popen(harness_cmd("report", str(runs), "--port", str(port)), cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.3)
+        else:
+            pytest.fail("the report did not come up")
+        process.send_signal(getattr(signal, signum))
+        assert process.wait(timeout=20) is not None
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
 # views and safe text ----------------------------------------------------------------------
 
 def test_word_diff_marks_changed_words_only() -> None:
