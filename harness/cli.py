@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,8 +22,17 @@ from harness.errors import HarnessError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Compare a fine-tuned checkpoint with its base and gate the release.")
-out = Console()
-err = Console(stderr=True)
+
+
+def _console(stderr: bool = False) -> Console:
+    # Not a terminal (CI logs, pipes): rich would assume 80 columns and cut table cells short.
+    stream = sys.stderr if stderr else sys.stdout
+    wide = not stream.isatty() and "COLUMNS" not in os.environ
+    return Console(stderr=stderr, width=160 if wide else None)
+
+
+out = _console()
+err = _console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -146,18 +156,22 @@ def _print_training(name: str, result: dict[str, Any], reused: bool) -> None:
 @app.command()
 @guarded
 def validate(
-    file: Annotated[Path, typer.Argument(help="A checkpoint, plan, policy or suite file.")],
-    kind: Annotated[str, typer.Option(help="checkpoint, plan, policy, suite, or auto.")] = "auto",
+    file: Annotated[Path, typer.Argument(help="A checkpoint, plan, policy, suite, judge or forgetting task file.")],
+    kind: Annotated[str, typer.Option(help="checkpoint, plan, policy, suite, judge, task, or auto.")] = "auto",
 ) -> None:
     """Check one file without loading any model (suites and forgetting tasks it names included)."""
     from harness.config import load_checkpoint, load_plan
     from harness.errors import ConfigError
-    from harness.forgetting import resolve_tasks
+    from harness.forgetting import load_task_file, resolve_tasks
     from harness.gate import load_policy
     from harness.judge import load_judge
+    from harness.judge_prompt import load_definition
     from harness.suites import load_suite, load_suites
     from harness.yamlio import read_yaml
 
+    if file.is_dir():
+        raise ConfigError(str(file), None, "is a directory; give one file (a suite directory is checked through "
+                          "the plan that names it)")
     if kind == "auto":
         kind = _guess_kind(file, read_yaml)
     if kind == "checkpoint":
@@ -176,13 +190,19 @@ def validate(
         if plan.judge:
             load_judge(plan.judge, str(file))
         detail = f"plan with {len(load_suites(plan.suites, str(file)))} suite(s), {len(tasks)} forgetting task(s)"
+    elif kind == "judge":
+        loaded = load_definition(str(file.resolve()), str(file))
+        detail = f"judge {loaded.definition.name!r} ({loaded.definition.mode})"
+    elif kind == "task":
+        detail = f"lm-eval task {load_task_file(file).name!r}"
     elif kind == "policy":
         detail = f"policy with {len(load_policy(file))} gate(s)"
     elif kind == "suite":
         suite = load_suite(file)
         detail = f"suite {suite.name!r} with {len(suite.items)} items"
     else:
-        raise ConfigError(None, "--kind", f"unknown kind {kind!r}; expected checkpoint, plan, policy, suite or auto")
+        raise ConfigError(None, "--kind", f"unknown kind {kind!r}; expected checkpoint, plan, policy, suite, judge, "
+                          "task or auto")
     typer.echo(f"ok: {file}: {detail}")
 
 
@@ -194,6 +214,10 @@ def _guess_kind(file: Path, read_yaml: Callable[[Path], Any]) -> str:
         return "suite"
     if isinstance(data, dict) and set(data) == {"gates"}:
         return "policy"
+    if isinstance(data, dict) and {"mode", "user"} <= set(data):
+        return "judge"
+    if isinstance(data, dict) and "task" in data and ({"dataset_path", "output_type", "include"} & set(data)):
+        return "task"
     if isinstance(data, dict) and {"model", "train", "name", "backend"} & set(data):
         return "checkpoint"
     return "plan"
@@ -297,7 +321,8 @@ def _print_result(result: Any) -> None:
     _print_judge(result.run_stats.get("judge"))
     _print_forgetting(result.run_stats.get("forgetting"), names)
     if result.summary.examples:
-        side = Table(title="answers that changed outcome", show_lines=True)
+        shown = min(3, len(result.summary.examples))
+        side = Table(title=f"answers that changed outcome ({shown} of {result.summary.changed})", show_lines=True)
         for column in ("item", names["base"], names["candidate"]):
             side.add_column(column, overflow="fold")
         for e in result.summary.examples[:3]:

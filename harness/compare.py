@@ -7,6 +7,7 @@ after that, so bad input leaves nothing behind.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -46,6 +47,8 @@ class Inputs:
     tasks: list[TaskSpec]
     """Forgetting tasks (empty when the plan has none)."""
     gates: list[GateConfig]
+    policy: str
+    """Where the gates came from (for the verdict)."""
     judge: Judge | None
 
 
@@ -82,9 +85,9 @@ def prepare(base_file: Path, candidate_file: Path, plan_file: Path | None = None
         if plan.forgetting:
             check_engine(plan.forgetting, config, source, where)
     judge = load_judge(plan.judge, source) if plan.judge else None
-    gates = policy_for(plan, policy_file)
+    gates, policy = policy_for(plan, policy_file)
     return Inputs({"base": str(base_file), "candidate": str(candidate_file)},
-                  {"base": base, "candidate": candidate}, plan, source, suites, tasks, gates, judge)
+                  {"base": base, "candidate": candidate}, plan, source, suites, tasks, gates, policy, judge)
 
 
 def _manifest(inputs: Inputs, checkpoints: dict[Role, ResolvedCheckpoint], run_id: str) -> dict[str, Any]:
@@ -136,11 +139,12 @@ def _check_tokenizers_before_training(inputs: Inputs, cache: Cache) -> None:
     _same_tokenizer(starts[role], starts["candidate" if role == "base" else "base"])
 
 
-def _record_training(run: RunDir, trained: dict[Role, TrainOutcome]) -> dict[str, dict[str, Any]]:
-    """The train stage's records (per-step curves) and its result, copied into the run."""
+def _record_training(run: RunDir, trained: dict[Role, TrainOutcome], seconds: float) -> dict[str, dict[str, Any]]:
+    """The train stage's records (per-step curves) and its result, copied into the run. Training ran
+    before the run dir existed (its name needs the trained checkpoint): `seconds` is its wall time."""
     if not trained:
         return {}
-    started = run.stage_started("train")
+    started = run.stage_started("train") - seconds
     steps = [s.model_copy(update={"role": role}) for role, outcome in trained.items() for s in outcome.steps]
     run.append("train", steps)
     training = {role: {**o.result, "output_dir": str(o.output_dir), "reused": o.reused} for role, o in trained.items()}
@@ -208,6 +212,7 @@ def run_compare(inputs: Inputs, runs_dir: Path, run_dir: Path | None = None, cac
         _check_tokenizers_before_training(inputs, cache)
         configs = dict(inputs.configs)
         trained: dict[Role, TrainOutcome] = {}
+        train_started = time.perf_counter()
         for role, cfg in inputs.configs.items():
             if cfg.train is not None:
                 if progress:
@@ -216,10 +221,11 @@ def run_compare(inputs: Inputs, runs_dir: Path, run_dir: Path | None = None, cac
                 configs[role] = trained[role].checkpoint
                 if progress:
                     progress(f"training {cfg.name}", 1, 1)
+        train_seconds = time.perf_counter() - train_started
         checkpoints = {role: resolve_checkpoint(cfg, inputs.files[role], cache) for role, cfg in configs.items()}
         run_id = new_run_id(checkpoints["base"].name, checkpoints["candidate"].name)
         run = RunDir.create(run_dir or runs_dir / run_id, _manifest(inputs, checkpoints, run_id))
-        training = _record_training(run, trained)
+        training = _record_training(run, trained, train_seconds)
 
         started = run.stage_started("generations")
         total = sum(len(s.items) * c.config.sampling.n for s in inputs.suites for c in checkpoints.values())
@@ -242,7 +248,7 @@ def run_compare(inputs: Inputs, runs_dir: Path, run_dir: Path | None = None, cac
         names = [s.name for s in inputs.suites]
         run_stats = _run_stats(inputs, run.manifest, checks, judgments, forgetting)
         run.write_json("stats.json", run_stats)
-        outputs = write_outputs(run, names, generations, checks, run_stats, training, inputs.gates)
+        outputs = write_outputs(run, names, generations, checks, run_stats, training, inputs.gates, inputs.policy)
         run.manifest["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         run.save_manifest()
         return CompareResult(run.path, outputs.summary, outputs.verdict, stats, training, run_stats, outputs.decision)

@@ -180,7 +180,9 @@ class GateConfig(Strict):
 
     name: Annotated[str, Field(min_length=1, pattern=r"^[\w.-]+$")]
     metric: str
-    """One of GATE_METRICS (see `harness schema` or the README)."""
+    """suite.pass_rate_delta, suite.candidate_pass_rate, forgetting.delta, judge.win_rate,
+    judge.parse_failure_rate, judge.failure_rate, judge.swap_consistency, judge.canary_wins or
+    train.smoke_passed (the README's metric table says what each is)."""
     test: Literal["superiority", "non_inferiority", "at_most", "at_least", "is_true"]
     """superiority: the CI's lower bound must clear `threshold` (and p < alpha where the metric has a p-value);
     non_inferiority: the one-sided lower bound of a difference must stay above -`margin`;

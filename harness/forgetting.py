@@ -91,13 +91,18 @@ def resolve_tasks(config: ForgettingConfig, file: str, prefix: str = "plan.forge
     return specs
 
 
+def load_task_file(path: Path) -> TaskSpec:
+    """One task YAML, checked the way a plan's task entry is (`harness validate`)."""
+    return _local_task(path, str(path), None)
+
+
 def _registry() -> set[str]:
     from lm_eval.tasks import TaskManager  # indexing lm-eval's ~15k tasks takes seconds: only when needed
 
     return set(TaskManager().all_tasks)
 
 
-def _local_task(path: Path, file: str, field: str) -> TaskSpec:
+def _local_task(path: Path, file: str, field: str | None) -> TaskSpec:
     try:
         from lm_eval.tasks._yaml_loader import load_yaml  # resolves include: and !function like lm-eval does
     except ImportError:
@@ -121,7 +126,7 @@ def _local_task(path: Path, file: str, field: str) -> TaskSpec:
     return TaskSpec(config["task"], str(path), config, digest.hexdigest())
 
 
-def _absolute_data_files(value: Any, base: Path, file: str, field: str) -> Any:
+def _absolute_data_files(value: Any, base: Path, file: str, field: str | None) -> Any:
     """lm-eval reads data_files relative to the working directory; here they are relative to the YAML."""
     if isinstance(value, dict):
         return {k: _absolute_data_files(v, base, file, field) for k, v in value.items()}

@@ -34,6 +34,8 @@ class Observation:
     lower_one_sided: float | None = None
     """95% one-sided lower bound of a difference (non-inferiority)."""
     n: int | None = None
+    detail: str | None = None
+    """Why a yes/no metric is what it is (the smoke test's failed checks)."""
 
 
 @dataclass(frozen=True)
@@ -61,9 +63,11 @@ class Decision:
     exit_code: int
     reason: str
     gates: list[GateResult]
+    policy: str = "none"
+    """Where the gates came from: a policy file, the plan, or the shipped default."""
 
     def as_json(self) -> dict[str, Any]:
-        return {"outcome": self.outcome, "exit_code": self.exit_code, "reason": self.reason,
+        return {"outcome": self.outcome, "exit_code": self.exit_code, "reason": self.reason, "policy": self.policy,
                 "gates": [{**asdict(g), "label": g.label} for g in self.gates]}
 
 
@@ -101,7 +105,8 @@ def observations(metric: str, run_stats: dict[str, Any], training: dict[str, Any
     if metric == "forgetting.delta":
         return [_paired(name, e) for name, e in tasks.items()]
     if metric == "train.smoke_passed":
-        return [Observation(role, bool(t["smoke"]["passed"])) for role, t in training.items()]
+        return [Observation(role, bool(t["smoke"]["passed"]), detail="; ".join(t["smoke"].get("reasons") or []))
+                for role, t in training.items()]
     if judge is None:
         return []
     if metric == "judge.win_rate":
@@ -124,16 +129,18 @@ def _superiority(gate: GateConfig, o: Observation) -> tuple[Outcome, str]:
     if ci is None:
         return "inconclusive", f"{_pts(value)} has no confidence interval (too few items)"
     significant = o.p_value is None or o.p_value < gate.alpha
+    span = f"95% CI [{_pts(ci[0])}, {_pts(ci[1])}]"
     if ci[0] > gate.threshold and significant:
-        return "pass", f"95% CI [{_pts(ci[0])}, {_pts(ci[1])}] lies above {gate.threshold}"
+        return "pass", f"{span} lies above {gate.threshold}"
     if ci[1] < gate.threshold:
-        return "fail", f"95% CI [{_pts(ci[0])}, {_pts(ci[1])}] lies below {gate.threshold}"
+        return "fail", f"{span} lies below {gate.threshold}"
+    why = (f"{span} lies above {gate.threshold} but p = {o.p_value:.3g} is not below {gate.alpha}"
+           if ci[0] > gate.threshold else f"{span} includes {gate.threshold}")
     if o.mde is None or o.mde > gate.min_effect:
-        can = "no effect" if o.mde is None else f"only effects of {_pts(o.mde)} or more"
-        return "inconclusive", (f"not shown above {gate.threshold} (CI [{_pts(ci[0])}, {_pts(ci[1])}]), and "
-                                f"{o.n} items detect {can}, more than min_effect {gate.min_effect}")
-    p = "" if o.p_value is None else f", p = {o.p_value:.3g}"
-    return "fail", f"not shown above {gate.threshold}: 95% CI [{_pts(ci[0])}, {_pts(ci[1])}]{p}"
+        can = ("cannot detect an effect of that size" if o.mde is None
+               else f"detect only effects of {_pts(o.mde)} or more")
+        return "inconclusive", (f"not shown: {why}; {o.n} items {can} (min_effect {gate.min_effect})")
+    return "fail", f"not shown although {o.n} items could detect it: {why}"
 
 
 def _non_inferiority(gate: GateConfig, o: Observation) -> tuple[Outcome, str]:
@@ -144,9 +151,9 @@ def _non_inferiority(gate: GateConfig, o: Observation) -> tuple[Outcome, str]:
         return "fail", f"dropped {-value:.3f}, more than the margin {margin}"
     low = "none" if bound is None else f"{bound:+.3f}"
     if o.mde is None or o.mde > margin:
-        can = "no difference" if o.mde is None else f"only differences of {_pts(o.mde)} or more"
-        return "inconclusive", (f"delta {value:+.3f}, lower bound {low}: {o.n} items detect {can}, "
-                                f"more than the margin {margin}")
+        can = ("cannot resolve a difference that small" if o.mde is None
+               else f"resolve only differences of {_pts(o.mde)} or more")
+        return "inconclusive", f"delta {value:+.3f}, lower bound {low}: {o.n} items {can} (margin {margin})"
     return "fail", f"delta {value:+.3f}: a drop beyond {margin} is not ruled out (lower bound {low})"
 
 
@@ -161,7 +168,7 @@ def judge_gate(gate: GateConfig, o: Observation) -> tuple[Outcome, str]:
     if o.value is None:
         return "inconclusive", "no value (nothing was measured)"
     if gate.test == "is_true":
-        return ("pass", "passed") if o.value else ("fail", "failed")
+        return ("pass", "passed") if o.value else ("fail", f"failed: {o.detail}" if o.detail else "failed")
     if gate.test == "superiority":
         return _superiority(gate, o)
     if gate.test == "non_inferiority":
@@ -171,6 +178,7 @@ def judge_gate(gate: GateConfig, o: Observation) -> tuple[Outcome, str]:
 
 MISSING = {"suite": "the run has no suites", "forgetting": "the run has no forgetting stage",
            "judge": "the run has no judge stage", "train": "no checkpoint of the run was trained"}
+HINT = " (a gate with required: false skips it; or leave the gate out of the plan's gates:)"
 
 
 def evaluate_gate(gate: GateConfig, run_stats: dict[str, Any], training: dict[str, Any]) -> list[GateResult]:
@@ -187,7 +195,7 @@ def evaluate_gate(gate: GateConfig, run_stats: dict[str, Any], training: dict[st
     if not found:
         missing = Observation(None, None)
         reason = MISSING[gate.metric.split(".")[0]]
-        return [result(missing, "inconclusive", reason) if gate.required else result(missing, "skipped", reason)]
+        return [result(missing, "inconclusive", reason + HINT) if gate.required else result(missing, "skipped", reason)]
     return [result(o, *judge_gate(gate, o)) for o in found]
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,18 +27,23 @@ class Outputs:
     verdict: dict[str, Any]
 
 
-def policy_for(plan: PlanConfig, policy_file: Path | None) -> list[GateConfig]:
-    """--policy wins, then the plan's `gates:`, then the shipped default policy."""
+DEFAULT_LABEL = "default (harness/default_policy.yaml)"
+
+
+def policy_for(plan: PlanConfig, policy_file: Path | None) -> tuple[list[GateConfig], str]:
+    """--policy wins, then the plan's `gates:`, then the shipped default policy; with where they came from."""
     if policy_file is not None:
-        return load_policy(policy_file)
-    return default_policy() if plan.gates is None else list(plan.gates)
+        return load_policy(policy_file), str(policy_file)
+    if plan.gates is None:
+        return default_policy(), DEFAULT_LABEL
+    return list(plan.gates), "the plan's gates"
 
 
 def write_outputs(run: RunDir, suite_names: Sequence[str], generations: Sequence[GenerationRecord],
                   checks: Sequence[CheckRecord], run_stats: dict[str, Any], training: dict[str, Any],
-                  gates: Sequence[GateConfig]) -> Outputs:
+                  gates: Sequence[GateConfig], policy: str) -> Outputs:
     summary = summarize(suite_names, generations, checks)
-    decision = decide(gates, run_stats, training)
+    decision = replace(decide(gates, run_stats, training), policy=policy)
     result = verdict(summary, training, decision)
     text = markdown(summary, run.manifest, decision, training, run_stats)
     run.write_json("verdict.json", result)
@@ -60,13 +65,13 @@ def regate(run_dir: Path, policy_file: Path | None = None) -> tuple[RunDir, Outp
                           "rerun it with --run-dir to resume")
     run_stats = json.loads(stats_file.read_text(encoding="utf-8"))
     if policy_file is not None:
-        gates = load_policy(policy_file)
+        gates, policy = load_policy(policy_file), str(policy_file)
     else:  # the policy the run was made with, as its manifest recorded it
         recorded = run.manifest.get("plan", {}).get("gates")
-        gates = default_policy() if recorded is None else validate(
-            PolicyFile, {"gates": recorded}, str(run.path / "manifest.json"), "plan").gates
+        gates, policy = (default_policy(), DEFAULT_LABEL) if recorded is None else (validate(
+            PolicyFile, {"gates": recorded}, str(run.path / "manifest.json"), "plan").gates, "the plan's gates")
     training = run.manifest.get("stages", {}).get("train", {}).get("results", {}) or {}
     names = [s["name"] for s in run.manifest["suites"]]
     outputs = write_outputs(run, names, run.read("generations", GenerationRecord), run.read("checks", CheckRecord),
-                            run_stats, training, gates)
+                            run_stats, training, gates, policy)
     return run, outputs, run_stats

@@ -61,7 +61,10 @@ class Example:
 class RunSummary:
     suites: list[SuiteSummary]
     examples: list[Example]
+    """Up to EXAMPLES answers that changed outcome, taken from each suite in turn."""
     warnings: list[str] = field(default_factory=list)
+    changed: int = 0
+    """All answers whose pass/fail differs between base and candidate."""
 
 
 def _rates(gens: Sequence[GenerationRecord], checks: Sequence[CheckRecord]) -> RoleRates:
@@ -91,7 +94,8 @@ def summarize(suite_names: Sequence[str], generations: Sequence[GenerationRecord
         outcome[key] = outcome.get(key, True) and c.passed
     texts = {(g.role, g.suite, g.item_id, g.sample_index): g.text for g in generations}
 
-    suites, examples = [], []
+    suites: list[SuiteSummary] = []
+    flipped: dict[str, list[Example]] = defaultdict(list)
     total_pairs = total_identical = 0
     for name in suite_names:
         base, cand = gens[(name, "base")], gens[(name, "candidate")]
@@ -103,8 +107,15 @@ def summarize(suite_names: Sequence[str], generations: Sequence[GenerationRecord
         for g in base:
             key = (name, g.item_id, g.sample_index)
             b, c = outcome.get(("base", *key)), outcome.get(("candidate", *key))
-            if b is not None and c is not None and b != c and len(examples) < EXAMPLES:
-                examples.append(Example(name, g.item_id, g.text, texts[("candidate", *key)], b, c))
+            if b is not None and c is not None and b != c:
+                flipped[name].append(Example(name, g.item_id, g.text, texts[("candidate", *key)], b, c))
+    # Round-robin over the suites, so a suite that changed little still shows what did.
+    queues = [list(v) for v in flipped.values()]
+    examples: list[Example] = []
+    while len(examples) < EXAMPLES and any(queues):
+        for queue in queues:
+            if queue and len(examples) < EXAMPLES:
+                examples.append(queue.pop(0))
     warnings = []
     if total_pairs and total_identical == total_pairs:
         warnings.append("the candidate's answers equal the base's on every item: an adapter that did not "
@@ -114,7 +125,7 @@ def summarize(suite_names: Sequence[str], generations: Sequence[GenerationRecord
             rates: RoleRates = getattr(s, role)
             if rates.answers and rates.truncated / rates.answers > 0.5:
                 warnings.append(f"{s.suite}: {role} hit max_tokens on {rates.truncated}/{rates.answers} answers")
-    return RunSummary(suites, examples, warnings)
+    return RunSummary(suites, examples, warnings, sum(len(v) for v in flipped.values()))
 
 
 def pct(value: float | None) -> str:
@@ -145,7 +156,8 @@ OUTCOME_TEXT = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE", 
 
 def gate_lines(decision: Decision) -> list[str]:
     """The gates table of summary.md."""
-    lines = [f"Verdict: **{OUTCOME_TEXT[decision.outcome]}** (exit code {decision.exit_code}): {decision.reason}.", ""]
+    lines = [f"Verdict: **{OUTCOME_TEXT[decision.outcome]}** (exit code {decision.exit_code}): {decision.reason}.", "",
+             f"Policy: {decision.policy}.", ""]
     if not decision.gates:
         return lines
     lines += ["## Gates", "", "| gate | metric | outcome | value | threshold | 95% CI | p | reason |",
@@ -223,6 +235,8 @@ def judge_lines(judge: dict[str, Any] | None) -> list[str]:
     ci = judge.get("win_rate_ci") or [None, None]
     canaries = judge.get("canaries") or {}
     won = ", ".join(canaries.get("won") or []) or "none"
+    note = (judge.get("length_control") or {}).get("fallback")
+    fallback = f" ({note})" if note else ""
     return ["", "## Pairwise judge", "",
             f"Judge: {who}. Each pair is judged in both orders; a side wins only when both agree.", "",
             "| pairs | candidate wins | base wins | ties | inconsistent | unparsed | failed | win rate (ties half) "
@@ -232,11 +246,15 @@ def judge_lines(judge: dict[str, Any] | None) -> list[str]:
             f"{ci_pts_raw(ci)} | {p_value(judge.get('sign_test_p'))} |", "",
             f"Reliability: swap consistency {_rate(judge.get('swap_consistency'))}, parse failures "
             f"{_rate(judge.get('parse_failure_rate'))}, call failures {_rate(judge.get('failure_rate'))}, ties "
-            f"{_rate(judge.get('tie_rate'))}. Length: base {_rate(judge.get('base_words_mean'))} words, candidate "
-            f"{_rate(judge.get('candidate_words_mean'))}; length-controlled win rate "
-            f"{_rate(judge.get('length_controlled_win_rate'))}. Canaries: {canaries.get('wins', 0)} of "
+            f"{_rate(judge.get('tie_rate'))}. Length: base {_words(judge.get('base_words_mean'))} words, candidate "
+            f"{_words(judge.get('candidate_words_mean'))}; length-controlled win rate "
+            f"{_rate(judge.get('length_controlled_win_rate'))}{fallback}. Canaries: {canaries.get('wins', 0)} of "
             f"{canaries.get('total', 0)} beat the base (won: {won}). Judge calls: {judge.get('calls', 0)} "
             f"({judge.get('cached', 0)} pairs from cache)."]
+
+
+def _words(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}"
 
 
 def ci_pts_raw(ci: Sequence[float | None]) -> str:
@@ -275,6 +293,8 @@ def markdown(summary: RunSummary, manifest: dict[str, Any], decision: Decision,
                          f"{pct(s.candidate.checks.get(check))} |")
     if summary.examples:
         lines += ["", "## Answers that changed outcome", "",
+                  f"{len(summary.examples)} of the {summary.changed} answers whose pass/fail changed, from each suite "
+                  "in turn; `harness report` lists them all.", "",
                   f"| suite | item | {base['name']} | {cand['name']} |", "|---|---|---|---|"]
         for e in summary.examples:
             mark = {True: "pass", False: "fail"}
@@ -283,13 +303,17 @@ def markdown(summary: RunSummary, manifest: dict[str, Any], decision: Decision,
     return "\n".join(lines) + "\n"
 
 
+def _loss(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 def training_lines(name: str, result: dict[str, Any]) -> list[str]:
     """The smoke verdict of one SFT run, as markdown."""
     smoke, data = result["smoke"], result["data"]
     state = "passed" if smoke["passed"] else "FAILED"
     lines = [f"## Smoke-test SFT of {name}: {state}", "",
              f"{result['steps']} steps in {result['seconds']} s ({result['tokens_per_second']} tokens/s), "
-             f"peak memory {result['peak_memory_mib']} MiB, final eval loss {result['eval_loss']}.", "",
+             f"peak memory {result['peak_memory_mib']} MiB, final eval loss {_loss(result['eval_loss'])}.", "",
              "| check | result | measured |", "|---|---|---|"]
     lines += [f"| {c['name']} | {'pass' if c['passed'] else 'FAIL'} | {_cell(c['detail'])} |" for c in smoke["checks"]]
     removed = removed_summary(data["curation"])

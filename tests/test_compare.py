@@ -54,6 +54,8 @@ def test_candidate_was_trained_and_its_smoke_verdict_is_in_the_run(first_run: tu
     assert result["data"]["train"] >= 2000
     steps = pd.read_parquet(run_dir / "records" / "train.parquet")
     assert len(steps) == result["steps"] and set(steps["role"]) == {"candidate"}
+    if not result["reused"]:  # the stage's wall time covers the training that ran before the run dir existed
+        assert manifest["stages"]["train"]["seconds"] >= result["seconds"]
     assert steps["loss"].iloc[-10:].mean() < steps["loss"].iloc[:10].mean()
     assert json.loads((run_dir / "verdict.json").read_text())["train"]["candidate"]["smoke_passed"] is True
     assert "## Smoke-test SFT of demo-sft: passed" in (run_dir / "summary.md").read_text()
@@ -228,7 +230,9 @@ def test_the_healthy_candidate_passes_and_gate_reproduces_it(first_run: tuple[Pa
     strict = subprocess.run(harness_cmd("gate", str(run_dir), "--policy", str(EXAMPLES / "policy-strict.yaml")),
                             capture_output=True, text=True, cwd=ROOT)
     assert strict.returncode == 3, strict.stdout  # 60 finance items cannot show a 10-point improvement
-    assert json.loads((run_dir / "verdict.json").read_text())["outcome"] == "inconclusive"
+    regated = json.loads((run_dir / "verdict.json").read_text())
+    assert regated["outcome"] == "inconclusive" and regated["policy"] == str(EXAMPLES / "policy-strict.yaml")
+    assert before["policy"] == "default (harness/default_policy.yaml)"
     subprocess.run(harness_cmd("gate", str(run_dir)), capture_output=True, cwd=ROOT, check=True)  # restore
 
 

@@ -135,6 +135,27 @@ def test_cli_validate_exit_codes(tmp_path: Path) -> None:
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(("path", "shown"), [
+    ("judges/pairwise.yaml", "judge 'pairwise' (pairwise)"),
+    ("suites/forgetting/cloze.yaml", "lm-eval task 'demo_cloze'"),
+    ("harness/default_policy.yaml", "policy with 6 gate(s)"),
+    ("suites/demo/finance.yaml", "suite 'finance' with 60 items"),
+])
+def test_validate_knows_every_file_kind(path: str, shown: str) -> None:
+    from tests.conftest import ROOT
+
+    result = CliRunner().invoke(app, ["validate", str(ROOT / path)])
+    assert result.exit_code == 0 and f"{shown}" in result.stdout, result.output
+
+
+def test_validate_refuses_a_directory_in_one_line() -> None:
+    from tests.conftest import ROOT
+
+    result = CliRunner().invoke(app, ["validate", str(ROOT / "suites" / "demo")])
+    assert result.exit_code == 2 and result.stderr.strip().endswith("is a directory; give one file (a suite "
+                                                                     "directory is checked through the plan that names it)")
+
+
 def test_schema_is_json_schema() -> None:
     import json
 

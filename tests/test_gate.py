@@ -33,16 +33,18 @@ SUPER = dict(metric="suite.pass_rate_delta", test="superiority", threshold=0.0, 
     # non-inferiority: the one-sided lower bound decides; a drop past the margin fails outright
     (NONINF, paired(-0.01, (-0.03, 0.01), -0.028), "pass", "stays above"),
     (NONINF, paired(-0.08, (-0.12, -0.04), -0.11), "fail", "more than the margin"),
-    (NONINF, paired(-0.03, (-0.10, 0.04), -0.09, mde=0.12), "inconclusive", "more than the margin"),
+    (NONINF, paired(-0.03, (-0.10, 0.04), -0.09, mde=0.12), "inconclusive", "resolve only differences of 0.120"),
     (NONINF, paired(-0.03, (-0.07, 0.01), -0.065, mde=0.03), "fail", "not ruled out"),
     (NONINF, paired(0.0, (0.0, 0.0), 0.0, mde=None), "pass", "stays above"),
-    (NONINF, paired(-0.03, (-0.09, 0.03), -0.08, mde=None), "inconclusive", "detect no difference"),
+    (NONINF, paired(-0.03, (-0.09, 0.03), -0.08, mde=None), "inconclusive", "cannot resolve a difference"),
     # superiority: CI above the threshold and p < alpha; else fail unless the sample is too small
     (SUPER, paired(0.2, (0.1, 0.3), 0.12, p=0.001), "pass", "lies above"),
-    (SUPER, paired(0.2, (0.1, 0.3), 0.12, p=0.2), "fail", "not shown above"),  # CI and p disagree: not proven
+    # CI and (Holm-adjusted) p disagree: not proven, and the reason says which one blocked it
+    (SUPER, paired(0.2, (0.1, 0.3), 0.12, p=0.2), "fail", "lies above 0.0 but p = 0.2 is not below 0.05"),
     (SUPER, paired(-0.2, (-0.3, -0.1), -0.28, p=0.001), "fail", "lies below"),
-    (SUPER, paired(0.05, (-0.05, 0.15), -0.03, p=0.3, mde=0.25, n=40), "inconclusive", "40 items detect"),
-    (SUPER, paired(0.01, (-0.02, 0.04), -0.015, p=0.6, mde=0.04), "fail", "not shown above"),
+    (SUPER, paired(0.05, (-0.05, 0.15), -0.03, p=0.3, mde=0.25, n=40), "inconclusive",
+     "40 items detect only effects of 0.250 or more"),
+    (SUPER, paired(0.01, (-0.02, 0.04), -0.015, p=0.6, mde=0.04), "fail", "includes 0.0"),
 ])
 def test_paired_gates(spec: dict[str, Any], entry: dict[str, Any], outcome: str, words: str) -> None:
     key = "forgetting" if spec["metric"].startswith("forgetting") else "suites"
@@ -76,12 +78,12 @@ def test_judge_gates(spec: dict[str, Any], judge: dict[str, Any], outcome: str) 
 
 def test_missing_stage_is_inconclusive_when_required_and_skipped_otherwise() -> None:
     [r] = evaluate_gate(gate(metric="judge.win_rate", test="superiority", threshold=0.5), {}, {})
-    assert (r.outcome, r.reason) == ("inconclusive", "the run has no judge stage")
+    assert r.outcome == "inconclusive" and r.reason.startswith("the run has no judge stage (a gate with required")
     [r] = evaluate_gate(gate(metric="train.smoke_passed", test="is_true", required=False), {}, {})
     assert r.outcome == "skipped"
-    smoke = {"candidate": {"smoke": {"passed": False}}}
+    smoke = {"candidate": {"smoke": {"passed": False, "reasons": ["eval_within_10pct: eval loss 0.64 (+11.5%)"]}}}
     [r] = evaluate_gate(gate(metric="train.smoke_passed", test="is_true"), {}, smoke)
-    assert (r.outcome, r.subject) == ("fail", "candidate")
+    assert (r.outcome, r.subject, r.reason) == ("fail", "candidate", "failed: eval_within_10pct: eval loss 0.64 (+11.5%)")
 
 
 def test_named_subject_missing_from_the_run_is_inconclusive() -> None:
@@ -102,6 +104,11 @@ def test_overall_outcome_fail_beats_inconclusive_beats_pass() -> None:
     d = decide(gates[:1], {"suites": {"ok": stats["suites"]["ok"]}}, {})
     assert (d.outcome, d.exit_code) == ("pass", 0)
     assert decide([], stats, {}).outcome == "ungated"
+
+
+def test_the_metric_field_lists_every_metric() -> None:
+    doc = GateConfig.model_fields["metric"].description or ""
+    assert all(metric in doc for metric in GATE_METRICS), doc
 
 
 def test_every_metric_has_an_observation_path() -> None:
