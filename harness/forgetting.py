@@ -325,6 +325,9 @@ def _evaluate(engine: str, args: dict[str, Any], tasks: Sequence[TaskSpec], conf
                 if result is None:
                     raise InfraError(f"lm-eval returned no result for task {task.name}")
                 on_task(task, list(result.get("samples", {}).get(task.name, [])))
+        except ImportError as exc:  # an engine's optional packages (lm-eval[api], vllm) are missing
+            extra = {"local-completions": "api", "vllm": "vllm"}.get(engine, engine)
+            raise MissingDependency(f"lm-eval[{extra}]", " ".join(str(exc).split())[:300]) from None
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
             said = [line for line in log.getvalue().splitlines() if line.strip()][-1:]
             detail = " ".join(f"{exc} {' '.join(said)}".split())[:300]

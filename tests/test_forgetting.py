@@ -142,3 +142,22 @@ def test_tasks_finished_before_a_failure_are_kept(demo_models, tmp_path: Path,
     # The base's first task was finished and kept; nothing else had been.
     assert (stats.cached, stats.evaluated) == (1, 5)
     cache.close()
+
+
+@pytest.mark.slow
+def test_local_completions_scores_through_vllms_server(demo_models, vllm_server: str, tmp_path: Path) -> None:
+    """A checkpoint behind an OpenAI-compatible server: lm-eval's local-completions engine (prompt
+    log-probabilities from vLLM's completions API) agrees with hf on the same weights."""
+    cache = Cache(tmp_path / "cache.sqlite")
+    config = ForgettingConfig(tasks=[str(DEFAULT_FORGETTING_DIR / "capitals.yaml")], limit=12, batch_size=4)
+    tasks = resolve_tasks(config, "plan.yaml")
+    served = CheckpointConfig(name="demo-base", model="demo-base", backend="openai", tokenizer=str(demo_models.base),
+                              endpoint={"base_url": vllm_server, "api": "completions"})
+    local = CheckpointConfig(name="local", model="demo:base", backend="transformers", engine={"dtype": "float32"})
+    checkpoints = {"base": resolve_checkpoint(local, "b.yaml", cache),
+                   "candidate": resolve_checkpoint(served, "c.yaml", cache)}
+    records, stats = run_forgetting(config, tasks, checkpoints, cache, tmp_path, 0, lambda _: None)
+    assert stats.engines == {"base": "hf", "candidate": "local-completions"}
+    by_role = {role: {r.doc_id: r.prediction for r in records if r.role == role} for role in ("base", "candidate")}
+    assert len(by_role["candidate"]) == 12 and by_role["candidate"] == by_role["base"]
+    cache.close()
