@@ -106,13 +106,18 @@ def _manifest(inputs: Inputs, checkpoints: dict[Role, ResolvedCheckpoint], run_i
     inputs_hash = content_key({"checkpoints": {r: (c["fingerprint"], c["config"]) for r, c in resolved.items()},
                                "suites": [s["sha256"] for s in suites], "tasks": [t["sha256"] for t in tasks],
                                "judge": judge,
-                               "plan": inputs.plan.model_dump(mode="json")})
+                               # Gates decide from the records; they change no record, so a run may resume
+                               # under another policy.
+                               "plan": inputs.plan.model_dump(mode="json", exclude={"gates"})})
     return {
         "schema_version": 1, "run_id": run_id, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "inputs_hash": inputs_hash, "checkpoints": resolved,
         "plan": {"source": inputs.plan_source, **inputs.plan.model_dump(mode="json")}, "suites": suites,
         "forgetting": {"lm_eval_version": lm_eval_version() if tasks else None, "tasks": tasks},
         "judge": judge,
+        # What the gates were, as written (unset fields stay unset), so `harness gate` can re-decide by them.
+        "policy": {"source": inputs.policy,
+                   "gates": [g.model_dump(mode="json", exclude_unset=True) for g in inputs.gates]},
         "seeds": {"plan": inputs.plan.seed, **{r: c.config.sampling.seed for r, c in checkpoints.items()}},
         "packages": package_versions(), "git": git_commit(PROJECT_ROOT), "hardware": hardware(), "stages": {},
     }

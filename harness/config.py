@@ -173,6 +173,7 @@ GATE_METRICS: dict[str, str] = {
     "train.smoke_passed": "per trained checkpoint: the smoke-test SFT verdict",
 }
 """Metrics a gate may name; harness.gate reads each from stats.json and the training results."""
+WITH_INTERVAL = ("suite.pass_rate_delta", "suite.candidate_pass_rate", "forgetting.delta", "judge.win_rate")
 
 
 class GateConfig(Strict):
@@ -187,15 +188,15 @@ class GateConfig(Strict):
     """superiority: the CI's lower bound must clear `threshold` (and p < alpha where the metric has a p-value);
     non_inferiority: the one-sided lower bound of a difference must stay above -`margin`;
     at_most / at_least: the value against `threshold`; is_true: a yes/no metric must be yes."""
-    threshold: float = 0.0
-    """superiority, at_most, at_least: the bound (0.5 for a win rate, 0 for a difference)."""
+    threshold: float | None = None
+    """superiority, at_most, at_least (required there): the bound (0.5 for a win rate, 0 for a difference)."""
     margin: Annotated[float, Field(ge=0, le=1)] = 0.0
     """non_inferiority: the largest drop that still counts as no worse (0.02 = 2 points)."""
     min_effect: Annotated[float, Field(gt=0, le=1)] = 0.1
     """superiority: the smallest improvement worth detecting; when the sample cannot detect it (its minimum
     detectable effect is larger) an unproven improvement is inconclusive rather than a failure."""
     alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
-    subjects: list[str] | None = None
+    subjects: Annotated[list[str], Field(min_length=1)] | None = None
     """Suites, tasks or roles the gate covers; all of them when left out."""
     required: bool = True
     """When the run has no value for the metric (the stage was skipped): inconclusive if required, else skipped."""
@@ -209,10 +210,24 @@ class GateConfig(Strict):
 
     @model_validator(mode="after")
     def _test_fits(self) -> GateConfig:
+        given = self.model_fields_set
         if self.test == "non_inferiority" and self.metric not in ("suite.pass_rate_delta", "forgetting.delta"):
             raise ValueError("non_inferiority applies to a paired difference (suite.pass_rate_delta, forgetting.delta)")
+        if self.test == "superiority" and self.metric not in WITH_INTERVAL:
+            raise ValueError(f"superiority needs a metric with a confidence interval ({', '.join(WITH_INTERVAL)}); "
+                             "use at_most or at_least")
         if (self.test == "is_true") != (self.metric == "train.smoke_passed"):
             raise ValueError("train.smoke_passed takes test is_true, and is_true only train.smoke_passed")
+        needs_threshold = self.test in ("superiority", "at_most", "at_least")
+        if needs_threshold and self.threshold is None:
+            raise ValueError(f"test {self.test} needs a threshold (e.g. 0.5 for a win rate, 0 for a difference)")
+        unused = {"threshold": not needs_threshold, "margin": self.test != "non_inferiority",
+                  "min_effect": self.test != "superiority", "alpha": self.test != "superiority"}
+        wrong = [f for f, is_unused in unused.items() if is_unused and f in given]
+        if wrong:
+            raise ValueError(f"'{wrong[0]}' is not used by test {self.test}")
+        if self.subjects is not None and self.metric.startswith("judge."):
+            raise ValueError("judge metrics have no subjects (one value per run)")
         return self
 
 

@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -227,8 +228,6 @@ class ForgettingStats:
 def run_forgetting(config: ForgettingConfig, tasks: Sequence[TaskSpec], checkpoints: dict[Role, ResolvedCheckpoint],
                    cache: Cache, cache_dir: Path, seed: int, emit: Emit) -> tuple[list[ForgettingRecord],
                                                                                   ForgettingStats]:
-    import time
-
     version = lm_eval_version()
     records: list[ForgettingRecord] = []
     cached = evaluated = 0

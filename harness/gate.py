@@ -113,8 +113,9 @@ def observations(metric: str, run_stats: dict[str, Any], training: dict[str, Any
         mde = judge.get("min_detectable_win_rate")
         return [Observation(None, judge.get("win_rate"), _pair(judge.get("win_rate_ci")), judge.get("sign_test_p"),
                             None if mde is None else mde - 0.5, n=judge.get("judged", judge.get("n")))]
-    if metric == "judge.canary_wins":
-        return [Observation(None, (judge.get("canaries") or {}).get("wins"))]
+    if metric == "judge.canary_wins":  # no canary judged: nothing was measured, not zero wins
+        canaries = judge.get("canaries") or {}
+        return [Observation(None, canaries.get("wins") if canaries.get("total") else None)]
     field = metric.split(".", 1)[1]
     return [Observation(None, judge.get(field))]
 
@@ -125,17 +126,19 @@ def _pts(value: float) -> str:
 
 
 def _superiority(gate: GateConfig, o: Observation) -> tuple[Outcome, str]:
-    value, ci = float(o.value), o.ci  # type: ignore[arg-type]
+    value, ci, threshold = float(o.value), o.ci, float(gate.threshold or 0.0)  # type: ignore[arg-type]
     if ci is None:
         return "inconclusive", f"{_pts(value)} has no confidence interval (too few items)"
     significant = o.p_value is None or o.p_value < gate.alpha
     span = f"95% CI [{_pts(ci[0])}, {_pts(ci[1])}]"
-    if ci[0] > gate.threshold and significant:
-        return "pass", f"{span} lies above {gate.threshold}"
-    if ci[1] < gate.threshold:
-        return "fail", f"{span} lies below {gate.threshold}"
-    why = (f"{span} lies above {gate.threshold} but p = {o.p_value:.3g} is not below {gate.alpha}"
-           if ci[0] > gate.threshold else f"{span} includes {gate.threshold}")
+    if ci[0] > threshold and significant:
+        return "pass", f"{span} lies above {threshold:g}"
+    if ci[1] < threshold:
+        return "fail", f"{span} lies below {threshold:g}"
+    if ci[0] > threshold:  # the interval favours the candidate; the (Holm-adjusted) test does not yet
+        return "inconclusive", (f"{span} lies above {threshold:g} but p = {o.p_value:.3g} is not below "
+                                f"{gate.alpha} (Holm-adjusted across the run's suites and tasks)")
+    why = f"{span} includes {threshold:g}"
     if o.mde is None or o.mde > gate.min_effect:
         can = ("cannot detect an effect of that size" if o.mde is None
                else f"detect only effects of {_pts(o.mde)} or more")
@@ -158,10 +161,10 @@ def _non_inferiority(gate: GateConfig, o: Observation) -> tuple[Outcome, str]:
 
 
 def _bound(gate: GateConfig, o: Observation) -> tuple[Outcome, str]:
-    value = float(o.value)  # type: ignore[arg-type]
-    ok = value <= gate.threshold if gate.test == "at_most" else value >= gate.threshold
+    value, threshold = float(o.value), float(gate.threshold or 0.0)  # type: ignore[arg-type]
+    ok = value <= threshold if gate.test == "at_most" else value >= threshold
     word = "at most" if gate.test == "at_most" else "at least"
-    return ("pass" if ok else "fail"), f"{value:g} {'is' if ok else 'is not'} {word} {gate.threshold:g}"
+    return ("pass" if ok else "fail"), f"{value:g} {'is' if ok else 'is not'} {word} {threshold:g}"
 
 
 def judge_gate(gate: GateConfig, o: Observation) -> tuple[Outcome, str]:
@@ -191,7 +194,11 @@ def evaluate_gate(gate: GateConfig, run_stats: dict[str, Any], training: dict[st
 
     if gate.subjects is not None:
         named = {o.subject: o for o in found}
-        found = [named.get(s, Observation(s, None)) for s in gate.subjects]
+        have = ", ".join(str(s) for s in named) or "none"
+        # A typo must not read as "nothing was measured": name it and what the run does have.
+        return [result(named[s], *judge_gate(gate, named[s])) if s in named else
+                result(Observation(s, None), "inconclusive", f"the run has no {s!r} for {gate.metric} (it has: {have})")
+                for s in gate.subjects]
     if not found:
         missing = Observation(None, None)
         reason = MISSING[gate.metric.split(".")[0]]

@@ -35,15 +35,17 @@ def _finite(value: float) -> float | None:
 
 
 def paired_binary(base: Sequence[bool], cand: Sequence[bool], rng: np.random.Generator) -> dict[str, Any]:
-    """Both sides' rates with Wilson intervals, the paired difference with a bootstrap CI
-    (two-sided 95%, and the one-sided 95% lower bound non-inferiority gates read), the exact
-    McNemar p-value and the smallest difference this many items can detect."""
+    """Both sides' rates with Wilson intervals, the paired difference with a bootstrap CI, the one-sided
+    95% bounds non-inferiority gates read, the exact McNemar p-value and the smallest difference this
+    many items can detect.
+
+    The one-sided bounds are Newcombe's paired score interval, not the bootstrap's: a percentile
+    bootstrap collapses to [0, 0] when no item changed, which would let 3 items prove "no drop"."""
     n = len(base)
     mc = stats.mcnemar_exact(base, cand)
     two_sided = stats.paired_bootstrap(base, cand, rng, confidence=CONFIDENCE)
-    one_sided = stats.paired_bootstrap(base, cand, rng, confidence=1 - 2 * (1 - CONFIDENCE))
+    one_sided = stats.newcombe_paired_interval(base, cand, confidence=1 - 2 * (1 - CONFIDENCE))
     b_ci, c_ci = stats.wilson_interval(sum(base), n), stats.wilson_interval(sum(cand), n)
-    discordant = (mc.b + mc.c) / n if n else None
     return {
         "n": n,
         "base_rate": _finite(mc.base_rate), "candidate_rate": _finite(mc.cand_rate),
@@ -51,13 +53,21 @@ def paired_binary(base: Sequence[bool], cand: Sequence[bool], rng: np.random.Gen
         "base_stderr": _stderr(mc.base_rate, n), "candidate_stderr": _stderr(mc.cand_rate, n),
         "delta": _finite(mc.delta),
         "delta_ci": [_finite(two_sided.low), _finite(two_sided.high)],
-        "delta_lower_one_sided": _finite(one_sided.low),
-        "delta_upper_one_sided": _finite(one_sided.high),
+        "delta_lower_one_sided": _finite(one_sided.low) if n else None,
+        "delta_upper_one_sided": _finite(one_sided.high) if n else None,
         "p_value": mc.p_value, "mid_p_value": mc.mid_p_value, "test": "mcnemar_exact",
         "base_only": mc.b, "candidate_only": mc.c,
-        "mde": _finite(stats.min_detectable_effect_paired_binary(n, discordant or None)),
+        "mde": _finite(_mde(n, (mc.b + mc.c) / n if n else 0.0)),
         "cohens_h": _finite(stats.cohens_h(mc.cand_rate, mc.base_rate)) if n else None,
     }
+
+
+def _mde(n: int, discordant: float) -> float:
+    """The smallest difference detectable at 80% power. With the observed share of disagreeing items
+    when that resolves; when it is too small to (Connor's equation has no solution below it), with the
+    planning value 0.5, so that more agreement never reads as less power."""
+    observed = stats.min_detectable_effect_paired_binary(n, discordant) if discordant > 0 else math.inf
+    return observed if math.isfinite(observed) else stats.min_detectable_effect_paired_binary(n, None)
 
 
 def _stderr(rate: float, n: int) -> float | None:

@@ -66,10 +66,13 @@ def regate(run_dir: Path, policy_file: Path | None = None) -> tuple[RunDir, Outp
     run_stats = json.loads(stats_file.read_text(encoding="utf-8"))
     if policy_file is not None:
         gates, policy = load_policy(policy_file), str(policy_file)
-    else:  # the policy the run was made with, as its manifest recorded it
-        recorded = run.manifest.get("plan", {}).get("gates")
-        gates, policy = (default_policy(), DEFAULT_LABEL) if recorded is None else (validate(
-            PolicyFile, {"gates": recorded}, str(run.path / "manifest.json"), "plan").gates, "the plan's gates")
+    else:  # the gates the run was decided by, as its manifest recorded them (a --policy file included)
+        recorded = run.manifest.get("policy") or {}
+        if "gates" not in recorded:
+            raise ConfigError(str(run.path / "manifest.json"), "policy", "the run recorded no policy; "
+                              "give one with --policy")
+        gates = validate(PolicyFile, {"gates": recorded["gates"]}, str(run.path / "manifest.json"), "policy").gates
+        policy = str(recorded.get("source", "the run's recorded policy"))
     training = run.manifest.get("stages", {}).get("train", {}).get("results", {}) or {}
     names = [s["name"] for s in run.manifest["suites"]]
     outputs = write_outputs(run, names, run.read("generations", GenerationRecord), run.read("checks", CheckRecord),

@@ -197,6 +197,34 @@ def paired_bootstrap(base: ArrayLike, cand: ArrayLike, rng: np.random.Generator,
     return BootstrapCI(float(reduce(diffs)), float(low), float(high), n, resamples, confidence, statistic)
 
 
+def newcombe_paired_interval(base_pass: ArrayLike, cand_pass: ArrayLike,
+                             confidence: float = 0.95) -> Interval:
+    """Newcombe's (1998, method 10) hybrid score interval for the paired difference cand - base of two
+    pass rates: Wilson intervals of each rate, combined through the phi correlation of the 2x2 table.
+    Unlike a percentile bootstrap it does not collapse to a point when no item changed (20 items that
+    all agree give [-0.16, 0.16], not [0, 0]), so a small sample cannot look certain. n == 0: nan, [-1, 1]."""
+    b_arr, c_arr = _pair(base_pass, cand_pass)
+    if not np.isin(b_arr, (0, 1)).all() or not np.isin(c_arr, (0, 1)).all():
+        raise ValueError("pass/fail arrays must hold only booleans (or 0/1)")
+    base, cand = b_arr.astype(bool), c_arr.astype(bool)
+    n = len(base)
+    if n == 0:
+        return Interval(math.nan, -1.0, 1.0, 0)
+    both, base_only = int((base & cand).sum()), int((base & ~cand).sum())
+    cand_only, neither = int((~base & cand).sum()), int((~base & ~cand).sum())
+    p1, p2 = (both + base_only) / n, (both + cand_only) / n
+    w1, w2 = wilson_interval(both + base_only, n, confidence), wilson_interval(both + cand_only, n, confidence)
+    denominator = (both + base_only) * (cand_only + neither) * (both + cand_only) * (base_only + neither)
+    # phi is taken as 0 when a margin of the table is empty (Newcombe's convention).
+    phi = 0.0 if denominator == 0 else (both * neither - base_only * cand_only) / math.sqrt(denominator)
+    delta = p2 - p1
+    low = delta - math.sqrt(max(0.0, (p2 - w2.low) ** 2 - 2 * phi * (p2 - w2.low) * (w1.high - p1)
+                                + (w1.high - p1) ** 2))
+    high = delta + math.sqrt(max(0.0, (w2.high - p2) ** 2 - 2 * phi * (w2.high - p2) * (p1 - w1.low)
+                                 + (p1 - w1.low) ** 2))
+    return Interval(delta, max(-1.0, low), min(1.0, high), n)
+
+
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm-Bonferroni adjusted p-values in the input's order: the i-th smallest is scaled
     by (m - i), then a running maximum keeps them monotone, capped at 1."""

@@ -233,7 +233,9 @@ def test_the_healthy_candidate_passes_and_gate_reproduces_it(first_run: tuple[Pa
     regated = json.loads((run_dir / "verdict.json").read_text())
     assert regated["outcome"] == "inconclusive" and regated["policy"] == str(EXAMPLES / "policy-strict.yaml")
     assert before["policy"] == "default (harness/default_policy.yaml)"
-    subprocess.run(harness_cmd("gate", str(run_dir)), capture_output=True, cwd=ROOT, check=True)  # restore
+    # Without --policy, gate uses the policy the run recorded (the default here), not the last one applied.
+    subprocess.run(harness_cmd("gate", str(run_dir)), capture_output=True, cwd=ROOT, check=True)
+    assert json.loads((run_dir / "verdict.json").read_text()) == before
 
 
 def test_the_overtrained_candidate_fails_the_forgetting_gate(first_run: tuple[Path, Path]) -> None:

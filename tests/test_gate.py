@@ -40,11 +40,11 @@ SUPER = dict(metric="suite.pass_rate_delta", test="superiority", threshold=0.0, 
     # superiority: CI above the threshold and p < alpha; else fail unless the sample is too small
     (SUPER, paired(0.2, (0.1, 0.3), 0.12, p=0.001), "pass", "lies above"),
     # CI and (Holm-adjusted) p disagree: not proven, and the reason says which one blocked it
-    (SUPER, paired(0.2, (0.1, 0.3), 0.12, p=0.2), "fail", "lies above 0.0 but p = 0.2 is not below 0.05"),
+    (SUPER, paired(0.2, (0.1, 0.3), 0.12, p=0.2), "inconclusive", "lies above 0 but p = 0.2 is not below 0.05"),
     (SUPER, paired(-0.2, (-0.3, -0.1), -0.28, p=0.001), "fail", "lies below"),
     (SUPER, paired(0.05, (-0.05, 0.15), -0.03, p=0.3, mde=0.25, n=40), "inconclusive",
      "40 items detect only effects of 0.250 or more"),
-    (SUPER, paired(0.01, (-0.02, 0.04), -0.015, p=0.6, mde=0.04), "fail", "includes 0.0"),
+    (SUPER, paired(0.01, (-0.02, 0.04), -0.015, p=0.6, mde=0.04), "fail", "includes 0"),
 ])
 def test_paired_gates(spec: dict[str, Any], entry: dict[str, Any], outcome: str, words: str) -> None:
     key = "forgetting" if spec["metric"].startswith("forgetting") else "suites"
@@ -55,7 +55,7 @@ def test_paired_gates(spec: dict[str, Any], entry: dict[str, Any], outcome: str,
 
 
 JUDGE = {"n": 100, "win_rate": 0.7, "win_rate_ci": [0.6, 0.8], "sign_test_p": 0.001, "min_detectable_win_rate": 0.64,
-         "parse_failure_rate": 0.01, "failure_rate": 0.0, "swap_consistency": 0.9, "canaries": {"wins": 1}}
+         "parse_failure_rate": 0.01, "failure_rate": 0.0, "swap_consistency": 0.9, "canaries": {"total": 4, "wins": 1}}
 
 
 @pytest.mark.parametrize("spec, judge, outcome", [
@@ -183,3 +183,46 @@ def test_gate_cli_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:
     assert bad.returncode == 2 and bad.stderr.startswith(f"error: {policy}: gates[0].metric: unknown metric")
     assert len(bad.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "verdict.json").exists()
+
+
+def test_a_tiny_sample_cannot_prove_no_forgetting() -> None:
+    """3 or 20 items that all agree prove nothing; 400 do. (A percentile bootstrap would give [0, 0].)"""
+    import numpy as np
+
+    from harness.metrics import paired_binary
+
+    spec = GateConfig.model_validate({"name": "f", **NONINF})
+    outcomes = {}
+    for n in (3, 20, 400):
+        entry = paired_binary([True] * n, [True] * n, np.random.default_rng(0))
+        [r] = evaluate_gate(spec, {"forgetting": {"tasks": {"t": entry}}}, {})
+        outcomes[n] = r.outcome
+    assert outcomes == {3: "inconclusive", 20: "inconclusive", 400: "pass"}
+
+
+@pytest.mark.parametrize("raw, words", [
+    ({"metric": "judge.win_rate", "test": "superiority"}, "needs a threshold"),
+    ({"metric": "forgetting.delta", "test": "non_inferiority", "threshold": -0.05}, "'threshold' is not used"),
+    ({"metric": "judge.parse_failure_rate", "test": "at_most", "threshold": 0.1, "margin": 0.1}, "'margin' is not"),
+    ({"metric": "judge.swap_consistency", "test": "superiority", "threshold": 0.5}, "needs a metric with a confidence"),
+    ({"metric": "judge.win_rate", "test": "superiority", "threshold": 0.5, "subjects": ["x"]}, "no subjects"),
+    ({"metric": "forgetting.delta", "test": "non_inferiority", "margin": 0.05, "subjects": []}, "at least 1"),
+])
+def test_gates_that_would_mean_nothing_are_refused(raw: dict[str, Any], words: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=words):
+        GateConfig.model_validate({"name": "g", **raw})
+
+
+def test_a_misspelt_subject_is_named_with_what_the_run_has() -> None:
+    stats = {"forgetting": {"tasks": {"demo_cloze": paired(0.0, (0, 0), 0.0)}}}
+    results = evaluate_gate(gate(**NONINF, subjects=["demo_cloze", "demo_clozee"]), stats, {})
+    assert [(r.subject, r.outcome) for r in results] == [("demo_cloze", "pass"), ("demo_clozee", "inconclusive")]
+    assert results[1].reason == "the run has no 'demo_clozee' for forgetting.delta (it has: demo_cloze)"
+
+
+def test_no_canary_judged_is_not_zero_canary_wins() -> None:
+    judge = {**JUDGE, "canaries": {"total": 0, "wins": 0}}
+    [r] = evaluate_gate(gate(metric="judge.canary_wins", test="at_most", threshold=0), {"judge": judge}, {})
+    assert r.outcome == "inconclusive"

@@ -380,3 +380,21 @@ if __name__ == "__main__":
     start = time.perf_counter()
     ci = stats.paired_bootstrap(base, cand, rng, resamples=10_000)
     print(f"10,000 resamples x 10,000 items: {time.perf_counter() - start:.2f} s -> {ci}")
+
+
+def test_newcombe_paired_interval_by_hand_and_by_coverage() -> None:
+    # All n items agree: the interval is +-(z^2 / (n + z^2)), Wilson's distance from a rate of 1.
+    z = 1.959963984540054
+    got = stats.newcombe_paired_interval([1] * 20, [1] * 20)
+    assert got.estimate == 0 and got.high == pytest.approx(z * z / (20 + z * z)) and got.low == -got.high
+    # Coverage of the true difference on simulated paired data (both / base only / candidate only / neither).
+    rng = np.random.default_rng(11)
+    probs, n, hits = [0.55, 0.12, 0.05, 0.28], 150, 0
+    truth = probs[2] - probs[1]
+    for _ in range(1000):
+        cells = rng.choice(4, size=n, p=probs)
+        base, cand = np.isin(cells, (0, 1)), np.isin(cells, (0, 2))
+        ci = stats.newcombe_paired_interval(base, cand)
+        hits += ci.low <= truth <= ci.high
+    assert 0.93 <= hits / 1000 <= 0.98
+    assert stats.newcombe_paired_interval([], []).low == -1.0
