@@ -118,7 +118,7 @@ def train(
 ) -> None:
     """Run (or reuse) the smoke-test SFT run of a checkpoint; exit 1 when the smoke verdict fails."""
     from harness.cache import Cache, default_cache_dir
-    from harness.config import load_checkpoint
+    from harness.configfiles import load_checkpoint
     from harness.errors import ConfigError
     from harness.train import ensure_trained
 
@@ -160,7 +160,7 @@ def validate(
     kind: Annotated[str, typer.Option(help="checkpoint, plan, policy, suite, judge, task, or auto.")] = "auto",
 ) -> None:
     """Check one file without loading any model (suites and forgetting tasks it names included)."""
-    from harness.config import load_checkpoint, load_plan
+    from harness.configfiles import load_checkpoint, load_plan
     from harness.errors import ConfigError
     from harness.forgetting import load_task_file, resolve_tasks
     from harness.gate import load_policy

@@ -17,13 +17,13 @@ from typing import Any
 from harness.cache import Cache, content_key, default_cache_dir
 from harness.checkpoint import ResolvedCheckpoint, resolve_checkpoint
 from harness.checks import run_checks
-from harness.config import PROJECT_ROOT, CheckpointConfig, GateConfig, PlanConfig, choose_plan, load_checkpoint
+from harness.config import PROJECT_ROOT, CheckpointConfig, GateConfig, PlanConfig
+from harness.configfiles import choose_plan, load_checkpoint
 from harness.errors import ConfigError
 from harness.forgetting import TaskSpec, check_engine, lm_eval_version, resolve_tasks, run_forgetting
 from harness.gate import Decision
 from harness.generate import run_generation
 from harness.judge import Judge, load_judge, run_judging, summarize_judgments
-from harness.judge_pairs import build_pairs
 from harness.metrics import apply_holm, forgetting_stats, subject_rng, suite_stats
 from harness.outputs import policy_for, write_outputs
 from harness.provenance import git_commit, hardware, package_versions
@@ -162,10 +162,9 @@ def _judge_stage(inputs: Inputs, run: RunDir, generations: list[GenerationRecord
     if inputs.plan.judge is None:
         return None
     started = run.stage_started("judge")
-    total = len(build_pairs(inputs.suites, generations, inputs.plan.judge.canaries)[0])
     records, jstats = run_judging(
         inputs.plan.judge, inputs.suites, generations, checks, cache, lambda recs: run.append("judge", recs),
-        inputs.plan.seed, (lambda n: progress("judging", n, total)) if progress else None, inputs.plan_source)
+        inputs.plan.seed, (lambda n, total: progress("judging", n, total)) if progress else None, inputs.plan_source)
     run.stage_done("judge", started, records, **{k: v for k, v in jstats.items() if k != "seconds"})
     return records
 

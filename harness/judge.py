@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.cache import Cache
-from harness.config import CheckpointConfig, EndpointConfig, JudgeConfig, load_checkpoint
+from harness.config import CheckpointConfig, EndpointConfig, JudgeConfig
+from harness.configfiles import load_checkpoint
 from harness.errors import ConfigError
 from harness.judge_llm import NAMESPACE, Outcome, Task, from_cache, make_task, run_tasks, sampling_of
 from harness.judge_offline import check_outcomes, decide, outcomes_by_answer
@@ -36,7 +37,8 @@ from harness.suites import Suite
 __all__ = ["CANARIES", "Judge", "Pair", "load_judge", "run_judging", "summarize_judgments"]
 
 Emit = Callable[[list[JudgmentRecord]], None]
-OnProgress = Callable[[int], None]
+OnProgress = Callable[[int, int], None]
+"""(records just finished, pairs in all) -> None."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ def run_judging(plan: JudgeConfig, suites: Sequence[Suite], generations: Sequenc
         stats.judged = len(records)
         emit(records)
         if progress:
-            progress(len(records))
+            progress(len(records), len(pairs))
     else:
         records = _judge_llm(judge, pairs, cache, emit, seed, stats, progress)
     stats.failed = sum(r.preference == "failed" for r in records)
@@ -186,7 +188,7 @@ def _judge_llm(judge: Judge, pairs: Sequence[Pair], cache: Cache, emit: Emit, se
         if records:
             emit(records)
             if progress:
-                progress(len(records))
+                progress(len(records), len(pairs))
 
     ready = [i for i, ts in enumerate(tasks) if all(t.key in hits for t in ts)]
     finish(ready, hits)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from harness.serve import free_port  # noqa: E402  (after the environment above; tests import it from here)
+
 
 @pytest.fixture(scope="session")
 def demo_models():
@@ -37,12 +38,6 @@ def demo_models():
 @pytest.fixture()
 def cache_path(tmp_path: Path) -> Path:
     return tmp_path / "cache.sqlite"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def harness_cmd(*args: str) -> list[str]:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import JudgeConfig, load_plan
+from harness.config import JudgeConfig
+from harness.configfiles import load_plan
 from harness.errors import ConfigError
 from harness.judge import load_judge
 
