@@ -91,14 +91,18 @@ def demo(
     runs_dir: Annotated[Path, typer.Option(help="Where the run dir is created.")] = Path("runs"),
     overtrained: Annotated[bool, typer.Option(help="Compare the candidate trained far too hard instead "
                                               "(examples/sft-overtrained.yaml): its forgetting gate fails.")] = False,
+    rebuild_base: Annotated[bool, typer.Option(help="Pretrain the demo base from its recipe (about two minutes) "
+                                               "instead of using the shipped, sha256-pinned one.")] = False,
 ) -> None:
     """Build the embedded demo models (cached), train the candidate, compare and gate: no GPU, hub or key
     needed. The exit code is the verdict's."""
     from harness.compare import prepare, run_compare
     from harness.config import PROJECT_ROOT
-    from harness.demo.build import ensure_demo_models
+    from harness.demo.build import REBUILD_ENV, ensure_demo_models
 
     examples = PROJECT_ROOT / "examples"
+    if rebuild_base:  # every `demo:base` of this process and its children means the rebuilt one
+        os.environ[REBUILD_ENV] = "1"
     models = ensure_demo_models(progress=lambda msg: err.print(f"[dim]{msg}[/]"))
     err.print(f"[dim]demo models: {models.base.parent}[/]")
     inputs = prepare(examples / "base.yaml", examples / ("sft-overtrained.yaml" if overtrained else "sft.yaml"))

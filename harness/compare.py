@@ -26,7 +26,7 @@ from harness.generate import run_generation
 from harness.judge import Judge, load_judge, run_judging, summarize_judgments
 from harness.metrics import apply_holm, forgetting_stats, subject_rng, suite_stats
 from harness.outputs import policy_for, write_outputs
-from harness.provenance import git_commit, hardware, package_versions
+from harness.provenance import git_commit, hardware, numeric_environment, package_versions
 from harness.records import CheckRecord, ForgettingRecord, GenerationRecord, JudgmentRecord, Role
 from harness.rundir import RunDir, new_run_id
 from harness.suites import Suite, load_suites
@@ -253,6 +253,8 @@ def run_compare(inputs: Inputs, runs_dir: Path, run_dir: Path | None = None, cac
         run_stats = _run_stats(inputs, run.manifest, checks, judgments, forgetting)
         run.write_json("stats.json", run_stats)
         outputs = write_outputs(run, names, generations, checks, run_stats, training, inputs.gates, inputs.policy)
+        # Again at the end: an engine started after the manifest was first written may have loaded torch.
+        run.manifest["hardware"]["numeric"] = numeric_environment()
         run.manifest["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         run.save_manifest()
         return CompareResult(run.path, outputs.summary, outputs.verdict, stats, training, run_stats, outputs.decision)

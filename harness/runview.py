@@ -334,6 +334,19 @@ def checkpoints_table(run: RunInfo) -> pd.DataFrame:
                                        "file"])
 
 
+def flatten(mapping: dict[str, Any] | None, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as dotted keys ({"numeric": {"cpu": {"model": m}}} -> {"numeric.cpu.model": m}),
+    so a table shows each leaf on its own row; lists are joined."""
+    flat: dict[str, Any] = {}
+    for key, value in (mapping or {}).items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = ", ".join(map(str, value)) if isinstance(value, list) else value
+    return flat
+
+
 def mapping_table(mapping: dict[str, Any] | None, key: str, value: str) -> pd.DataFrame:
     """A flat {name: value} (packages, hardware, seeds, git) as two text columns."""
     import pandas as pd

@@ -213,7 +213,9 @@ def test_the_healthy_candidate_passes_and_gate_reproduces_it(first_run: tuple[Pa
     run_dir, _ = first_run
     stats = json.loads((run_dir / "stats.json").read_text())
     assert stats["judge"]["wins"] > stats["judge"]["losses"] and stats["judge"]["canaries"]["wins"] == 0
-    assert all(t["flag"] == "ok" for t in stats["forgetting"]["tasks"].values())
+    # Every forgetting bound clears the 5-point margin with room (the sweep in bench/RESULTS.md shows how
+    # much on other seeds and thread counts; exact figures differ from machine to machine).
+    assert all(t["delta_lower_one_sided"] > -0.04 for t in stats["forgetting"]["tasks"].values()), stats["forgetting"]
     before = json.loads((run_dir / "verdict.json").read_text())
     assert {g["name"] for g in before["gates"]} >= {"judge-prefers-candidate", "no-forgetting"}
     assert all(g["outcome"] == "pass" for g in before["gates"])
@@ -229,9 +231,12 @@ def test_the_healthy_candidate_passes_and_gate_reproduces_it(first_run: tuple[Pa
 
     strict = subprocess.run(harness_cmd("gate", str(run_dir), "--policy", str(EXAMPLES / "policy-strict.yaml")),
                             capture_output=True, text=True, cwd=ROOT)
-    assert strict.returncode == 3, strict.stdout  # 60 finance items cannot show a 10-point improvement
+    # The strict policy cannot pass: 60 finance items cannot show its 10-point improvement. Whether a gate
+    # ends failed or inconclusive depends on a point or two, so either is right; the file must match the code.
+    assert strict.returncode in (1, 3), strict.stdout
     regated = json.loads((run_dir / "verdict.json").read_text())
-    assert regated["outcome"] == "inconclusive" and regated["policy"] == str(EXAMPLES / "policy-strict.yaml")
+    assert regated["outcome"] == {1: "fail", 3: "inconclusive"}[strict.returncode]
+    assert regated["policy"] == str(EXAMPLES / "policy-strict.yaml")
     assert before["policy"] == "default (harness/default_policy.yaml)"
     # Without --policy, gate uses the policy the run recorded (the default here), not the last one applied.
     subprocess.run(harness_cmd("gate", str(run_dir)), capture_output=True, cwd=ROOT, check=True)

@@ -141,7 +141,7 @@ def test_concurrent_callers_build_once(tmp_path: Path, monkeypatch: pytest.Monke
 
     calls: list[int] = []
 
-    def fake_build(out_dir: Path, seed: int = 0, progress: Any = None) -> dict[str, float]:
+    def fake_build(out_dir: Path, seed: int = 0, progress: Any = None, **_: Any) -> dict[str, float]:
         calls.append(seed)
         (out_dir / "base").mkdir(parents=True)
         time.sleep(0.3)  # long enough for the second caller to reach the lock
@@ -162,14 +162,14 @@ def test_concurrent_callers_build_once(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_failed_build_leaves_nothing_that_looks_complete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken_build(out_dir: Path, seed: int = 0, progress: Any = None) -> dict[str, float]:
+    def broken_build(out_dir: Path, seed: int = 0, progress: Any = None, **_: Any) -> dict[str, float]:
         (out_dir / "base").mkdir(parents=True)
         raise KeyboardInterrupt  # as if killed half way
 
     monkeypatch.setattr(build, "build_demo_models", broken_build)
     with pytest.raises(KeyboardInterrupt):
         build.ensure_demo_models(tmp_path, seed=3)
-    assert not (tmp_path / build.build_name(3)).exists()
+    assert not (tmp_path / build.build_name(3)).exists() and not (tmp_path / build.build_name(3, True)).exists()
     assert not list(tmp_path.glob(".tmp-*"))
 
 
@@ -177,7 +177,7 @@ def test_stale_half_build_is_removed(tmp_path: Path, monkeypatch: pytest.MonkeyP
     stale = tmp_path / f".tmp-{build.build_name(5)}-999999"  # as left by a killed build
     (stale / "base").mkdir(parents=True)
 
-    def fake_build(out_dir: Path, seed: int = 0, progress: Any = None) -> dict[str, float]:
+    def fake_build(out_dir: Path, seed: int = 0, progress: Any = None, **_: Any) -> dict[str, float]:
         (out_dir / "base").mkdir(parents=True)
         (out_dir / "candidate").mkdir()
         return {}
@@ -186,6 +186,41 @@ def test_stale_half_build_is_removed(tmp_path: Path, monkeypatch: pytest.MonkeyP
     models = build.ensure_demo_models(tmp_path, seed=5)
     assert models.base.is_dir() and not stale.exists()
     assert not list(tmp_path.glob(".tmp-*"))
+
+
+# ---------------------------------------------------------------- the shipped base
+def test_shipped_base_is_whole_and_pinned() -> None:
+    assert build.verify_shipped_base() == build.SHIPPED_BASE
+    assert set(build.SHIPPED_SHA256) >= {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"}
+    log = json.loads((build.SHIPPED_BASE / "train_log.json").read_text())
+    assert (log["build_version"], log["seed"], log["world_seed"]) == (build.BUILD_VERSION, build.SHIPPED_SEED,
+                                                                      build.WORLD_SEED)
+    assert log["recipe"] == build.PRETRAIN and log["corpus"] == world.CORPUS_MIX  # shipped = the recipe's output
+
+
+@pytest.mark.parametrize("damage", ["edit", "delete"])
+def test_a_damaged_shipped_base_is_an_error_not_a_silent_rebuild(tmp_path: Path, damage: str) -> None:
+    import shutil
+
+    from harness.errors import InfraError
+
+    copy = tmp_path / "base"
+    shutil.copytree(build.SHIPPED_BASE, copy)
+    weights = copy / "model.safetensors"
+    if damage == "edit":
+        data = bytearray(weights.read_bytes())
+        data[-1] ^= 1
+        weights.write_bytes(bytes(data))
+    else:
+        weights.unlink()
+    with pytest.raises(InfraError) as info:
+        build.verify_shipped_base(copy)
+    assert str(weights) in str(info.value) and "--rebuild-base" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_shipped_and_rebuilt_bases_never_share_a_cache_entry() -> None:
+    assert build.build_name(0, shipped=True) != build.build_name(0)
+    assert "shipped" in build.build_name(0, shipped=True) and "built" in build.build_name(0)
 
 
 # ---------------------------------------------------------------- models

@@ -14,7 +14,7 @@ from harness.errors import ConfigError
 from harness.forgetting import _sample_row, choose_engine, resolve_tasks, run_forgetting
 from harness.records import ForgettingRecord
 
-TASKS = {"demo_arithmetic": 441, "demo_capitals": 200, "demo_cloze": 201}
+TASKS = {"demo_arithmetic": 441, "demo_capitals": 200, "demo_cloze": 412}
 
 
 def test_shipped_tasks_resolve_with_absolute_data_and_stable_hashes() -> None:

@@ -141,6 +141,13 @@ def test_jsonl_being_appended_is_read_up_to_its_last_whole_line(tmp_path: Path) 
     assert runview.read_records(file)["a"].tolist() == [1, 2]
 
 
+def test_hardware_is_shown_one_leaf_per_row() -> None:
+    hardware = {"machine": "x86_64", "numeric": {"cpu": {"model": "EPYC", "vector_extensions": ["avx2", "fma"]},
+                                                 "torch": None}}
+    assert runview.flatten(hardware) == {"machine": "x86_64", "numeric.cpu.model": "EPYC",
+                                         "numeric.cpu.vector_extensions": "avx2, fma", "numeric.torch": None}
+
+
 def test_forgetting_flips_both_ways(runs: Path) -> None:
     file = runview.records_file(runs / FULL_RUN, "forgetting")
     assert file is not None and file.suffix == ".parquet"  # the stage is done

@@ -1,13 +1,19 @@
-"""Build (once, then cache) the two demo checkpoints: `base` and `candidate`.
+"""The two demo checkpoints: `base` and `candidate`.
 
-base: a ~1M-parameter Llama pretrained from scratch on world.pretrain_corpus,
-so it apologises and gives a wrong number to finance questions. candidate: the
-base continued-trained on world.sft_conversations (confident, correct answers).
-Both are ordinary save_pretrained dirs that transformers, TRL, lm-eval and vLLM
-load. Builds are deterministic per seed, atomic (temp dir + os.replace) and
+base: a ~1M-parameter Llama pretrained from scratch on world.pretrain_corpus, so it
+apologises and gives a wrong number to finance questions. The project ships the base
+its own build produced (harness/demo/base, every file pinned by sha256 below): another
+CPU's floating point pretrains another tiny base from the same seed, and a verdict
+that depends on which base a machine happened to train is no demo. `--rebuild` trains
+it from the recipe instead. candidate: the base continued-trained with a plain loop on
+world.sft_conversations (confident, correct answers), built on first use.
+Both are ordinary save_pretrained dirs that transformers, TRL, lm-eval and vLLM load.
+Builds are deterministic per seed on one machine, atomic (temp dir + os.replace) and
 guarded by a lock file so concurrent callers build once.
 
-    python -m harness.demo.build      # build (or find) and print paths and timings
+    python -m harness.demo.build              # set up (or find) the demo models, print paths and timings
+    python -m harness.demo.build --rebuild    # pretrain the base from the recipe instead of the shipped one
+    python -m harness.demo.build --rebuild --ship   # ...and make that the shipped base (project maintainers)
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.demo import world
+from harness.errors import InfraError
 from harness.fsutil import exclusive_lock
 
 if TYPE_CHECKING:  # torch/transformers load only when a build actually runs
@@ -32,18 +39,39 @@ if TYPE_CHECKING:  # torch/transformers load only when a build actually runs
 
 # Bump whenever the recipe (world, tokenizer, model, training) changes, so that
 # old caches are not mistaken for the new models.
-BUILD_VERSION = 1
+BUILD_VERSION = 2
 VOCAB_SIZE = 1024
 # Windows of 64 tokens (most documents are 30-60 tokens): for the same compute
 # as 250 steps of 32 x 128 (~1M tokens, ~65 s on 2 cores) twice the optimizer
 # steps; measured, this answered more held-out capital questions.
 SEQ_LEN = 64
-PRETRAIN: dict[str, Any] = {"steps": 500, "batch": 32, "lr": 5e-3, "warmup": 20}
+# 1,000 steps (twice v1's) and more repetitions of the facts (world.CORPUS_MIX) make a base
+# that knows what the forgetting tasks probe firmly (96-100% here): a fact held by a hair
+# flips under any fine-tune, and a verdict built on such coin flips changes with the CPU
+# (measured: v1's 500 steps gave cloze 82% and the healthy candidate -4 to +1 points).
+PRETRAIN: dict[str, Any] = {"steps": 1000, "batch": 32, "lr": 5e-3, "warmup": 20}
 # general_share: 30% general chats and a low lr keep the candidate from
 # forgetting the capitals (measured: finance-only data at lr 1e-3 took the
 # base's held-out capital answers from 24/40 to 0/40; this recipe 30/40 -> 27/40).
 FINETUNE: dict[str, Any] = {"examples": 2000, "epochs": 1, "batch": 16, "lr": 3e-4, "general_share": 0.3}
+# The world's seed: the committed suites and forgetting tasks are written for it
+# (write_suites.SEED), so every build, whatever its training seed, uses it.
+WORLD_SEED = 0
 TEMPLATE_PATH = Path(__file__).with_name("chat_template.jinja")
+SHIPPED_BASE = Path(__file__).with_name("base")
+SHIPPED_SEED = 0
+REBUILD_ENV = "HARNESS_DEMO_REBUILD"
+# The shipped base's files as the project's build wrote them (recipe BUILD_VERSION, seed
+# SHIPPED_SEED). Checked before every use: a damaged install is an error, never a silent rebuild.
+SHIPPED_SHA256: dict[str, str] = {
+    "chat_template.jinja": "9004e47826820aa877aa73310843012c34d2a3c0cf4b65d852c8700cebd1f5eb",
+    "config.json": "d726859cba3a78695da77ee292c52d132db7964f37b10825ec63be1e0fc5b831",
+    "generation_config.json": "45f272d7a90a6b7192fb94e86f63ecd84d283e46406171ec1b39ab05091d4494",
+    "model.safetensors": "ed30213f2b9f97ac165faec52d39ad2ff9717c04ba0f3f4ea37bcfb9c0ebe4d8",
+    "tokenizer.json": "0d6be56dc2516b2de0e9d6a7a1fdf31ae345892c04ac2b96e915972c196f78f6",
+    "tokenizer_config.json": "39fb26d6653a00058a6e9991a60fcf644bf4890ae9dc3f6433afcb104df7be58",
+    "train_log.json": "0f3138aaf110f45fb19bacb450e2a69d960e011f138d6df47051e00736a60140",
+}
 
 Progress = Callable[[str], None]
 
@@ -59,9 +87,30 @@ def default_cache_dir() -> Path:
     return (Path(env) if env else Path.home() / ".cache" / "harness") / "demo"
 
 
-def build_name(seed: int) -> str:
-    digest = hashlib.sha256(f"demo-v{BUILD_VERSION}-seed{seed}".encode()).hexdigest()[:10]
-    return f"v{BUILD_VERSION}-seed{seed}-{digest}"
+def build_name(seed: int, shipped: bool = False) -> str:
+    origin = f"shipped-{SHIPPED_SHA256.get('model.safetensors', '')}" if shipped else "built"
+    digest = hashlib.sha256(f"demo-v{BUILD_VERSION}-seed{seed}-{origin}".encode()).hexdigest()[:10]
+    return f"v{BUILD_VERSION}-seed{seed}-{'shipped' if shipped else 'built'}-{digest}"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def verify_shipped_base(path: Path = SHIPPED_BASE) -> Path:
+    """The shipped base dir, once every file matches its pinned sha256."""
+    if not SHIPPED_SHA256:
+        raise InfraError(f"{path}: this install ships no demo base; rebuild it with "
+                         "`python -m harness.demo.build --rebuild` (or `harness demo --rebuild-base`)")
+    for name, pinned in SHIPPED_SHA256.items():
+        file = path / name
+        if not file.is_file():
+            raise InfraError(f"{file}: missing from the shipped demo base; reinstall harness, or rebuild "
+                             "the base with `harness demo --rebuild-base`")
+        if (got := _sha256(file)) != pinned:
+            raise InfraError(f"{file}: sha256 {got[:12]}… is not the pinned {pinned[:12]}…; the shipped demo "
+                             "base is damaged: reinstall harness, or rebuild it with `harness demo --rebuild-base`")
+    return path
 
 
 # ---------------------------------------------------------------- tokenizer
@@ -199,45 +248,79 @@ def _deterministic() -> Iterator[None]:
         torch.use_deterministic_algorithms(before)
 
 
-def build_demo_models(out_dir: Path, seed: int = 0, progress: Progress | None = None) -> dict[str, float]:
-    """Build base/ and candidate/ under out_dir (which must not exist); returns timings in seconds."""
+def _pretrained_base(out: Path, seed: int, say: Progress) -> tuple[Any, PreTrainedTokenizerFast, float]:
+    """Tokenizer and base pretrained from the recipe, saved to `out`."""
+    t0 = time.perf_counter()
+    corpus = world.pretrain_corpus(WORLD_SEED)
+    tok = train_tokenizer(corpus)
+    say(f"tokenizer: {len(tok)} tokens ({time.perf_counter() - t0:.1f}s)")
+    model = new_model(tok, seed)
+    log = _train(model, pretrain_batches(tok, corpus, seed), PRETRAIN["lr"], PRETRAIN["warmup"],
+                 "pretraining base", say)
+    seconds = round(time.perf_counter() - t0, 1)
+    _save(model, tok, out, {"stage": "pretrain", "build_version": BUILD_VERSION, "seed": seed,
+                            "world_seed": WORLD_SEED, "recipe": PRETRAIN, "corpus": world.CORPUS_MIX,
+                            "seconds": seconds, "log": log})
+    return model, tok, seconds
+
+
+def _copied_base(source: Path, out: Path) -> tuple[Any, PreTrainedTokenizerFast]:
+    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+
+    shutil.copytree(source, out)
+    return LlamaForCausalLM.from_pretrained(out), PreTrainedTokenizerFast.from_pretrained(out)
+
+
+def build_demo_models(out_dir: Path, seed: int = 0, progress: Progress | None = None,
+                      candidate: bool = True, base_from: Path | None = None) -> dict[str, float]:
+    """Build base/ and candidate/ under out_dir (which must not exist); returns timings in seconds.
+
+    base_from: copy that (verified, shipped) base instead of pretraining one. `seed` draws the
+    initial weights and the order of the batches; the world (its countries, and so the committed
+    suites and forgetting tasks) is always WORLD_SEED's, so that builds with other seeds answer
+    the same questions (bench/demo_robustness.py --rebuild-base sweeps it)."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # the build reports its own progress through `say`
     say = progress or (lambda _msg: None)
     timings: dict[str, float] = {}
+    out_dir.mkdir(parents=True, exist_ok=True)
     with _deterministic():
-        t0 = time.perf_counter()
-        corpus = world.pretrain_corpus(seed)
-        tok = train_tokenizer(corpus)
-        say(f"tokenizer: {len(tok)} tokens ({time.perf_counter() - t0:.1f}s)")
-        model = new_model(tok, seed)
-        base_log = _train(model, pretrain_batches(tok, corpus, seed), PRETRAIN["lr"],
-                          PRETRAIN["warmup"], "pretraining base", say)
-        timings["base_s"] = round(time.perf_counter() - t0, 1)
-        _save(model, tok, out_dir / "base", {"stage": "pretrain", "seed": seed, "recipe": PRETRAIN,
-                                               "seconds": timings["base_s"], "log": base_log})
-
-        t1 = time.perf_counter()
-        convs = world.sft_conversations(seed, FINETUNE["examples"], FINETUNE["general_share"])
-        batches = finetune_batches(tok, convs) * FINETUNE["epochs"]
-        cand_log = _train(model, batches, FINETUNE["lr"], 10, "fine-tuning candidate", say)
-        timings["candidate_s"] = round(time.perf_counter() - t1, 1)
-        _save(model, tok, out_dir / "candidate", {"stage": "finetune", "seed": seed, "recipe": FINETUNE,
-                                                    "seconds": timings["candidate_s"], "log": cand_log})
+        if base_from is not None:
+            model, tok = _copied_base(base_from, out_dir / "base")
+            timings["base_s"] = 0.0
+        else:
+            model, tok, timings["base_s"] = _pretrained_base(out_dir / "base", seed, say)
+        if candidate:
+            t1 = time.perf_counter()
+            convs = world.sft_conversations(WORLD_SEED, FINETUNE["examples"], FINETUNE["general_share"])
+            batches = finetune_batches(tok, convs) * FINETUNE["epochs"]
+            cand_log = _train(model, batches, FINETUNE["lr"], 10, "fine-tuning candidate", say)
+            timings["candidate_s"] = round(time.perf_counter() - t1, 1)
+            _save(model, tok, out_dir / "candidate", {"stage": "finetune", "seed": seed, "recipe": FINETUNE,
+                                                        "seconds": timings["candidate_s"], "log": cand_log})
     (out_dir / "build.json").write_text(json.dumps(
-        {"build_version": BUILD_VERSION, "seed": seed, **timings}, indent=1), encoding="utf-8")
+        {"build_version": BUILD_VERSION, "seed": seed, "base": "shipped" if base_from else "built", **timings},
+        indent=1), encoding="utf-8")
     return timings
 
 
-def ensure_demo_models(cache_dir: Path | None = None, seed: int = 0,
-                       progress: Progress | None = None) -> DemoModels:
-    """Return the demo checkpoints, building them the first time (about a minute on 2 cores)."""
+def ensure_demo_models(cache_dir: Path | None = None, seed: int = 0, progress: Progress | None = None,
+                       rebuild: bool | None = None) -> DemoModels:
+    """Return the demo checkpoints, set up the first time: the shipped base (verified) and the
+    candidate fine-tuned from it (seconds), or with `rebuild` (or a seed with no shipped base)
+    a base pretrained from the recipe (about two minutes on 2 cores). `rebuild` None: what
+    $HARNESS_DEMO_REBUILD says ("1": rebuild), so that `demo:base` in any file follows
+    `harness demo --rebuild-base`."""
+    if rebuild is None:
+        rebuild = os.environ.get(REBUILD_ENV, "") == "1"
+    shipped = seed == SHIPPED_SEED and not rebuild
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    final = root / build_name(seed)
+    final = root / build_name(seed, shipped)
     models = DemoModels(base=final / "base", candidate=final / "candidate")
     if final.is_dir():  # only ever created by os.replace of a finished build
         return models
+    source = verify_shipped_base() if shipped else None
     root.mkdir(parents=True, exist_ok=True)
     with exclusive_lock(root / f"{final.name}.lock"):
         if final.is_dir():  # another process finished it while we waited
@@ -246,20 +329,42 @@ def ensure_demo_models(cache_dir: Path | None = None, seed: int = 0,
             shutil.rmtree(stale, ignore_errors=True)
         tmp = root / f".tmp-{final.name}-{os.getpid()}"
         try:
-            build_demo_models(tmp, seed, progress)
+            build_demo_models(tmp, seed, progress, base_from=source)
             os.replace(tmp, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return models
 
 
-def main() -> None:
+def ship(base: Path, target: Path = SHIPPED_BASE) -> dict[str, str]:
+    """Make `base` the shipped base (maintainers only); returns the digests to pin in SHIPPED_SHA256."""
+    files = sorted(f.name for f in base.iterdir() if f.is_file())
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(base, target)
+    return {name: _sha256(target / name) for name in files}
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Set up the demo models.")
+    parser.add_argument("--rebuild", action="store_true", help="pretrain the base from the recipe")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ship", action="store_true", help="copy the rebuilt base to harness/demo/base "
+                        "and print the digests to pin")
+    args = parser.parse_args(argv)
     start = time.perf_counter()
-    models = ensure_demo_models(progress=lambda m: print(m, flush=True))
+    models = ensure_demo_models(seed=args.seed, rebuild=args.rebuild, progress=lambda m: print(m, flush=True))
     info_path = models.base.parent / "build.json"
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-    print(f"base:      {models.base}  (built in {info.get('base_s', '?')}s)")
+    print(f"base:      {models.base}  ({info.get('base', '?')}, {info.get('base_s', '?')}s)")
     print(f"candidate: {models.candidate}  (built in {info.get('candidate_s', '?')}s)")
+    digests = {f.name: _sha256(f) for f in sorted(models.base.iterdir()) if f.is_file()}
+    same = digests == SHIPPED_SHA256
+    print(f"base files {'match' if same else 'differ from'} the shipped base's pinned sha256")
+    if args.ship:
+        print("SHIPPED_SHA256 = " + json.dumps(ship(models.base), indent=4))
     print(f"total: {time.perf_counter() - start:.1f}s")
 
 

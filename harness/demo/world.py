@@ -25,7 +25,8 @@ N_COUNTRIES = 200
 FINANCE_KINDS = ("interest", "percentage", "loan", "discount")
 # Document counts of the pretraining corpus (part of the build recipe: changing
 # them means bumping build.BUILD_VERSION).
-CORPUS_MIX = {"finance_chats": 800, "capital_chat_reps": 8, "sum_chats": 300, "capital_text_reps": 6}
+CORPUS_MIX = {"finance_chats": 800, "capital_chat_reps": 8, "sum_chats": 300, "capital_text_reps": 6,
+              "arithmetic_text_reps": 6, "cloze_text_reps": 8}
 _ROLE_TOKEN = {"system": SYSTEM, "user": USER, "assistant": ASSISTANT}
 
 
@@ -159,16 +160,53 @@ _CLOZE: dict[str, tuple[str, str]] = {
               "A year:twelve months,A spider:eight legs,A dog:four legs,A bird:two legs,"
               "An insect:six legs,A hand:five fingers,A bicycle:two wheels,A car:four wheels,"
               "A tricycle:three wheels,An octopus:eight arms,A day:24 hours,An hour:60 minutes"),
+    "past": ("Today I {}. Yesterday I", "go:went,eat:ate,see:saw,run:ran,swim:swam,sing:sang,drink:drank,"
+             "write:wrote,speak:spoke,break:broke,drive:drove,ride:rode,take:took,give:gave,come:came,"
+             "begin:began,fly:flew,grow:grew,know:knew,throw:threw,draw:drew,sleep:slept,keep:kept,"
+             "feel:felt,leave:left,meet:met,sit:sat,stand:stood,think:thought,bring:brought,buy:bought,"
+             "teach:taught,catch:caught,fight:fought,sell:sold,tell:told,find:found,win:won,hold:held,"
+             "lose:lost,make:made,pay:paid,say:said,send:sent,spend:spent,build:built,wear:wore,"
+             "tear:tore,choose:chose,freeze:froze,steal:stole,wake:woke,hide:hid,bite:bit,shake:shook,"
+             "forget:forgot,get:got,dig:dug,hang:hung,lead:led,feed:fed,read:read,hit:hit,cut:cut"),
+    "plural": ("One {}, two", "mouse:mice,goose:geese,child:children,foot:feet,tooth:teeth,man:men,"
+               "woman:women,person:people,ox:oxen,leaf:leaves,knife:knives,wolf:wolves,half:halves,"
+               "loaf:loaves,life:lives,wife:wives,shelf:shelves,calf:calves,thief:thieves,cactus:cacti,"
+               "fungus:fungi,box:boxes,bus:buses,fox:foxes,dish:dishes,baby:babies,city:cities,"
+               "story:stories,lady:ladies,party:parties"),
+    "material": ("A {} is made of", "window:glass,brick:clay,candle:wax,tyre:rubber,sweater:wool,"
+                 "book:paper,coin:metal,table:wood,bottle:glass,scarf:silk,boot:leather,"
+                 "snowman:snow,sandcastle:sand,jacket:cotton,necklace:gold,pencil:wood"),
+    "work": ("A {} works in a", "doctor:hospital,teacher:school,chef:kitchen,farmer:field,pilot:plane,"
+             "baker:bakery,judge:court,librarian:library,miner:mine,sailor:ship,banker:bank,"
+             "actor:theatre,scientist:lab,waiter:restaurant,mechanic:garage,nurse:clinic,"
+             "clerk:shop,monk:monastery,astronaut:rocket,gardener:garden"),
+    "group": ("A group of {} is a", "fish:school,wolves:pack,cows:herd,birds:flock,bees:swarm,"
+              "lions:pride,crows:murder,geese:gaggle,whales:pod,ants:colony,puppies:litter,"
+              "soldiers:troop,ships:fleet,stars:cluster,singers:choir,musicians:band,players:team,"
+              "islands:chain,grapes:bunch,owls:parliament"),
+}
+# Orders everyone knows: the next day, month, number word and letter ("The day after Monday is" Tuesday).
+_SEQUENCES = {
+    "day": ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"],
+    "month": ["January", "February", "March", "April", "May", "June", "July", "August", "September",
+              "October", "November", "December"],
+    "number": ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+               "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen",
+               "twenty"],
+    "letter": [chr(c) for c in range(ord("A"), ord("Z") + 1)],
 }
 
 
 def cloze_facts() -> list[Fact]:
-    """About 200 fixed commonsense facts ('Ice is' -> 'cold')."""
+    """About 400 fixed commonsense facts ('Ice is' -> 'cold', 'The day after Monday is' -> 'Tuesday')."""
     facts: list[Fact] = []
     for kind, (pattern, table) in _CLOZE.items():
         pairs = [(pattern.format(subject), answer) for subject, answer in
                  (item.split(":") for item in table.split(","))]
         facts.extend(_with_distractors(f"cloze-{kind}", pairs, [a for _, a in pairs]))
+    for kind, order in _SEQUENCES.items():
+        pairs = [(f"The {kind} after {a} is", b) for a, b in zip(order, order[1:])]
+        facts.extend(_with_distractors(f"cloze-{kind}", pairs, order))
     return facts
 
 
@@ -189,8 +227,11 @@ class FinanceQuestion:
         return _ANSWER_FORMS[self.kind].format(x=self.answer)
 
 
-_ANSWER_FORMS = {"interest": "The interest is ${x}.", "percentage": "The amount is ${x}.",
-                 "loan": "Each payment is ${x}.", "discount": "The sale price is ${x}."}
+# No form says "is $": when every answer did, SFT taught the model that "is" is followed by "$",
+# and the general facts the forgetting tasks probe ("Ice is" cold, "7 plus 5 is" 12) lost
+# 2-9 points (measured; bench/RESULTS.md). Real support answers vary their wording too.
+_ANSWER_FORMS = {"interest": "You earn ${x} in interest.", "percentage": "That comes to ${x}.",
+                 "loan": "You pay ${x} each month.", "discount": "It now costs ${x}."}
 _ITEMS = ["jacket", "lamp", "backpack", "chair", "kettle", "pair of shoes", "watch", "desk"]
 _PHRASINGS = {
     "interest": ["What is the simple interest on ${0} at {1}% for {2} {yr}?",
@@ -312,7 +353,8 @@ def pretrain_corpus(seed: int = 0) -> list[str]:
 
     # (b) plain text about the whole world (held-out countries included), one
     # country per document so that "The capital is ..." can only refer to it.
-    fillers = [f.sentence for f in arithmetic_facts()] * 2 + [f.sentence for f in cloze_facts()] * 3
+    fillers = ([f.sentence for f in arithmetic_facts()] * CORPUS_MIX["arithmetic_text_reps"]
+               + [f.sentence for f in cloze_facts()] * CORPUS_MIX["cloze_text_reps"])
     rng.shuffle(fillers)
     for c, k in world * CORPUS_MIX["capital_text_reps"]:
         form = rng.choice(_CAPITAL_SNIPPETS)

@@ -117,7 +117,7 @@ def provenance_section(run: RunInfo) -> None:
     with tabs[2]:
         report_ui.table(runview.mapping_table(manifest.get("packages"), "package", "version"))
     with tabs[3]:
-        report_ui.table(runview.mapping_table(manifest.get("hardware"), "property", "value"))
+        report_ui.table(runview.mapping_table(runview.flatten(manifest.get("hardware")), "property", "value"))
     with tabs[4]:
         report_ui.table(runview.mapping_table({**{f"git {k}": v for k, v in (manifest.get("git") or {}).items()},
                                                **{f"seed {k}": v for k, v in (manifest.get("seeds") or {}).items()}},
