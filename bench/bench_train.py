@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from harness.cache import Cache
-from harness.config import CheckpointConfig
+from harness.config.schema import CheckpointConfig
 from harness.demo.build import ensure_demo_models
 from harness.train import ensure_trained
 

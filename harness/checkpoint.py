@@ -16,9 +16,9 @@ from typing import Any
 
 from harness.backends.base import ChatRequest
 from harness.cache import Cache, content_key
-from harness.config import DEMO_SCHEME, CheckpointConfig
+from harness.config.schema import DEMO_SCHEME, CheckpointConfig
 from harness.errors import ConfigError, InfraError
-from harness.suites import Message
+from harness.config.suites import Message
 
 METADATA_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
                   "special_tokens_map.json", "chat_template.jinja", "chat_template.json",

@@ -97,7 +97,7 @@ def demo(
     """Build the embedded demo models (cached), train the candidate, compare and gate: no GPU, hub or key
     needed. The exit code is the verdict's."""
     from harness.compare import prepare, run_compare
-    from harness.config import PROJECT_ROOT
+    from harness.config.schema import PROJECT_ROOT
     from harness.demo.build import REBUILD_ENV, ensure_demo_models
 
     examples = PROJECT_ROOT / "examples"
@@ -122,7 +122,7 @@ def train(
 ) -> None:
     """Run (or reuse) the smoke-test SFT run of a checkpoint; exit 1 when the smoke verdict fails."""
     from harness.cache import Cache, default_cache_dir
-    from harness.configfiles import load_checkpoint
+    from harness.config.loading import load_checkpoint
     from harness.errors import ConfigError
     from harness.train import ensure_trained
 
@@ -164,14 +164,14 @@ def validate(
     kind: Annotated[str, typer.Option(help="checkpoint, plan, policy, suite, judge, task, or auto.")] = "auto",
 ) -> None:
     """Check one file without loading any model (suites and forgetting tasks it names included)."""
-    from harness.configfiles import load_checkpoint, load_plan
+    from harness.config.loading import load_checkpoint, load_plan
     from harness.errors import ConfigError
     from harness.forgetting import load_task_file, resolve_tasks
     from harness.gate import load_policy
     from harness.judge import load_judge
     from harness.judge_prompt import load_definition
-    from harness.suites import load_suite, load_suites
-    from harness.yamlio import read_yaml
+    from harness.config.suites import load_suite, load_suites
+    from harness.config.yamlio import read_yaml
 
     if file.is_dir():
         raise ConfigError(str(file), None, "is a directory; give one file (a suite directory is checked through "
@@ -233,9 +233,9 @@ def schema(
     kind: Annotated[str, typer.Argument(help="checkpoint, plan, policy or suite.")] = "checkpoint",
 ) -> None:
     """Print the JSON Schema of a file kind (for editor completion)."""
-    from harness.config import CheckpointConfig, PlanConfig, PolicyFile
+    from harness.config.schema import CheckpointConfig, PlanConfig, PolicyFile
     from harness.errors import ConfigError
-    from harness.suites import SuiteFile
+    from harness.config.suites import SuiteFile
 
     models: dict[str, Any] = {"checkpoint": CheckpointConfig, "plan": PlanConfig, "policy": PolicyFile,
                               "suite": SuiteFile}

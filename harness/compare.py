@@ -16,9 +16,9 @@ from typing import Any
 
 from harness.cache import Cache, content_key, default_cache_dir
 from harness.checkpoint import ResolvedCheckpoint, resolve_checkpoint
-from harness.checks import run_checks
-from harness.config import PROJECT_ROOT, CheckpointConfig, GateConfig, PlanConfig
-from harness.configfiles import choose_plan, load_checkpoint
+from harness.config.checks import run_checks
+from harness.config.schema import PROJECT_ROOT, CheckpointConfig, GateConfig, PlanConfig
+from harness.config.loading import choose_plan, load_checkpoint
 from harness.errors import ConfigError
 from harness.forgetting import TaskSpec, check_engine, lm_eval_version, resolve_tasks, run_forgetting
 from harness.gate import Decision
@@ -29,7 +29,7 @@ from harness.outputs import policy_for, write_outputs
 from harness.provenance import git_commit, hardware, numeric_environment, package_versions
 from harness.records import CheckRecord, ForgettingRecord, GenerationRecord, JudgmentRecord, Role
 from harness.rundir import RunDir, new_run_id
-from harness.suites import Suite, load_suites
+from harness.config.suites import Suite, load_suites
 from harness.summary import RunSummary
 from harness.train import TrainOutcome, ensure_trained
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from harness.cache import Cache, content_key
 from harness.checkpoint import ResolvedCheckpoint
-from harness.config import CheckpointConfig, ForgettingConfig
+from harness.config.schema import CheckpointConfig, ForgettingConfig
 from harness.errors import ConfigError, InfraError, MissingDependency
 from harness.records import ROLES, ForgettingRecord, Role
 

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from harness.config import GateConfig, PolicyFile
-from harness.yamlio import read_yaml, validate
+from harness.config.schema import GateConfig, PolicyFile
+from harness.config.yamlio import read_yaml, validate
 
 DEFAULT_POLICY = Path(__file__).with_name("default_policy.yaml")
 Outcome = Literal["pass", "fail", "inconclusive", "skipped"]

@@ -21,7 +21,7 @@ from harness.backends.base import ChatRequest, Completion
 from harness.cache import Cache, content_key
 from harness.checkpoint import RenderedPrompt, ResolvedCheckpoint
 from harness.records import GenerationRecord, Role
-from harness.suites import Suite, SuiteItem
+from harness.config.suites import Suite, SuiteItem
 
 NAMESPACE = "generation/v1"
 OnRecords = Callable[[Sequence[GenerationRecord]], None]

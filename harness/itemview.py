@@ -33,7 +33,7 @@ class SuitePrompts:
 
 
 def load_prompts(manifest: dict[str, Any]) -> SuitePrompts:
-    from harness.suites import load_suite
+    from harness.config.suites import load_suite
 
     prompts = SuitePrompts()
     for entry in manifest.get("suites") or []:

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.cache import Cache
-from harness.config import CheckpointConfig, EndpointConfig, JudgeConfig
-from harness.configfiles import load_checkpoint
+from harness.config.schema import CheckpointConfig, EndpointConfig, JudgeConfig
+from harness.config.loading import load_checkpoint
 from harness.errors import ConfigError
 from harness.judge_llm import NAMESPACE, Outcome, Task, from_cache, make_task, run_tasks, sampling_of
 from harness.judge_offline import check_outcomes, decide, outcomes_by_answer
@@ -32,7 +32,7 @@ from harness.judge_prompt import LoadedDefinition, load_definition
 from harness.judge_summary import summarize_judgments
 from harness.records import CheckRecord, GenerationRecord, JudgmentRecord
 from harness.serve import served
-from harness.suites import Suite
+from harness.config.suites import Suite
 
 __all__ = ["CANARIES", "Judge", "Pair", "load_judge", "run_judging", "summarize_judgments"]
 

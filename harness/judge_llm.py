@@ -17,7 +17,7 @@ from typing import Any
 from harness.backends.base import ChatRequest, Completion
 from harness.backends.openai_backend import Caller, CallFailure, OpenAIBackend
 from harness.cache import content_key
-from harness.config import SamplingConfig
+from harness.config.schema import SamplingConfig
 from harness.judge_prompt import LoadedDefinition, Parsed, delimiter_tag, parse_reply, render
 
 NAMESPACE = "judge/v1"

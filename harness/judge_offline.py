@@ -24,9 +24,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from harness.checks import normalize
+from harness.config.checks import normalize
 from harness.records import CheckRecord
-from harness.suites import Suite, SuiteItem
+from harness.config.suites import Suite, SuiteItem
 
 REFERENCE_CHECKS = ("equals_reference", "number_matches_reference")
 Side = Literal["base", "candidate", "tie"]

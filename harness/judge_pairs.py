@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from harness.records import GenerationRecord
-from harness.suites import Suite, SuiteItem
+from harness.config.suites import Suite, SuiteItem
 
 PADDING = ("To add some further detail, it is worth considering every aspect of the question carefully and "
            "thoroughly, since a complete, careful and well explained answer is always the most helpful one. ")

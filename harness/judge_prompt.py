@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from harness.errors import ConfigError
 from harness.records import Verdict
-from harness.yamlio import read_yaml, validate
+from harness.config.yamlio import read_yaml, validate
 
 JUDGES_DIR = Path(__file__).resolve().parent.parent / "judges"
 PLACEHOLDERS = {

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from harness import stats
-from harness.config import ForgettingConfig
+from harness.config.schema import ForgettingConfig
 from harness.records import CheckRecord, ForgettingRecord
 
 CONFIDENCE = 0.95

@@ -11,13 +11,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from harness.config import GateConfig, PlanConfig, PolicyFile
+from harness.config.schema import GateConfig, PlanConfig, PolicyFile
 from harness.errors import ConfigError
 from harness.gate import Decision, decide, default_policy, load_policy
 from harness.records import CheckRecord, GenerationRecord
 from harness.rundir import RunDir
 from harness.summary import RunSummary, junit_xml, markdown, summarize, verdict
-from harness.yamlio import validate
+from harness.config.yamlio import validate
 
 
 @dataclass(frozen=True)

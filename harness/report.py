@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.config import PROJECT_ROOT
+from harness.config.schema import PROJECT_ROOT
 from harness.errors import ConfigError, InfraError
 from harness.serve import run_foreground, stop_process_group
 

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from harness.checkpoint import local_model_dir
-from harness.configfiles import load_checkpoint
+from harness.config.loading import load_checkpoint
 from harness.errors import ConfigError, InfraError
 
 

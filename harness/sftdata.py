@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
+from harness.config.schema import CurationSettings
 from harness.errors import ConfigError
 
 Conversation = list[dict[str, str]]
@@ -226,33 +225,6 @@ _LIST_ITEM = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+\S")
 _REFUSAL = re.compile(r"^(?:i'?m sorry|i am sorry|sorry,|i apologi[sz]e|i can'?t|i cannot|i can not|"
                       r"i'?m (?:unable|not able)|i am (?:unable|not able)|i won'?t be able|as an ai|"
                       r"as a (?:large )?language model)(?!\w)")
-
-
-class CurationSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
-
-    min_response_chars: int = Field(1, ge=0)
-    """Drop a conversation with an assistant turn shorter than this (after strip)."""
-    min_tokens: int = Field(2, ge=0)
-    """Drop a conversation whose whole text (all contents) has fewer tokens than this."""
-    max_tokens: int = Field(2048, ge=1)
-    """Drop a conversation whose whole text has more tokens than this (it would be cut in training)."""
-    min_unique_word_ratio: float = Field(0.3, ge=0.0, le=1.0)
-    """Drop assistant text of 8+ words whose distinct/total word ratio is below this (loops)."""
-    drop_truncated: bool = True
-    """Drop a conversation with an assistant turn that ends mid-sentence."""
-    drop_exact_duplicates: bool = True
-    """Drop later copies of an identical conversation."""
-    drop_near_duplicates: bool = True
-    """Drop later conversations whose first user turn matches an earlier one (case, spacing, punctuation ignored)."""
-    drop_refusals: bool = False
-    """Drop conversations with an assistant turn that opens with a refusal; otherwise only count them."""
-
-    @model_validator(mode="after")
-    def _token_range(self) -> CurationSettings:
-        if self.min_tokens > self.max_tokens:
-            raise ValueError("min_tokens must not exceed max_tokens")
-        return self
 
 
 @dataclass

@@ -25,7 +25,7 @@ from typing import Any
 
 from harness.cache import Cache, content_key, default_cache_dir
 from harness.checkpoint import directory_fingerprint, local_model_dir, sha256_file
-from harness.config import CheckpointConfig, TrainConfig
+from harness.config.schema import CheckpointConfig, TrainConfig
 from harness.errors import ConfigError, InfraError, MissingDependency
 from harness.fsutil import exclusive_lock
 from harness.records import TrainStepRecord

@@ -9,11 +9,11 @@ from typing import Any
 import yaml
 
 from harness.cache import Cache
-from harness.checks import run_checks
-from harness.config import EndpointConfig, JudgeConfig
+from harness.config.checks import run_checks
+from harness.config.schema import EndpointConfig, JudgeConfig
 from harness.judge import run_judging
 from harness.records import GenerationRecord, JudgmentRecord
-from harness.suites import Suite, load_suite
+from harness.config.suites import Suite, load_suite
 
 
 def make_suite(tmp_path: Path, n: int = 6, name: str = "math") -> Suite:

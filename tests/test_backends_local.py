@@ -8,8 +8,8 @@ import pytest
 from harness.backends import open_backend
 from harness.cache import Cache
 from harness.checkpoint import ResolvedCheckpoint, resolve_checkpoint
-from harness.config import CheckpointConfig, SamplingConfig
-from harness.suites import load_suite
+from harness.config.schema import CheckpointConfig, SamplingConfig
+from harness.config.suites import load_suite
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow

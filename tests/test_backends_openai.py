@@ -15,7 +15,7 @@ import pytest
 
 from harness.backends.base import ChatRequest
 from harness.backends.openai_backend import OpenAIBackend
-from harness.config import EndpointConfig, SamplingConfig
+from harness.config.schema import EndpointConfig, SamplingConfig
 from harness.errors import InfraError
 from tests.conftest import ROOT
 
@@ -153,8 +153,8 @@ def test_chat_api_matches_local_transformers(vllm_server: str, demo_models, tmp_
     from harness.backends import open_backend
     from harness.cache import Cache
     from harness.checkpoint import resolve_checkpoint
-    from harness.config import CheckpointConfig
-    from harness.suites import load_suite
+    from harness.config.schema import CheckpointConfig
+    from harness.config.suites import load_suite
 
     suite = load_suite(ROOT / "suites" / "demo" / "general.yaml")
     local = resolve_checkpoint(CheckpointConfig(name="l", model=str(demo_models.base), backend="transformers"),

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import TypeAdapter
 
-from harness.checks import Check, run_checks
+from harness.config.checks import Check, run_checks
 from harness.records import GenerationRecord
-from harness.suites import Suite, SuiteItem
+from harness.config.suites import Suite, SuiteItem
 
 CHECK = TypeAdapter(Check)
 

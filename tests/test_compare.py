@@ -170,7 +170,7 @@ def test_a_candidate_trained_with_another_tokenizer_is_refused(demo_models) -> N
 
     from harness.checkpoint import ResolvedCheckpoint
     from harness.compare import _same_tokenizer
-    from harness.config import CheckpointConfig
+    from harness.config.schema import CheckpointConfig
     from harness.errors import ConfigError
 
     tok = AutoTokenizer.from_pretrained(demo_models.base)

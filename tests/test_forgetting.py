@@ -9,7 +9,7 @@ import pytest
 
 from harness.cache import Cache
 from harness.checkpoint import resolve_checkpoint
-from harness.config import DEFAULT_FORGETTING_DIR, CheckpointConfig, ForgettingConfig
+from harness.config.schema import DEFAULT_FORGETTING_DIR, CheckpointConfig, ForgettingConfig
 from harness.errors import ConfigError
 from harness.forgetting import _sample_row, choose_engine, resolve_tasks, run_forgetting
 from harness.records import ForgettingRecord

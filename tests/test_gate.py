@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from harness.config import GATE_METRICS, GateConfig
+from harness.config.schema import GATE_METRICS, GateConfig
 from harness.errors import ConfigError
 from harness.gate import DEFAULT_POLICY, decide, default_policy, evaluate_gate, load_policy, observations
 from harness.summary import junit_xml

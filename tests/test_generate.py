@@ -13,8 +13,8 @@ import harness.generate as generate
 from harness.backends.base import ChatRequest, Completion
 from harness.cache import Cache
 from harness.checkpoint import ResolvedCheckpoint
-from harness.config import CheckpointConfig, SamplingConfig
-from harness.suites import Suite, SuiteItem
+from harness.config.schema import CheckpointConfig, SamplingConfig
+from harness.config.suites import Suite, SuiteItem
 
 
 class FakeEngine:

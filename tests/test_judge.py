@@ -138,7 +138,7 @@ class Killed(Exception):
 
 
 def test_an_interrupted_stage_resumes_where_it_stopped(tmp_path: Path, cache: Cache) -> None:
-    from harness.checks import run_checks
+    from harness.config.checks import run_checks
     from harness.judge import run_judging
 
     suite = make_suite(tmp_path)
@@ -191,7 +191,7 @@ def test_the_stage_serves_a_judge_checkpoint_itself_and_stops_it(tmp_path: Path,
     """`checkpoint:` starts a server on 127.0.0.1, waits for it, judges, and stops it. vLLM's start-up is
     covered by test_judge_vllm; here the command it would run is replaced by the local judge server."""
     import harness.serve as serve
-    from harness.config import JudgeConfig
+    from harness.config.schema import JudgeConfig
 
     ports: list[int] = []
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import JudgeConfig
-from harness.configfiles import load_plan
+from harness.config.schema import JudgeConfig
+from harness.config.loading import load_plan
 from harness.errors import ConfigError
 from harness.judge import load_judge
 

@@ -9,11 +9,11 @@ import pytest
 import yaml
 
 from harness.cache import Cache
-from harness.checks import run_checks
-from harness.config import DEFAULT_SUITES_DIR, JudgeConfig
+from harness.config.checks import run_checks
+from harness.config.schema import DEFAULT_SUITES_DIR, JudgeConfig
 from harness.judge import run_judging, summarize_judgments
 from harness.records import CheckRecord
-from harness.suites import Suite, load_suite, load_suites
+from harness.config.suites import Suite, load_suite, load_suites
 from tests.judge_fixtures import Sink, generations
 
 
@@ -88,7 +88,7 @@ def test_non_answers_never_win(tmp_path: Path) -> None:
 def demo_answers(demo_models, tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Suite], list, list]:
     """Real greedy answers of the demo base and candidate on the shipped suites (transformers)."""
     from harness.checkpoint import resolve_checkpoint
-    from harness.config import CheckpointConfig, SamplingConfig
+    from harness.config.schema import CheckpointConfig, SamplingConfig
     from harness.generate import run_generation
 
     cache = Cache(tmp_path_factory.mktemp("demo-judge") / "cache.sqlite")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from harness.cache import Cache
-from harness.config import EndpointConfig, JudgeConfig
+from harness.config.schema import EndpointConfig, JudgeConfig
 from harness.judge import summarize_judgments
 from tests.judge_fixtures import generations, judge, make_suite
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from harness.config import ForgettingConfig
+from harness.config.schema import ForgettingConfig
 from harness.metrics import apply_holm, forgetting_flag, forgetting_stats, paired_binary, suite_stats
 from harness.records import CheckRecord, ForgettingRecord
 

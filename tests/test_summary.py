@@ -65,7 +65,7 @@ def test_verdict_and_markdown() -> None:
 
 
 def test_markdown_shows_gates_and_forgetting() -> None:
-    from harness.config import GateConfig
+    from harness.config.schema import GateConfig
 
     summary = summarize(["s"], GENS, CHECKS)
     task = {"n": 200, "base_rate": 0.8, "candidate_rate": 0.7, "base_stderr": 0.028, "candidate_stderr": 0.032,

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from harness.config import SamplingConfig
+from harness.config.schema import SamplingConfig
 
 
 @dataclass(frozen=True)

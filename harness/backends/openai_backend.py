@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.backends.base import ChatRequest, Completion
-from harness.config import EndpointConfig, SamplingConfig
+from harness.config.schema import EndpointConfig, SamplingConfig
 from harness.errors import ConfigError, InfraError, MissingDependency
 
 RETRYABLE_STATUS = {408, 409, 425, 429}  # and every 5xx

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from harness.backends.base import ChatRequest, Completion
-from harness.config import EngineConfig, SamplingConfig
+from harness.config.schema import EngineConfig, SamplingConfig
 from harness.errors import InfraError, MissingDependency
 
 

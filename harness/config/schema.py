@@ -1,7 +1,7 @@
 """Typed configuration: the models of checkpoint files and of the evaluation plan.
 
 Unknown keys are errors (a typo must not silently become a default). Reading
-the files, with their relative paths, is harness/configfiles.py.
+the files, with their relative paths, is harness/config/loading.py.
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from harness.sftdata import CurationSettings
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # harness/config/schema.py -> the project
 DEFAULT_SUITES_DIR = PROJECT_ROOT / "suites" / "demo"
 DEFAULT_FORGETTING_DIR = PROJECT_ROOT / "suites" / "forgetting"
 DEMO_SCHEME = "demo:"
@@ -244,6 +242,33 @@ class PlanConfig(Strict):
     """Pairwise judge; `judge: null` skips the stage."""
     gates: list[GateConfig] | None = None
     """Release gates; the shipped default policy (harness/default_policy.yaml) when left out, [] for none."""
+
+
+class CurationSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    min_response_chars: int = Field(1, ge=0)
+    """Drop a conversation with an assistant turn shorter than this (after strip)."""
+    min_tokens: int = Field(2, ge=0)
+    """Drop a conversation whose whole text (all contents) has fewer tokens than this."""
+    max_tokens: int = Field(2048, ge=1)
+    """Drop a conversation whose whole text has more tokens than this (it would be cut in training)."""
+    min_unique_word_ratio: float = Field(0.3, ge=0.0, le=1.0)
+    """Drop assistant text of 8+ words whose distinct/total word ratio is below this (loops)."""
+    drop_truncated: bool = True
+    """Drop a conversation with an assistant turn that ends mid-sentence."""
+    drop_exact_duplicates: bool = True
+    """Drop later copies of an identical conversation."""
+    drop_near_duplicates: bool = True
+    """Drop later conversations whose first user turn matches an earlier one (case, spacing, punctuation ignored)."""
+    drop_refusals: bool = False
+    """Drop conversations with an assistant turn that opens with a refusal; otherwise only count them."""
+
+    @model_validator(mode="after")
+    def _token_range(self) -> CurationSettings:
+        if self.min_tokens > self.max_tokens:
+            raise ValueError("min_tokens must not exceed max_tokens")
+        return self
 
 
 class LoraSettings(Strict):

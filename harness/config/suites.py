@@ -14,9 +14,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from harness.checks import Check
+from harness.config.checks import Check
 from harness.errors import ConfigError
-from harness.yamlio import read_jsonl, read_yaml, validate
+from harness.config.yamlio import read_jsonl, read_yaml, validate
 
 SUITE_SUFFIXES = (".yaml", ".yml", ".jsonl")
 ID_PATTERN = r"^[\w.:@+-]+$"

@@ -1,4 +1,4 @@
-"""Reading checkpoint and plan files into the models of harness/config.py.
+"""Reading checkpoint and plan files into the models of harness/config/schema.py.
 
 Every file is validated in full before any model loads. Relative paths are
 resolved against the directory of the file that names them, so a config
@@ -12,9 +12,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from harness.config import DEMO_MODELS, DEMO_SCHEME, CheckpointConfig, PlanConfig
+from harness.config.schema import DEMO_MODELS, DEMO_SCHEME, CheckpointConfig, PlanConfig
 from harness.errors import ConfigError
-from harness.yamlio import read_yaml, validate
+from harness.config.yamlio import read_yaml, validate
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 

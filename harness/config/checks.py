@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Annotated, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from harness.records import CheckRecord, GenerationRecord
-from harness.yamlio import register_union_tags
+from harness.config.yamlio import register_union_tags
 
 if TYPE_CHECKING:
-    from harness.suites import Suite
+    from harness.config.suites import Suite
 
 Outcome = tuple[bool, str]
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
