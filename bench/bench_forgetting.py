@@ -21,7 +21,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-from harness.cache import Cache  # noqa: E402
+from harness.records.cache import Cache  # noqa: E402
 from harness.checkpoint import resolve_checkpoint  # noqa: E402
 from harness.config.schema import CheckpointConfig, ForgettingConfig  # noqa: E402
 from harness.demo.build import ensure_demo_models  # noqa: E402

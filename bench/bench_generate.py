@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from harness.backends import open_backend
-from harness.cache import Cache
+from harness.records.cache import Cache
 from harness.checkpoint import resolve_checkpoint
 from harness.config.schema import DEFAULT_SUITES_DIR, CheckpointConfig, SamplingConfig
 from harness.demo.build import ensure_demo_models

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.cache import Cache
+from harness.records.cache import Cache
 from harness.config.schema import CheckpointConfig
 from harness.demo.build import ensure_demo_models
 from harness.train import ensure_trained

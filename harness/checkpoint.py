@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.backends.base import ChatRequest
-from harness.cache import Cache, content_key
+from harness.records.cache import Cache, content_key
 from harness.config.schema import DEMO_SCHEME, CheckpointConfig
 from harness.errors import ConfigError, InfraError
 from harness.config.suites import Message

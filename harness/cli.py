@@ -121,7 +121,7 @@ def train(
     cache: Annotated[Path | None, typer.Option(help="SQLite cache file (weight digests).")] = None,
 ) -> None:
     """Run (or reuse) the smoke-test SFT run of a checkpoint; exit 1 when the smoke verdict fails."""
-    from harness.cache import Cache, default_cache_dir
+    from harness.records.cache import Cache, default_cache_dir
     from harness.config.loading import load_checkpoint
     from harness.errors import ConfigError
     from harness.train import ensure_trained

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from harness.cache import Cache, content_key, default_cache_dir
+from harness.records.cache import Cache, content_key, default_cache_dir
 from harness.checkpoint import ResolvedCheckpoint, resolve_checkpoint
 from harness.config.checks import run_checks
 from harness.config.schema import PROJECT_ROOT, CheckpointConfig, GateConfig, PlanConfig
@@ -26,9 +26,9 @@ from harness.generate import run_generation
 from harness.judge import Judge, load_judge, run_judging, summarize_judgments
 from harness.metrics import apply_holm, forgetting_stats, subject_rng, suite_stats
 from harness.outputs import policy_for, write_outputs
-from harness.provenance import git_commit, hardware, numeric_environment, package_versions
-from harness.records import CheckRecord, ForgettingRecord, GenerationRecord, JudgmentRecord, Role
-from harness.rundir import RunDir, new_run_id
+from harness.records.provenance import git_commit, hardware, numeric_environment, package_versions
+from harness.records.stage_records import CheckRecord, ForgettingRecord, GenerationRecord, JudgmentRecord, Role
+from harness.records.run_dir import RunDir, new_run_id
 from harness.config.suites import Suite, load_suites
 from harness.summary import RunSummary
 from harness.train import TrainOutcome, ensure_trained

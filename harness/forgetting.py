@@ -25,11 +25,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from harness.cache import Cache, content_key
+from harness.records.cache import Cache, content_key
 from harness.checkpoint import ResolvedCheckpoint
 from harness.config.schema import CheckpointConfig, ForgettingConfig
 from harness.errors import ConfigError, InfraError, MissingDependency
-from harness.records import ROLES, ForgettingRecord, Role
+from harness.records.stage_records import ROLES, ForgettingRecord, Role
 
 RECIPE_VERSION = 1
 """Bump when the way samples become records changes: it is part of every cache key."""

@@ -18,9 +18,9 @@ from typing import Any
 
 from harness.backends import choose_backend, open_backend
 from harness.backends.base import ChatRequest, Completion
-from harness.cache import Cache, content_key
+from harness.records.cache import Cache, content_key
 from harness.checkpoint import RenderedPrompt, ResolvedCheckpoint
-from harness.records import GenerationRecord, Role
+from harness.records.stage_records import GenerationRecord, Role
 from harness.config.suites import Suite, SuiteItem
 
 NAMESPACE = "generation/v1"

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.cache import Cache
+from harness.records.cache import Cache
 from harness.config.schema import CheckpointConfig, EndpointConfig, JudgeConfig
 from harness.config.loading import load_checkpoint
 from harness.errors import ConfigError
@@ -30,7 +30,7 @@ from harness.judge_offline import check_outcomes, decide, outcomes_by_answer
 from harness.judge_pairs import CANARIES, Pair, build_pairs
 from harness.judge_prompt import LoadedDefinition, load_definition
 from harness.judge_summary import summarize_judgments
-from harness.records import CheckRecord, GenerationRecord, JudgmentRecord
+from harness.records.stage_records import CheckRecord, GenerationRecord, JudgmentRecord
 from harness.serve import served
 from harness.config.suites import Suite
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from harness.backends.base import ChatRequest, Completion
 from harness.backends.openai_backend import Caller, CallFailure, OpenAIBackend
-from harness.cache import content_key
+from harness.records.cache import content_key
 from harness.config.schema import SamplingConfig
 from harness.judge_prompt import LoadedDefinition, Parsed, delimiter_tag, parse_reply, render
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from harness.config.checks import normalize
-from harness.records import CheckRecord
+from harness.records.stage_records import CheckRecord
 from harness.config.suites import Suite, SuiteItem
 
 REFERENCE_CHECKS = ("equals_reference", "number_matches_reference")

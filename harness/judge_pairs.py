@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from harness.records import GenerationRecord
+from harness.records.stage_records import GenerationRecord
 from harness.config.suites import Suite, SuiteItem
 
 PADDING = ("To add some further detail, it is worth considering every aspect of the question carefully and "

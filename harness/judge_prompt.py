@@ -26,7 +26,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.errors import ConfigError
-from harness.records import Verdict
+from harness.records.stage_records import Verdict
 from harness.config.yamlio import read_yaml, validate
 
 JUDGES_DIR = Path(__file__).resolve().parent.parent / "judges"

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.records import JudgmentRecord
+from harness.records.stage_records import JudgmentRecord
 from harness.stats import length_controlled_win_rate, min_detectable_win_rate, paired_bootstrap, sign_test
 
 RESAMPLES = 10_000

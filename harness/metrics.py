@@ -19,7 +19,7 @@ import numpy as np
 
 from harness import stats
 from harness.config.schema import ForgettingConfig
-from harness.records import CheckRecord, ForgettingRecord
+from harness.records.stage_records import CheckRecord, ForgettingRecord
 
 CONFIDENCE = 0.95
 

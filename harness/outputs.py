@@ -14,8 +14,8 @@ from typing import Any
 from harness.config.schema import GateConfig, PlanConfig, PolicyFile
 from harness.errors import ConfigError
 from harness.gate import Decision, decide, default_policy, load_policy
-from harness.records import CheckRecord, GenerationRecord
-from harness.rundir import RunDir
+from harness.records.stage_records import CheckRecord, GenerationRecord
+from harness.records.run_dir import RunDir
 from harness.summary import RunSummary, junit_xml, markdown, summarize, verdict
 from harness.config.yamlio import validate
 

@@ -34,7 +34,7 @@ def server_command(file: Path, host: str, port: int, train: bool = True) -> tupl
     if config.train is not None and not train:
         raise ConfigError(str(file), "train", "this checkpoint is produced by training; run harness train first")
     if config.train is not None:  # serve what the train block produces (training it if needed)
-        from harness.cache import Cache, default_cache_dir
+        from harness.records.cache import Cache, default_cache_dir
         from harness.train import ensure_trained
 
         cache = Cache(default_cache_dir() / "cache.sqlite")

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from harness.gate import Decision
-from harness.records import ROLES, CheckRecord, GenerationRecord
+from harness.records.stage_records import ROLES, CheckRecord, GenerationRecord
 from harness.sftdata import removed_summary
 
 EXAMPLES = 5

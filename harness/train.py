@@ -23,12 +23,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.cache import Cache, content_key, default_cache_dir
+from harness.records.cache import Cache, content_key, default_cache_dir
 from harness.checkpoint import directory_fingerprint, local_model_dir, sha256_file
 from harness.config.schema import CheckpointConfig, TrainConfig
 from harness.errors import ConfigError, InfraError, MissingDependency
 from harness.fsutil import exclusive_lock
-from harness.records import TrainStepRecord
+from harness.records.stage_records import TrainStepRecord
 from harness.sftdata import Conversation, curate, load_conversations, removed_summary, split
 from harness.smoke import smoke_verdict
 

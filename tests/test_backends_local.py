@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from harness.backends import open_backend
-from harness.cache import Cache
+from harness.records.cache import Cache
 from harness.checkpoint import ResolvedCheckpoint, resolve_checkpoint
 from harness.config.schema import CheckpointConfig, SamplingConfig
 from harness.config.suites import load_suite

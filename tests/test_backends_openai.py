@@ -151,7 +151,7 @@ def test_serve_binds_loopback_only(vllm_server: str) -> None:
 @pytest.mark.slow
 def test_chat_api_matches_local_transformers(vllm_server: str, demo_models, tmp_path_factory) -> None:
     from harness.backends import open_backend
-    from harness.cache import Cache
+    from harness.records.cache import Cache
     from harness.checkpoint import resolve_checkpoint
     from harness.config.schema import CheckpointConfig
     from harness.config.suites import load_suite

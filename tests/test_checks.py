@@ -6,7 +6,7 @@ import pytest
 from pydantic import TypeAdapter
 
 from harness.config.checks import Check, run_checks
-from harness.records import GenerationRecord
+from harness.records.stage_records import GenerationRecord
 from harness.config.suites import Suite, SuiteItem
 
 CHECK = TypeAdapter(Check)

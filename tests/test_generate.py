@@ -11,7 +11,7 @@ import pytest
 
 import harness.generate as generate
 from harness.backends.base import ChatRequest, Completion
-from harness.cache import Cache
+from harness.records.cache import Cache
 from harness.checkpoint import ResolvedCheckpoint
 from harness.config.schema import CheckpointConfig, SamplingConfig
 from harness.config.suites import Suite, SuiteItem

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.cache import Cache
+from harness.records.cache import Cache
 from harness.judge import summarize_judgments
 from tests.judge_fixtures import generations, judge, llm_plan, make_suite
 from tests.judge_server import JudgeServer

@@ -12,7 +12,7 @@ from scipy.stats import binomtest
 from statsmodels.stats.proportion import proportion_confint
 
 from harness.judge import summarize_judgments
-from harness.records import JudgmentRecord
+from harness.records.stage_records import JudgmentRecord
 
 _IDS = itertools.count()
 

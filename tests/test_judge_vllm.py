@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.cache import Cache
+from harness.records.cache import Cache
 from harness.config.schema import EndpointConfig, JudgeConfig
 from harness.judge import summarize_judgments
 from tests.judge_fixtures import generations, judge, make_suite

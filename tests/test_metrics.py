@@ -12,7 +12,7 @@ from scipy.stats import binomtest
 
 from harness.config.schema import ForgettingConfig
 from harness.metrics import apply_holm, forgetting_flag, forgetting_stats, paired_binary, suite_stats
-from harness.records import CheckRecord, ForgettingRecord
+from harness.records.stage_records import CheckRecord, ForgettingRecord
 
 
 def table(both: int, base_only: int, cand_only: int, neither: int) -> tuple[list[bool], list[bool]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.gate import decide
-from harness.records import CheckRecord, GenerationRecord
+from harness.records.stage_records import CheckRecord, GenerationRecord
 from harness.summary import markdown, summarize, verdict
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from harness.cache import Cache
+from harness.records.cache import Cache
 from harness.config.schema import CheckpointConfig, TrainConfig
 from harness.errors import ConfigError
 from harness.sftdata import load_conversations

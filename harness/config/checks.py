@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from harness.records import CheckRecord, GenerationRecord
+from harness.records.stage_records import CheckRecord, GenerationRecord
 from harness.config.yamlio import register_union_tags
 
 if TYPE_CHECKING:
