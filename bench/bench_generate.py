@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.backends import open_backend
+from harness.engines import open_backend
 from harness.records.cache import Cache
-from harness.checkpoint import resolve_checkpoint
+from harness.engines.checkpoint import resolve_checkpoint
 from harness.config.schema import DEFAULT_SUITES_DIR, CheckpointConfig, SamplingConfig
 from harness.demo.build import ensure_demo_models
 from harness.generate import run_generation

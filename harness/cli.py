@@ -253,9 +253,10 @@ def serve(
     dry_run: Annotated[bool, typer.Option(help="Print the server command instead of running it.")] = False,
 ) -> None:
     """Start vLLM's OpenAI-compatible server for a checkpoint."""
-    from harness.serve import run_server, server_command
+    from harness.engines.vllm_server import run_server, server_command
+    from harness.train import checkpoint_to_serve
 
-    command, env = server_command(file, host, port, train=not dry_run)
+    command, env = server_command(file, host, port, None if dry_run else checkpoint_to_serve(file))
     if host not in ("127.0.0.1", "localhost", "::1"):
         err.print(f"[yellow]warning:[/] binding {host}: the server is reachable from other machines")
     if dry_run:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.records.cache import Cache, content_key, default_cache_dir
-from harness.checkpoint import ResolvedCheckpoint, resolve_checkpoint
+from harness.engines.checkpoint import ResolvedCheckpoint, resolve_checkpoint
 from harness.config.checks import run_checks
 from harness.config.schema import PROJECT_ROOT, CheckpointConfig, GateConfig, PlanConfig
 from harness.config.loading import choose_plan, load_checkpoint
@@ -204,7 +204,7 @@ def _run_stats(inputs: Inputs, manifest: dict[str, Any], checks: list[CheckRecor
 
 
 def _backend_name(checkpoint: ResolvedCheckpoint) -> str:
-    from harness.backends import choose_backend
+    from harness.engines import choose_backend
 
     return choose_backend(checkpoint.config.backend)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.records.cache import Cache, content_key
-from harness.checkpoint import ResolvedCheckpoint
+from harness.engines.checkpoint import ResolvedCheckpoint
 from harness.config.schema import CheckpointConfig, ForgettingConfig
 from harness.errors import ConfigError, InfraError, MissingDependency
 from harness.records.stage_records import ROLES, ForgettingRecord, Role

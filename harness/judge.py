@@ -31,7 +31,7 @@ from harness.judge_pairs import CANARIES, Pair, build_pairs
 from harness.judge_prompt import LoadedDefinition, load_definition
 from harness.judge_summary import summarize_judgments
 from harness.records.stage_records import CheckRecord, GenerationRecord, JudgmentRecord
-from harness.serve import served
+from harness.engines.vllm_server import served
 from harness.config.suites import Suite
 
 __all__ = ["CANARIES", "Judge", "Pair", "load_judge", "run_judging", "summarize_judgments"]
@@ -150,7 +150,7 @@ def _judge_offline(judge: Judge, pairs: Sequence[Pair], checks: Sequence[CheckRe
 def _identity(judge: Judge, cache: Cache) -> dict[str, Any]:
     """The judge model in every cache key: the endpoint and its model name, or the served weights."""
     if judge.checkpoint is not None:
-        from harness.checkpoint import resolve_checkpoint
+        from harness.engines.checkpoint import resolve_checkpoint
 
         return {"checkpoint": resolve_checkpoint(judge.checkpoint, str(judge.config.checkpoint), cache).fingerprint}
     endpoint = judge.config.endpoint
@@ -173,7 +173,7 @@ def _tasks(judge: Judge, pair: Pair, identity: dict[str, Any], seed: int) -> tup
 
 def _judge_llm(judge: Judge, pairs: Sequence[Pair], cache: Cache, emit: Emit, seed: int, stats: JudgeStats,
                progress: OnProgress | None) -> list[JudgmentRecord]:
-    from harness.backends.openai_backend import OpenAIBackend
+    from harness.engines.openai_backend import OpenAIBackend
 
     assert judge.definition is not None
     identity = _identity(judge, cache)

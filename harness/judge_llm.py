@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from harness.backends.base import ChatRequest, Completion
-from harness.backends.openai_backend import Caller, CallFailure, OpenAIBackend
+from harness.engines.base import ChatRequest, Completion
+from harness.engines.openai_backend import Caller, CallFailure, OpenAIBackend
 from harness.records.cache import content_key
 from harness.config.schema import SamplingConfig
 from harness.judge_prompt import LoadedDefinition, Parsed, delimiter_tag, parse_reply, render

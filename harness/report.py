@@ -17,7 +17,7 @@ from pathlib import Path
 
 from harness.config.schema import PROJECT_ROOT
 from harness.errors import ConfigError, InfraError
-from harness.serve import run_foreground, stop_process_group
+from harness.processes import run_foreground, stop_process_group
 
 APP = PROJECT_ROOT / "reports" / "app.py"
 RUNS_DIR_ENV = "HARNESS_RUNS_DIR"

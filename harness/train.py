@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.records.cache import Cache, content_key, default_cache_dir
-from harness.checkpoint import directory_fingerprint, local_model_dir, sha256_file
+from harness.engines.checkpoint import directory_fingerprint, local_model_dir, sha256_file
+from harness.config.loading import load_checkpoint
 from harness.config.schema import CheckpointConfig, TrainConfig
 from harness.errors import ConfigError, InfraError, MissingDependency
 from harness.fsutil import exclusive_lock
@@ -87,6 +88,19 @@ def ensure_trained(config: CheckpointConfig, file: str, cache: Cache, force: boo
     else:
         trained = config.model_copy(update={"model": str(out), "train": None})
     return TrainOutcome(trained, out, result, steps, reused)
+
+
+def checkpoint_to_serve(file: Path) -> CheckpointConfig:
+    """The checkpoint `harness serve FILE` serves: the file's, or for a `train:` block the checkpoint its
+    training produces (training it if needed)."""
+    config = load_checkpoint(file)
+    if config.train is None:
+        return config
+    cache = Cache(default_cache_dir() / "cache.sqlite")
+    try:
+        return ensure_trained(config, str(file), cache).checkpoint
+    finally:
+        cache.close()
 
 
 def _up_to_date(out: Path, digest: str) -> bool:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.backends import open_backend
+from harness.engines import open_backend
 from harness.records.cache import Cache
-from harness.checkpoint import ResolvedCheckpoint, resolve_checkpoint
+from harness.engines.checkpoint import ResolvedCheckpoint, resolve_checkpoint
 from harness.config.schema import CheckpointConfig, SamplingConfig
 from harness.config.suites import load_suite
 from tests.conftest import ROOT

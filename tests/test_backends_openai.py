@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.backends.base import ChatRequest
-from harness.backends.openai_backend import OpenAIBackend
+from harness.engines.base import ChatRequest
+from harness.engines.openai_backend import OpenAIBackend
 from harness.config.schema import EndpointConfig, SamplingConfig
 from harness.errors import InfraError
 from tests.conftest import ROOT
@@ -150,9 +150,9 @@ def test_serve_binds_loopback_only(vllm_server: str) -> None:
 
 @pytest.mark.slow
 def test_chat_api_matches_local_transformers(vllm_server: str, demo_models, tmp_path_factory) -> None:
-    from harness.backends import open_backend
+    from harness.engines import open_backend
     from harness.records.cache import Cache
-    from harness.checkpoint import resolve_checkpoint
+    from harness.engines.checkpoint import resolve_checkpoint
     from harness.config.schema import CheckpointConfig
     from harness.config.suites import load_suite
 

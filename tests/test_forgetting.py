@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.records.cache import Cache
-from harness.checkpoint import resolve_checkpoint
+from harness.engines.checkpoint import resolve_checkpoint
 from harness.config.schema import DEFAULT_FORGETTING_DIR, CheckpointConfig, ForgettingConfig
 from harness.errors import ConfigError
 from harness.forgetting import _sample_row, choose_engine, resolve_tasks, run_forgetting

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 import harness.generate as generate
-from harness.backends.base import ChatRequest, Completion
+from harness.engines.base import ChatRequest, Completion
 from harness.records.cache import Cache
-from harness.checkpoint import ResolvedCheckpoint
+from harness.engines.checkpoint import ResolvedCheckpoint
 from harness.config.schema import CheckpointConfig, SamplingConfig
 from harness.config.suites import Suite, SuiteItem
 

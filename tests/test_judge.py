@@ -190,13 +190,13 @@ def test_the_stage_serves_a_judge_checkpoint_itself_and_stops_it(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """`checkpoint:` starts a server on 127.0.0.1, waits for it, judges, and stops it. vLLM's start-up is
     covered by test_judge_vllm; here the command it would run is replaced by the local judge server."""
-    import harness.serve as serve
+    import harness.engines.vllm_server as serve
     from harness.config.schema import JudgeConfig
 
     ports: list[int] = []
 
-    def fake_command(file: Path, host: str, port: int, train: bool = True) -> tuple[list[str], dict[str, str]]:
-        assert host == "127.0.0.1" and not train and file == checkpoint
+    def fake_command(file: Path, host: str, port: int, config: object = None) -> tuple[list[str], dict[str, str]]:
+        assert host == "127.0.0.1" and config is None and file == checkpoint
         ports.append(port)
         return [sys.executable, "-m", "tests.judge_server", "--port", str(port), "--policy", "marker"], dict(os.environ)
 
@@ -214,7 +214,7 @@ def test_the_stage_serves_a_judge_checkpoint_itself_and_stops_it(tmp_path: Path,
 
 
 def test_a_judge_server_that_dies_at_start_is_an_infra_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import harness.serve as serve
+    import harness.engines.vllm_server as serve
     from harness.errors import InfraError
 
     monkeypatch.setattr(serve, "server_command", lambda *a, **k: (

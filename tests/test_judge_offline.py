@@ -87,7 +87,7 @@ def test_non_answers_never_win(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def demo_answers(demo_models, tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Suite], list, list]:
     """Real greedy answers of the demo base and candidate on the shipped suites (transformers)."""
-    from harness.checkpoint import resolve_checkpoint
+    from harness.engines.checkpoint import resolve_checkpoint
     from harness.config.schema import CheckpointConfig, SamplingConfig
     from harness.generate import run_generation
 

@@ -145,8 +145,8 @@ def test_stop_token_outside_the_mask_is_refused(demo_models, tmp_path: Path) -> 
 
 
 def test_lora_checkpoint_is_base_plus_adapter_and_generates(demo_models, tmp_path: Path) -> None:
-    from harness.backends import open_backend
-    from harness.checkpoint import resolve_checkpoint
+    from harness.engines import open_backend
+    from harness.engines.checkpoint import resolve_checkpoint
     from harness.config.schema import SamplingConfig
     from harness.config.suites import load_suite
 

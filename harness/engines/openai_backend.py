@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from harness.backends.base import ChatRequest, Completion
+from harness.engines.base import ChatRequest, Completion
 from harness.config.schema import EndpointConfig, SamplingConfig
 from harness.errors import ConfigError, InfraError, MissingDependency
 

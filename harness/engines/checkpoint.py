@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.backends.base import ChatRequest
+from harness.engines.base import ChatRequest
 from harness.records.cache import Cache, content_key
 from harness.config.schema import DEMO_SCHEME, CheckpointConfig
 from harness.errors import ConfigError, InfraError

@@ -8,40 +8,31 @@ the checkpoint's name and the base under NAME-base.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from harness.checkpoint import local_model_dir
 from harness.config.loading import load_checkpoint
-from harness.errors import ConfigError, InfraError
+from harness.config.schema import CheckpointConfig
+from harness.engines.checkpoint import local_model_dir
+from harness.errors import ConfigError
+from harness.processes import free_port, run_foreground, stop_process_group, wait_until_up
 
 
-def server_command(file: Path, host: str, port: int, train: bool = True) -> tuple[list[str], dict[str, str]]:
-    """The server's argv; a `train:` checkpoint is trained first unless `train` is False."""
-    config = load_checkpoint(file)
+def server_command(file: Path, host: str, port: int,
+                   checkpoint: CheckpointConfig | None = None) -> tuple[list[str], dict[str, str]]:
+    """The server's argv for the checkpoint in `file`, or for `checkpoint` when given: what `file` loads
+    to, or for a `train:` file what its training produced (see harness.train.checkpoint_to_serve).
+    A checkpoint still to be trained is an error here: engines do not train."""
+    config = checkpoint if checkpoint is not None else load_checkpoint(file)
     if config.backend == "openai":
         raise ConfigError(str(file), "backend", "this checkpoint is already an endpoint; nothing to serve")
-    if config.train is not None and not train:
+    if config.train is not None:
         raise ConfigError(str(file), "train", "this checkpoint is produced by training; run harness train first")
-    if config.train is not None:  # serve what the train block produces (training it if needed)
-        from harness.records.cache import Cache, default_cache_dir
-        from harness.train import ensure_trained
-
-        cache = Cache(default_cache_dir() / "cache.sqlite")
-        try:
-            config = ensure_trained(config, str(file), cache).checkpoint
-        finally:
-            cache.close()
     assert config.model is not None
     model = str(local_model_dir(config.model, config.revision, str(file))) if config.is_demo else config.model
     engine = config.engine
@@ -77,67 +68,12 @@ def run_server(command: list[str], env: dict[str, str]) -> int:
     return run_foreground(command, env)
 
 
-def run_foreground(command: list[str], env: dict[str, str]) -> int:
-    """Run a server in its own process group until it exits; Ctrl-C or SIGTERM is passed on to the whole
-    group. The handler only signals: the main thread's wait() reaps the child (a second wait() inside a
-    signal handler would block on the lock the interrupted one holds)."""
-    process = subprocess.Popen(command, env=env, start_new_session=True)
-
-    def forward(signum: int, _frame: object) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        return process.wait()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        stop_process_group(process)
-
-
-def stop_process_group(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    """SIGTERM to the process group (a server and the workers it started), SIGKILL if it lingers."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
-def wait_until_up(process: subprocess.Popen[bytes], url: str, timeout_s: float, log: Path,
-                  label: str = "server") -> None:
-    """Poll `url` until it answers 200; a process that exits first is an error quoting its log's tail."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if process.poll() is not None:
-            tail = log.read_text(errors="replace")[-1500:].strip().replace("\n", " | ")
-            raise InfraError(f"the {label} exited with code {process.returncode}: {tail}")
-        if time.monotonic() > deadline:
-            raise InfraError(f"the {label} did not answer on {url} within {timeout_s:g} s")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def served(checkpoint_file: str, timeout_s: float, label: str = "server") -> Iterator[str]:
     """vLLM's OpenAI-compatible server for a checkpoint on 127.0.0.1; yields its base URL (.../v1) and
     stops it (and its workers: it runs in its own process group) however the block ends."""
     port = free_port()
-    command, env = server_command(Path(checkpoint_file), "127.0.0.1", port, train=False)
+    command, env = server_command(Path(checkpoint_file), "127.0.0.1", port)
     log = tempfile.NamedTemporaryFile("w+", prefix="harness-server-", suffix=".log", delete=False)
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"

@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from harness.backends.base import ChatRequest, Completion
+from harness.engines.base import ChatRequest, Completion
 from harness.config.schema import EngineConfig, SamplingConfig
 from harness.errors import InfraError, MissingDependency
 

@@ -1,14 +1,17 @@
-"""Backends are imported lazily: `import harness` works without vllm or torch."""
+"""Engines: vllm, transformers and OpenAI-compatible endpoints behind one protocol (base.py), the
+checkpoints they load (checkpoint.py) and vLLM's server (vllm_server.py).
+
+Backends are imported lazily: `import harness` works without vllm or torch."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from harness.backends.base import Backend, ChatRequest, Completion
+from harness.engines.base import Backend, ChatRequest, Completion
 
-if TYPE_CHECKING:  # checkpoint.py imports backends.base; avoid the cycle at run time
-    from harness.checkpoint import ResolvedCheckpoint
+if TYPE_CHECKING:  # checkpoint.py imports engines.base; avoid the cycle at run time
+    from harness.engines.checkpoint import ResolvedCheckpoint
 
 __all__ = ["Backend", "ChatRequest", "Completion", "choose_backend", "open_backend"]
 
@@ -33,15 +36,15 @@ def open_backend(checkpoint: "ResolvedCheckpoint", adapters: Sequence[str] = ())
     config = checkpoint.config
     kind = choose_backend(config.backend)
     if kind == "openai":
-        from harness.backends.openai_backend import OpenAIBackend
+        from harness.engines.openai_backend import OpenAIBackend
 
         assert config.endpoint is not None
         return OpenAIBackend(config.endpoint, checkpoint.model_path, checkpoint.file)
     if kind == "vllm":
-        from harness.backends.vllm_backend import VLLMBackend
+        from harness.engines.vllm_backend import VLLMBackend
 
         return VLLMBackend(checkpoint.model_path, checkpoint.tokenizer_path or checkpoint.model_path,
                            config.engine, adapters)
-    from harness.backends.transformers_backend import TransformersBackend
+    from harness.engines.transformers_backend import TransformersBackend
 
     return TransformersBackend(checkpoint.model_path, checkpoint.tokenizer, config.engine, adapters)
