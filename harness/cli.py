@@ -167,7 +167,7 @@ def validate(
     from harness.config.loading import load_checkpoint, load_plan
     from harness.errors import ConfigError
     from harness.forgetting import load_task_file, resolve_tasks
-    from harness.gate import load_policy
+    from harness.verdict.gate import load_policy
     from harness.judge import load_judge
     from harness.judge_prompt import load_definition
     from harness.config.suites import load_suite, load_suites

@@ -21,10 +21,11 @@ from harness.config.schema import PROJECT_ROOT, CheckpointConfig, GateConfig, Pl
 from harness.config.loading import choose_plan, load_checkpoint
 from harness.errors import ConfigError
 from harness.forgetting import TaskSpec, check_engine, lm_eval_version, resolve_tasks, run_forgetting
-from harness.gate import Decision
+from harness.verdict.gate import Decision
 from harness.generate import run_generation
-from harness.judge import Judge, load_judge, run_judging, summarize_judgments
-from harness.metrics import apply_holm, forgetting_stats, subject_rng, suite_stats
+from harness.judge import Judge, load_judge, run_judging
+from harness.verdict.judge_stats import summarize_judgments
+from harness.verdict.run_stats import apply_holm, forgetting_stats, subject_rng, suite_stats
 from harness.outputs import policy_for, write_outputs
 from harness.records.provenance import git_commit, hardware, numeric_environment, package_versions
 from harness.records.stage_records import CheckRecord, ForgettingRecord, GenerationRecord, JudgmentRecord, Role

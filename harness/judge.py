@@ -29,12 +29,11 @@ from harness.judge_llm import NAMESPACE, Outcome, Task, from_cache, make_task, r
 from harness.judge_offline import check_outcomes, decide, outcomes_by_answer
 from harness.judge_pairs import CANARIES, Pair, build_pairs
 from harness.judge_prompt import LoadedDefinition, load_definition
-from harness.judge_summary import summarize_judgments
 from harness.records.stage_records import CheckRecord, GenerationRecord, JudgmentRecord
 from harness.engines.vllm_server import served
 from harness.config.suites import Suite
 
-__all__ = ["CANARIES", "Judge", "Pair", "load_judge", "run_judging", "summarize_judgments"]
+__all__ = ["CANARIES", "Judge", "Pair", "load_judge", "run_judging"]
 
 Emit = Callable[[list[JudgmentRecord]], None]
 OnProgress = Callable[[int, int], None]

@@ -13,7 +13,7 @@ from typing import Any
 
 from harness.config.schema import GateConfig, PlanConfig, PolicyFile
 from harness.errors import ConfigError
-from harness.gate import Decision, decide, default_policy, load_policy
+from harness.verdict.gate import Decision, decide, default_policy, load_policy
 from harness.records.stage_records import CheckRecord, GenerationRecord
 from harness.records.run_dir import RunDir
 from harness.summary import RunSummary, junit_xml, markdown, summarize, verdict
@@ -27,7 +27,7 @@ class Outputs:
     verdict: dict[str, Any]
 
 
-DEFAULT_LABEL = "default (harness/default_policy.yaml)"
+DEFAULT_LABEL = "default (harness/verdict/default_policy.yaml)"
 
 
 def policy_for(plan: PlanConfig, policy_file: Path | None) -> tuple[list[GateConfig], str]:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from harness.gate import Decision
+from harness.verdict.gate import Decision
 from harness.records.stage_records import ROLES, CheckRecord, GenerationRecord
 from harness.sftdata import removed_summary
 

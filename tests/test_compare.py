@@ -237,7 +237,7 @@ def test_the_healthy_candidate_passes_and_gate_reproduces_it(first_run: tuple[Pa
     regated = json.loads((run_dir / "verdict.json").read_text())
     assert regated["outcome"] == {1: "fail", 3: "inconclusive"}[strict.returncode]
     assert regated["policy"] == str(EXAMPLES / "policy-strict.yaml")
-    assert before["policy"] == "default (harness/default_policy.yaml)"
+    assert before["policy"] == "default (harness/verdict/default_policy.yaml)"
     # Without --policy, gate uses the policy the run recorded (the default here), not the last one applied.
     subprocess.run(harness_cmd("gate", str(run_dir)), capture_output=True, cwd=ROOT, check=True)
     assert json.loads((run_dir / "verdict.json").read_text()) == before

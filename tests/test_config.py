@@ -139,7 +139,7 @@ def test_cli_validate_exit_codes(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("path", "shown"), [
     ("judges/pairwise.yaml", "judge 'pairwise' (pairwise)"),
     ("suites/forgetting/cloze.yaml", "lm-eval task 'demo_cloze'"),
-    ("harness/default_policy.yaml", "policy with 6 gate(s)"),
+    ("harness/verdict/default_policy.yaml", "policy with 6 gate(s)"),
     ("suites/demo/finance.yaml", "suite 'finance' with 60 items"),
 ])
 def test_validate_knows_every_file_kind(path: str, shown: str) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from harness.config.schema import GATE_METRICS, GateConfig
 from harness.errors import ConfigError
-from harness.gate import DEFAULT_POLICY, decide, default_policy, evaluate_gate, load_policy, observations
+from harness.verdict.gate import DEFAULT_POLICY, decide, default_policy, evaluate_gate, load_policy, observations
 from harness.summary import junit_xml
 
 
@@ -189,7 +189,7 @@ def test_a_tiny_sample_cannot_prove_no_forgetting() -> None:
     """3 or 20 items that all agree prove nothing; 400 do. (A percentile bootstrap would give [0, 0].)"""
     import numpy as np
 
-    from harness.metrics import paired_binary
+    from harness.verdict.run_stats import paired_binary
 
     spec = GateConfig.model_validate({"name": "f", **NONINF})
     outcomes = {}

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from harness.records.cache import Cache
-from harness.judge import summarize_judgments
+from harness.verdict.judge_stats import summarize_judgments
 from tests.judge_fixtures import generations, judge, llm_plan, make_suite
 from tests.judge_server import JudgeServer
 

@@ -11,8 +11,9 @@ import yaml
 from harness.records.cache import Cache
 from harness.config.checks import run_checks
 from harness.config.schema import DEFAULT_SUITES_DIR, JudgeConfig
-from harness.judge import run_judging, summarize_judgments
+from harness.judge import run_judging
 from harness.records.stage_records import CheckRecord
+from harness.verdict.judge_stats import summarize_judgments
 from harness.config.suites import Suite, load_suite, load_suites
 from tests.judge_fixtures import Sink, generations
 

@@ -11,7 +11,7 @@ import pytest
 from scipy.stats import binomtest
 from statsmodels.stats.proportion import proportion_confint
 
-from harness.judge import summarize_judgments
+from harness.verdict.judge_stats import summarize_judgments
 from harness.records.stage_records import JudgmentRecord
 
 _IDS = itertools.count()

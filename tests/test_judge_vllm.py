@@ -12,7 +12,7 @@ import pytest
 
 from harness.records.cache import Cache
 from harness.config.schema import EndpointConfig, JudgeConfig
-from harness.judge import summarize_judgments
+from harness.verdict.judge_stats import summarize_judgments
 from tests.judge_fixtures import generations, judge, make_suite
 
 pytestmark = pytest.mark.slow

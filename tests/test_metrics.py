@@ -11,7 +11,7 @@ import pytest
 from scipy.stats import binomtest
 
 from harness.config.schema import ForgettingConfig
-from harness.metrics import apply_holm, forgetting_flag, forgetting_stats, paired_binary, suite_stats
+from harness.verdict.run_stats import apply_holm, forgetting_flag, forgetting_stats, paired_binary, suite_stats
 from harness.records.stage_records import CheckRecord, ForgettingRecord
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.gate import decide
+from harness.verdict.gate import decide
 from harness.records.stage_records import CheckRecord, GenerationRecord
 from harness.summary import markdown, summarize, verdict
 

@@ -164,7 +164,7 @@ GATE_METRICS: dict[str, str] = {
     "judge.canary_wins": "number of canary answers (empty, injected, padded, ...) that beat the base",
     "train.smoke_passed": "per trained checkpoint: the smoke-test SFT verdict",
 }
-"""Metrics a gate may name; harness.gate reads each from stats.json and the training results."""
+"""Metrics a gate may name; harness.verdict.gate reads each from stats.json and the training results."""
 WITH_INTERVAL = ("suite.pass_rate_delta", "suite.candidate_pass_rate", "forgetting.delta", "judge.win_rate")
 
 
@@ -241,7 +241,7 @@ class PlanConfig(Strict):
     judge: JudgeConfig | None = Field(default_factory=JudgeConfig)
     """Pairwise judge; `judge: null` skips the stage."""
     gates: list[GateConfig] | None = None
-    """Release gates; the shipped default policy (harness/default_policy.yaml) when left out, [] for none."""
+    """Release gates; the shipped default policy (harness/verdict/default_policy.yaml) when left out, [] for none."""
 
 
 class CurationSettings(BaseModel):

@@ -1,5 +1,5 @@
 """Records in, the run's statistics out (stats.json): pure functions over the
-stage records, calling harness.stats for every test. No I/O, no models.
+stage records, calling harness.verdict.stats for every test. No I/O, no models.
 
 Every comparison is paired on the same items: pass rates by exact McNemar
 and a paired bootstrap of the difference, never an unpaired z-test (on paired
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from harness import stats
+from harness.verdict import stats
 from harness.config.schema import ForgettingConfig
 from harness.records.stage_records import CheckRecord, ForgettingRecord
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from harness.records.stage_records import JudgmentRecord
-from harness.stats import length_controlled_win_rate, min_detectable_win_rate, paired_bootstrap, sign_test
+from harness.verdict.stats import length_controlled_win_rate, min_detectable_win_rate, paired_bootstrap, sign_test
 
 RESAMPLES = 10_000
 SCORE = {"candidate": 1.0, "tie": 0.5, "base": 0.0}
