@@ -77,7 +77,7 @@ def gate(
 ) -> None:
     """Re-decide a run's gates from its stored records (no model is loaded); rewrites verdict.json,
     junit.xml and summary.md. Exit 0 pass, 1 fail, 2 bad input, 3 inconclusive."""
-    from harness.outputs import regate
+    from harness.render.decision_files import regate
 
     run, outputs, _ = regate(run_dir, policy)
     _print_gates(outputs.decision)
@@ -303,7 +303,7 @@ def _progress() -> Any:
 
 
 def _print_result(result: Any) -> None:
-    from harness.summary import delta_pts, pct
+    from harness.render.formatting import delta_pts, pct
 
     manifest = json.loads((result.run_dir / "manifest.json").read_text())
     names = {r: manifest["checkpoints"][r]["name"] for r in ("base", "candidate")}
@@ -372,7 +372,7 @@ def _print_judge(judge: dict[str, Any] | None) -> None:
 
 
 def _print_forgetting(forgetting: dict[str, Any] | None, names: dict[str, str]) -> None:
-    from harness.summary import ci_pts, delta_pts, p_value, pct
+    from harness.render.formatting import ci_pts, delta_pts, p_value, pct
 
     if not forgetting:
         return

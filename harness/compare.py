@@ -26,12 +26,12 @@ from harness.generate import run_generation
 from harness.judge import Judge, load_judge, run_judging
 from harness.verdict.judge_stats import summarize_judgments
 from harness.verdict.run_stats import apply_holm, forgetting_stats, subject_rng, suite_stats
-from harness.outputs import policy_for, write_outputs
+from harness.render.decision_files import policy_for, write_outputs
 from harness.records.provenance import git_commit, hardware, numeric_environment, package_versions
 from harness.records.stage_records import CheckRecord, ForgettingRecord, GenerationRecord, JudgmentRecord, Role
 from harness.records.run_dir import RunDir, new_run_id
 from harness.config.suites import Suite, load_suites
-from harness.summary import RunSummary
+from harness.render.run_summary import RunSummary
 from harness.train import TrainOutcome, ensure_trained
 
 Progress = Callable[[str, int, int], None]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from harness.summary import delta_pts, pct
+from harness.render.formatting import delta_pts, pct
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from harness.verdict.gate import decide
 from harness.records.stage_records import CheckRecord, GenerationRecord
-from harness.summary import markdown, summarize, verdict
+from harness.render.run_summary import markdown, summarize, verdict
 
 
 def gen(role: str, item: str, text: str, finish: str = "stop") -> GenerationRecord:

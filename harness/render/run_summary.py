@@ -10,6 +10,7 @@ from typing import Any
 
 from harness.verdict.gate import Decision
 from harness.records.stage_records import ROLES, CheckRecord, GenerationRecord
+from harness.render.formatting import ci_pts, ci_pts_raw, delta_pts, p_value, pct
 from harness.sftdata import removed_summary
 
 EXAMPLES = 5
@@ -128,14 +129,6 @@ def summarize(suite_names: Sequence[str], generations: Sequence[GenerationRecord
     return RunSummary(suites, examples, warnings, sum(len(v) for v in flipped.values()))
 
 
-def pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}%"
-
-
-def delta_pts(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:+.1f} pts"
-
-
 def verdict(summary: RunSummary, training: dict[str, dict[str, Any]] | None, decision: Decision) -> dict[str, Any]:
     """verdict.json: the gate decision, the per-suite rates and the smoke verdicts."""
     return {
@@ -191,18 +184,6 @@ def junit_xml(decision: Decision, run_id: str) -> str:
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
 
 
-def ci_pts(ci: Sequence[float | None] | None) -> str:
-    if not ci or ci[0] is None or ci[1] is None:
-        return "n/a"
-    return f"[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]"
-
-
-def p_value(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    return "<0.001" if value < 0.001 else f"{value:.3f}"
-
-
 FLAG_TEXT = {"ok": "ok", "warn": "**warn**", "fail": "**FAIL**"}
 
 
@@ -255,10 +236,6 @@ def judge_lines(judge: dict[str, Any] | None) -> list[str]:
 
 def _words(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}"
-
-
-def ci_pts_raw(ci: Sequence[float | None]) -> str:
-    return "n/a" if not ci or ci[0] is None or ci[1] is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
 def _cell(text: str, limit: int = 160) -> str:

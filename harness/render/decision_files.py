@@ -16,7 +16,7 @@ from harness.errors import ConfigError
 from harness.verdict.gate import Decision, decide, default_policy, load_policy
 from harness.records.stage_records import CheckRecord, GenerationRecord
 from harness.records.run_dir import RunDir
-from harness.summary import RunSummary, junit_xml, markdown, summarize, verdict
+from harness.render.run_summary import RunSummary, junit_xml, markdown, summarize, verdict
 from harness.config.yamlio import validate
 
 
