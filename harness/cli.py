@@ -275,7 +275,7 @@ def report(
                                                     "reachable from other machines).")] = False,
 ) -> None:
     """Open the Streamlit report over the run dirs (read-only)."""
-    from harness.report import report_command, run_report
+    from harness.report.launcher import report_command, run_report
 
     command, env = report_command(runs_dir, host, port, allow_remote)
     shown = f"[{host}]" if ":" in host else host

@@ -300,7 +300,7 @@ def test_the_report_shows_the_demo_run_on_every_page(first_run: tuple[Path, Path
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     from streamlit.testing.v1 import AppTest
 
-    from harness.report import APP, RUNS_DIR_ENV
+    from harness.report.launcher import APP, RUNS_DIR_ENV
 
     run_dir, _ = first_run
     monkeypatch.setenv(RUNS_DIR_ENV, str(run_dir.parent))
