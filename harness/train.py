@@ -28,7 +28,7 @@ from harness.engines.checkpoint import directory_fingerprint, local_model_dir, s
 from harness.config.loading import load_checkpoint
 from harness.config.schema import CheckpointConfig, TrainConfig
 from harness.errors import ConfigError, InfraError, MissingDependency
-from harness.fsutil import exclusive_lock
+from harness.locks import exclusive_lock
 from harness.records.stage_records import TrainStepRecord
 from harness.sftdata import Conversation, curate, load_conversations, removed_summary, split
 from harness.smoke import smoke_verdict

@@ -1,4 +1,5 @@
-"""Small filesystem helpers shared by stages that build things once."""
+"""An exclusive lock file, for the things built once however many processes ask (a trained checkpoint,
+the demo models)."""
 
 from __future__ import annotations
 
