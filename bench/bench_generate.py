@@ -23,7 +23,7 @@ from harness.records.cache import Cache
 from harness.engines.checkpoint import resolve_checkpoint
 from harness.config.schema import DEFAULT_SUITES_DIR, CheckpointConfig, SamplingConfig
 from harness.demo.build import ensure_demo_models
-from harness.generate import run_generation
+from harness.stages.generate import run_generation
 from harness.config.suites import load_suites
 
 SAMPLING = SamplingConfig(temperature=0, max_tokens=48)

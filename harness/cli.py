@@ -60,7 +60,7 @@ def compare(
     policy: Annotated[Path | None, typer.Option(help="Gate policy YAML (else the plan's gates:, else the default).")] = None,
 ) -> None:
     """Run both checkpoints on the plan, gate the result, write a run dir; the exit code is the verdict."""
-    from harness.compare import prepare, run_compare
+    from harness.stages.pipeline import prepare, run_compare
 
     inputs = prepare(base, candidate, plan, policy)
     with _progress() as progress:
@@ -96,7 +96,7 @@ def demo(
 ) -> None:
     """Build the embedded demo models (cached), train the candidate, compare and gate: no GPU, hub or key
     needed. The exit code is the verdict's."""
-    from harness.compare import prepare, run_compare
+    from harness.stages.pipeline import prepare, run_compare
     from harness.config.schema import PROJECT_ROOT
     from harness.demo.build import REBUILD_ENV, ensure_demo_models
 
@@ -124,7 +124,7 @@ def train(
     from harness.records.cache import Cache, default_cache_dir
     from harness.config.loading import load_checkpoint
     from harness.errors import ConfigError
-    from harness.train import ensure_trained
+    from harness.stages.train.sft import ensure_trained
 
     config = load_checkpoint(file)
     if config.train is None:
@@ -149,7 +149,7 @@ def _print_training(name: str, result: dict[str, Any], reused: bool) -> None:
         table.add_row(c["name"], "[green]pass[/]" if c["passed"] else "[red]FAIL[/]", _escape(c["detail"]))
     out.print(table)
     data = result["data"]
-    from harness.sftdata import removed_summary
+    from harness.stages.train.curation import removed_summary
 
     removed = removed_summary(data["curation"])
     out.print(f"{result['steps']} steps, {result['seconds']} s, {result['tokens_per_second']} tokens/s; "
@@ -166,10 +166,10 @@ def validate(
     """Check one file without loading any model (suites and forgetting tasks it names included)."""
     from harness.config.loading import load_checkpoint, load_plan
     from harness.errors import ConfigError
-    from harness.forgetting import load_task_file, resolve_tasks
+    from harness.stages.forgetting import load_task_file, resolve_tasks
     from harness.verdict.gate import load_policy
-    from harness.judge import load_judge
-    from harness.judge_prompt import load_definition
+    from harness.stages.judge.stage import load_judge
+    from harness.stages.judge.prompt import load_definition
     from harness.config.suites import load_suite, load_suites
     from harness.config.yamlio import read_yaml
 
@@ -254,7 +254,7 @@ def serve(
 ) -> None:
     """Start vLLM's OpenAI-compatible server for a checkpoint."""
     from harness.engines.vllm_server import run_server, server_command
-    from harness.train import checkpoint_to_serve
+    from harness.stages.train.sft import checkpoint_to_serve
 
     command, env = server_command(file, host, port, None if dry_run else checkpoint_to_serve(file))
     if host not in ("127.0.0.1", "localhost", "::1"):

@@ -9,9 +9,9 @@ from typing import Any
 import yaml
 
 from harness.records.cache import Cache
-from harness.config.checks import run_checks
+from harness.stages.checks import run_checks
 from harness.config.schema import EndpointConfig, JudgeConfig
-from harness.judge import run_judging
+from harness.stages.judge.stage import run_judging
 from harness.records.stage_records import GenerationRecord, JudgmentRecord
 from harness.config.suites import Suite, load_suite
 

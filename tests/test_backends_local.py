@@ -44,7 +44,7 @@ def lora_adapter(demo_models, tmp_path_factory) -> str:
     """A LoRA adapter from a short real TRL run (see test_train for its checks)."""
     import json
 
-    from harness.train import ensure_trained
+    from harness.stages.train.sft import ensure_trained
 
     tmp = tmp_path_factory.mktemp("lora")
     data = tmp / "data.jsonl"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import TypeAdapter
 
-from harness.config.checks import Check, run_checks
+from harness.config.checks import Check
+from harness.stages.checks import run_checks
 from harness.records.stage_records import GenerationRecord
 from harness.config.suites import Suite, SuiteItem
 

@@ -169,7 +169,7 @@ def test_a_candidate_trained_with_another_tokenizer_is_refused(demo_models) -> N
     from transformers import AutoTokenizer
 
     from harness.engines.checkpoint import ResolvedCheckpoint
-    from harness.compare import _same_tokenizer
+    from harness.stages.pipeline import _same_tokenizer
     from harness.config.schema import CheckpointConfig
     from harness.errors import ConfigError
 

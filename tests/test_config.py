@@ -176,7 +176,7 @@ def test_validate_recognises_a_training_checkpoint() -> None:
 
 def test_base_and_candidate_need_distinct_names_and_set_key_variables(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.compare import prepare
+    from harness.stages.pipeline import prepare
 
     write(tmp_path, "s.yaml", SUITE)
     base = write(tmp_path, "b.yaml", "name: same\nmodel: demo:base\n")

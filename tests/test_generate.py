@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import harness.generate as generate
+import harness.stages.generate as generate
 from harness.engines.base import ChatRequest, Completion
 from harness.records.cache import Cache
 from harness.engines.checkpoint import ResolvedCheckpoint

@@ -138,8 +138,8 @@ class Killed(Exception):
 
 
 def test_an_interrupted_stage_resumes_where_it_stopped(tmp_path: Path, cache: Cache) -> None:
-    from harness.config.checks import run_checks
-    from harness.judge import run_judging
+    from harness.stages.checks import run_checks
+    from harness.stages.judge.stage import run_judging
 
     suite = make_suite(tmp_path)
     gens = generations(suite, BASE, CAND)

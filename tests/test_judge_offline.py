@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from harness.records.cache import Cache
-from harness.config.checks import run_checks
+from harness.stages.checks import run_checks
 from harness.config.schema import DEFAULT_SUITES_DIR, JudgeConfig
-from harness.judge import run_judging
+from harness.stages.judge.stage import run_judging
 from harness.records.stage_records import CheckRecord
 from harness.verdict.judge_stats import summarize_judgments
 from harness.config.suites import Suite, load_suite, load_suites
@@ -90,7 +90,7 @@ def demo_answers(demo_models, tmp_path_factory: pytest.TempPathFactory) -> tuple
     """Real greedy answers of the demo base and candidate on the shipped suites (transformers)."""
     from harness.engines.checkpoint import resolve_checkpoint
     from harness.config.schema import CheckpointConfig, SamplingConfig
-    from harness.generate import run_generation
+    from harness.stages.generate import run_generation
 
     cache = Cache(tmp_path_factory.mktemp("demo-judge") / "cache.sqlite")
     suites = load_suites([str(DEFAULT_SUITES_DIR)], "plan")

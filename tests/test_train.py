@@ -14,8 +14,8 @@ import pytest
 from harness.records.cache import Cache
 from harness.config.schema import CheckpointConfig, TrainConfig
 from harness.errors import ConfigError
-from harness.sftdata import load_conversations
-from harness.train import ensure_trained, make_trainer
+from harness.stages.train.data import load_conversations
+from harness.stages.train.sft import ensure_trained, make_trainer
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow

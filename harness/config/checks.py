@@ -1,23 +1,19 @@
-"""Rule checks: cheap, deterministic assertions on one answer.
+"""Rule checks: cheap, deterministic assertions on one answer, as suite files declare them.
 
 Each check is a small pydantic model with a `run(answer, reference)` method
 that returns (passed, detail). The `type` field selects the check in YAML.
+The checks stage (harness/stages/checks.py) runs them on every answer.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Annotated, Literal, Union
+from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from harness.records.stage_records import CheckRecord, GenerationRecord
 from harness.config.yamlio import register_union_tags
-
-if TYPE_CHECKING:
-    from harness.config.suites import Suite
 
 Outcome = tuple[bool, str]
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
@@ -178,20 +174,3 @@ Check = Annotated[
 CHECK_TYPES = {"contains", "regex", "not_regex", "starts_with", "not_starts_with", "max_words",
                "json_valid", "equals_reference", "number_matches_reference", "no_apology_preamble"}
 register_union_tags(CHECK_TYPES)
-
-
-def run_checks(suites: Sequence["Suite"], generations: Iterable[GenerationRecord]) -> list[CheckRecord]:
-    """Every check of every item on every answer, in generation order."""
-    items = {(s.name, item.id): (s, item) for s in suites for item in s.items}
-    records = []
-    for gen in generations:
-        suite, item = items[(gen.suite, gen.item_id)]
-        seen: dict[str, int] = {}
-        for check in suite.checks_for(item):
-            kind = check.type
-            seen[kind] = seen.get(kind, 0) + 1
-            name = kind if seen[kind] == 1 else f"{kind}#{seen[kind]}"
-            passed, detail = check.run(gen.text, item.reference)
-            records.append(CheckRecord(role=gen.role, suite=gen.suite, item_id=gen.item_id,
-                                       sample_index=gen.sample_index, check=name, passed=passed, detail=detail))
-    return records

@@ -26,8 +26,8 @@ from harness.processes import free_port, run_foreground, stop_process_group, wai
 def server_command(file: Path, host: str, port: int,
                    checkpoint: CheckpointConfig | None = None) -> tuple[list[str], dict[str, str]]:
     """The server's argv for the checkpoint in `file`, or for `checkpoint` when given: what `file` loads
-    to, or for a `train:` file what its training produced (see harness.train.checkpoint_to_serve).
-    A checkpoint still to be trained is an error here: engines do not train."""
+    to, or for a `train:` file what its training produced (stages.train.sft.checkpoint_to_serve). A
+    checkpoint still to be trained is an error here: engines do not train."""
     config = checkpoint if checkpoint is not None else load_checkpoint(file)
     if config.backend == "openai":
         raise ConfigError(str(file), "backend", "this checkpoint is already an endpoint; nothing to serve")

@@ -11,7 +11,7 @@ from typing import Any
 from harness.verdict.gate import Decision
 from harness.records.stage_records import ROLES, CheckRecord, GenerationRecord
 from harness.render.formatting import ci_pts, ci_pts_raw, delta_pts, p_value, pct
-from harness.sftdata import removed_summary
+from harness.stages.train.curation import removed_summary
 
 EXAMPLES = 5
 

@@ -30,8 +30,9 @@ from harness.config.schema import CheckpointConfig, TrainConfig
 from harness.errors import ConfigError, InfraError, MissingDependency
 from harness.locks import exclusive_lock
 from harness.records.stage_records import TrainStepRecord
-from harness.sftdata import Conversation, curate, load_conversations, removed_summary, split
-from harness.smoke import smoke_verdict
+from harness.stages.train.curation import curate, removed_summary
+from harness.stages.train.data import Conversation, load_conversations, split
+from harness.stages.train.smoke import smoke_verdict
 
 RECIPE_VERSION = 2  # bump when the training recipe changes what a config produces
 RESULT_FILE = "train.json"

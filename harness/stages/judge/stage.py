@@ -1,7 +1,7 @@
 """Judge stage: base vs candidate answers, pair by pair, in both orders -> JudgmentRecords.
 
 Every (suite item, sample index) that both checkpoints answered is one pair
-(judge_pairs.py, with the canaries). Order AB shows the base as A and the
+(pairs.py, with the canaries). Order AB shows the base as A and the
 candidate as B, order BA swaps them; a side wins only when both orders pick
 it, any disagreement is a tie counted as inconsistent.
 
@@ -25,10 +25,10 @@ from harness.records.cache import Cache
 from harness.config.schema import CheckpointConfig, EndpointConfig, JudgeConfig
 from harness.config.loading import load_checkpoint
 from harness.errors import ConfigError
-from harness.judge_llm import NAMESPACE, Outcome, Task, from_cache, make_task, run_tasks, sampling_of
-from harness.judge_offline import check_outcomes, decide, outcomes_by_answer
-from harness.judge_pairs import CANARIES, Pair, build_pairs
-from harness.judge_prompt import LoadedDefinition, load_definition
+from harness.stages.judge.llm import NAMESPACE, Outcome, Task, from_cache, make_task, run_tasks, sampling_of
+from harness.stages.judge.offline import check_outcomes, decide, outcomes_by_answer
+from harness.stages.judge.pairs import CANARIES, Pair, build_pairs
+from harness.stages.judge.prompt import LoadedDefinition, load_definition
 from harness.records.stage_records import CheckRecord, GenerationRecord, JudgmentRecord
 from harness.engines.vllm_server import served
 from harness.config.suites import Suite

@@ -25,11 +25,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.config.schema import PROJECT_ROOT
 from harness.errors import ConfigError
 from harness.records.stage_records import Verdict
 from harness.config.yamlio import read_yaml, validate
 
-JUDGES_DIR = Path(__file__).resolve().parent.parent / "judges"
+JUDGES_DIR = PROJECT_ROOT / "judges"
 PLACEHOLDERS = {
     "pairwise": ({"question", "answer_a", "answer_b"}, {"reference"}),
     "single": ({"question", "answer"}, {"reference"}),

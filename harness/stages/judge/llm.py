@@ -18,7 +18,7 @@ from harness.engines.base import ChatRequest, Completion
 from harness.engines.openai_backend import Caller, CallFailure, OpenAIBackend
 from harness.records.cache import content_key
 from harness.config.schema import SamplingConfig
-from harness.judge_prompt import LoadedDefinition, Parsed, delimiter_tag, parse_reply, render
+from harness.stages.judge.prompt import LoadedDefinition, Parsed, delimiter_tag, parse_reply, render
 
 NAMESPACE = "judge/v1"
 
