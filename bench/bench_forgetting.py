@@ -21,10 +21,10 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-from harness.records.cache import Cache  # noqa: E402
-from harness.engines.checkpoint import resolve_checkpoint  # noqa: E402
 from harness.config.schema import CheckpointConfig, ForgettingConfig  # noqa: E402
 from harness.demo.build import ensure_demo_models  # noqa: E402
+from harness.engines.checkpoint import resolve_checkpoint  # noqa: E402
+from harness.records.cache import Cache  # noqa: E402
 from harness.stages.forgetting import resolve_tasks, run_forgetting  # noqa: E402
 
 

@@ -96,9 +96,9 @@ def demo(
 ) -> None:
     """Build the embedded demo models (cached), train the candidate, compare and gate: no GPU, hub or key
     needed. The exit code is the verdict's."""
-    from harness.stages.pipeline import prepare, run_compare
     from harness.config.schema import PROJECT_ROOT
     from harness.demo.build import REBUILD_ENV, ensure_demo_models
+    from harness.stages.pipeline import prepare, run_compare
 
     examples = PROJECT_ROOT / "examples"
     if rebuild_base:  # every `demo:base` of this process and its children means the rebuilt one
@@ -121,9 +121,9 @@ def train(
     cache: Annotated[Path | None, typer.Option(help="SQLite cache file (weight digests).")] = None,
 ) -> None:
     """Run (or reuse) the smoke-test SFT run of a checkpoint; exit 1 when the smoke verdict fails."""
-    from harness.records.cache import Cache, default_cache_dir
     from harness.config.loading import load_checkpoint
     from harness.errors import ConfigError
+    from harness.records.cache import Cache, default_cache_dir
     from harness.stages.train.sft import ensure_trained
 
     config = load_checkpoint(file)
@@ -165,13 +165,13 @@ def validate(
 ) -> None:
     """Check one file without loading any model (suites and forgetting tasks it names included)."""
     from harness.config.loading import load_checkpoint, load_plan
-    from harness.errors import ConfigError
-    from harness.stages.forgetting import load_task_file, resolve_tasks
-    from harness.verdict.gate import load_policy
-    from harness.stages.judge.stage import load_judge
-    from harness.stages.judge.prompt import load_definition
     from harness.config.suites import load_suite, load_suites
     from harness.config.yamlio import read_yaml
+    from harness.errors import ConfigError
+    from harness.stages.forgetting import load_task_file, resolve_tasks
+    from harness.stages.judge.prompt import load_definition
+    from harness.stages.judge.stage import load_judge
+    from harness.verdict.gate import load_policy
 
     if file.is_dir():
         raise ConfigError(str(file), None, "is a directory; give one file (a suite directory is checked through "
@@ -234,8 +234,8 @@ def schema(
 ) -> None:
     """Print the JSON Schema of a file kind (for editor completion)."""
     from harness.config.schema import CheckpointConfig, PlanConfig, PolicyFile
-    from harness.errors import ConfigError
     from harness.config.suites import SuiteFile
+    from harness.errors import ConfigError
 
     models: dict[str, Any] = {"checkpoint": CheckpointConfig, "plan": PlanConfig, "policy": PolicyFile,
                               "suite": SuiteFile}

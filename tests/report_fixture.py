@@ -15,8 +15,8 @@ from typing import Any
 import pandas as pd
 
 from harness.records import stage_records as rec
-from harness.records.stage_records import ROLES, CheckRecord, GenerationRecord, TrainStepRecord
 from harness.records.run_dir import RunDir, atomic_write_json
+from harness.records.stage_records import ROLES, CheckRecord, GenerationRecord, TrainStepRecord
 
 PAYLOAD = '<script>window.__pwned=1</script> <img src=x onerror="window.__pwned=2"> **not bold** $x$'
 FULL_RUN = "20260102-090000-demo-base-vs-demo-sft"

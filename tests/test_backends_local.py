@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from harness.engines import open_backend
-from harness.records.cache import Cache
-from harness.engines.checkpoint import ResolvedCheckpoint, resolve_checkpoint
 from harness.config.schema import CheckpointConfig, SamplingConfig
 from harness.config.suites import load_suite
+from harness.engines import open_backend
+from harness.engines.checkpoint import ResolvedCheckpoint, resolve_checkpoint
+from harness.records.cache import Cache
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow

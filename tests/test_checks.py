@@ -6,9 +6,9 @@ import pytest
 from pydantic import TypeAdapter
 
 from harness.config.checks import Check
-from harness.stages.checks import run_checks
-from harness.records.stage_records import GenerationRecord
 from harness.config.suites import Suite, SuiteItem
+from harness.records.stage_records import GenerationRecord
+from harness.stages.checks import run_checks
 
 CHECK = TypeAdapter(Check)
 

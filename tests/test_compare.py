@@ -168,10 +168,10 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path: Path, text: str, message
 def test_a_candidate_trained_with_another_tokenizer_is_refused(demo_models) -> None:
     from transformers import AutoTokenizer
 
-    from harness.engines.checkpoint import ResolvedCheckpoint
-    from harness.stages.pipeline import _same_tokenizer
     from harness.config.schema import CheckpointConfig
+    from harness.engines.checkpoint import ResolvedCheckpoint
     from harness.errors import ConfigError
+    from harness.stages.pipeline import _same_tokenizer
 
     tok = AutoTokenizer.from_pretrained(demo_models.base)
 

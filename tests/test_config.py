@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.config.schema import DEFAULT_SUITES_DIR
 from harness.config.loading import load_checkpoint, load_plan
+from harness.config.schema import DEFAULT_SUITES_DIR
 from harness.errors import ConfigError
 
 SUITE = "name: s\nitems:\n  - id: a\n    prompt: hi\n"

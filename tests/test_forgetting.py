@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.records.cache import Cache
-from harness.engines.checkpoint import resolve_checkpoint
 from harness.config.schema import DEFAULT_FORGETTING_DIR, CheckpointConfig, ForgettingConfig
+from harness.engines.checkpoint import resolve_checkpoint
 from harness.errors import ConfigError
-from harness.stages.forgetting import _sample_row, choose_engine, resolve_tasks, run_forgetting
+from harness.records.cache import Cache
 from harness.records.stage_records import ForgettingRecord
+from harness.stages.forgetting import _sample_row, choose_engine, resolve_tasks, run_forgetting
 
 TASKS = {"demo_arithmetic": 441, "demo_capitals": 200, "demo_cloze": 412}
 

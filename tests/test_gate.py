@@ -11,8 +11,8 @@ import pytest
 
 from harness.config.schema import GATE_METRICS, GateConfig
 from harness.errors import ConfigError
-from harness.verdict.gate import DEFAULT_POLICY, decide, default_policy, evaluate_gate, load_policy, observations
 from harness.render.run_summary import junit_xml
+from harness.verdict.gate import DEFAULT_POLICY, decide, default_policy, evaluate_gate, load_policy, observations
 
 
 def paired(delta: float, ci: tuple[float, float], lower: float, p: float = 0.5, mde: float | None = 0.05,

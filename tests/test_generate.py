@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 import harness.stages.generate as generate
-from harness.engines.base import ChatRequest, Completion
-from harness.records.cache import Cache
-from harness.engines.checkpoint import ResolvedCheckpoint
 from harness.config.schema import CheckpointConfig, SamplingConfig
 from harness.config.suites import Suite, SuiteItem
+from harness.engines.base import ChatRequest, Completion
+from harness.engines.checkpoint import ResolvedCheckpoint
+from harness.records.cache import Cache
 
 
 class FakeEngine:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.config.schema import JudgeConfig
 from harness.config.loading import load_plan
+from harness.config.schema import JudgeConfig
 from harness.errors import ConfigError
 from harness.stages.judge.stage import load_judge
 

@@ -17,9 +17,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from typer.testing import CliRunner
 
-from harness.report import item_data, run_data
 from harness.cli import app as cli_app
 from harness.errors import ConfigError
+from harness.report import item_data, run_data
 from harness.report.launcher import APP, RUNS_DIR_ENV, is_loopback, report_command, start_report, stop_report
 from harness.report.worddiff import Segment, diff_markdown, escape_markdown, word_diff
 from tests.conftest import free_port

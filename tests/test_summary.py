@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from harness.verdict.gate import decide
 from harness.records.stage_records import CheckRecord, GenerationRecord
 from harness.render.run_summary import markdown, summarize, verdict
+from harness.verdict.gate import decide
 
 
 def gen(role: str, item: str, text: str, finish: str = "stop") -> GenerationRecord:

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.config.schema import DEMO_MODELS, DEMO_SCHEME, CheckpointConfig, PlanConfig
-from harness.errors import ConfigError
 from harness.config.yamlio import read_yaml, validate
+from harness.errors import ConfigError
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 

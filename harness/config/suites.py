@@ -15,8 +15,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from harness.config.checks import Check
-from harness.errors import ConfigError
 from harness.config.yamlio import read_jsonl, read_yaml, validate
+from harness.errors import ConfigError
 
 SUITE_SUFFIXES = (".yaml", ".yml", ".jsonl")
 ID_PATTERN = r"^[\w.:@+-]+$"

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.engines.base import ChatRequest
-from harness.records.cache import Cache, content_key
 from harness.config.schema import DEMO_SCHEME, CheckpointConfig
-from harness.errors import ConfigError, InfraError
 from harness.config.suites import Message
+from harness.engines.base import ChatRequest
+from harness.errors import ConfigError, InfraError
+from harness.records.cache import Cache, content_key
 
 METADATA_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
                   "special_tokens_map.json", "chat_template.jinja", "chat_template.json",

@@ -19,8 +19,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from harness.engines.base import ChatRequest, Completion
 from harness.config.schema import EndpointConfig, SamplingConfig
+from harness.engines.base import ChatRequest, Completion
 from harness.errors import ConfigError, InfraError, MissingDependency
 
 RETRYABLE_STATUS = {408, 409, 425, 429}  # and every 5xx

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 from typing import Any
 
-from harness.engines.base import ChatRequest, Completion
 from harness.config.schema import EngineConfig, SamplingConfig
+from harness.engines.base import ChatRequest, Completion
 from harness.errors import InfraError, MissingDependency
 
 

@@ -12,8 +12,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from harness.engines.base import ChatRequest, Completion
 from harness.config.schema import EngineConfig, SamplingConfig
+from harness.engines.base import ChatRequest, Completion
 from harness.errors import InfraError, MissingDependency
 
 

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from harness.config.schema import GateConfig, PlanConfig, PolicyFile
-from harness.errors import ConfigError
-from harness.verdict.gate import Decision, decide, default_policy, load_policy
-from harness.records.stage_records import CheckRecord, GenerationRecord
-from harness.records.run_dir import RunDir
-from harness.render.run_summary import RunSummary, junit_xml, markdown, summarize, verdict
 from harness.config.yamlio import validate
+from harness.errors import ConfigError
+from harness.records.run_dir import RunDir
+from harness.records.stage_records import CheckRecord, GenerationRecord
+from harness.render.run_summary import RunSummary, junit_xml, markdown, summarize, verdict
+from harness.verdict.gate import Decision, decide, default_policy, load_policy
 
 
 @dataclass(frozen=True)

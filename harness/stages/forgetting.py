@@ -25,10 +25,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from harness.records.cache import Cache, content_key
-from harness.engines.checkpoint import ResolvedCheckpoint
 from harness.config.schema import CheckpointConfig, ForgettingConfig
+from harness.engines.checkpoint import ResolvedCheckpoint
 from harness.errors import ConfigError, InfraError, MissingDependency
+from harness.records.cache import Cache, content_key
 from harness.records.stage_records import ROLES, ForgettingRecord, Role
 
 RECIPE_VERSION = 1

@@ -16,12 +16,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.config.suites import Suite, SuiteItem
 from harness.engines import choose_backend, open_backend
 from harness.engines.base import ChatRequest, Completion
-from harness.records.cache import Cache, content_key
 from harness.engines.checkpoint import RenderedPrompt, ResolvedCheckpoint
+from harness.records.cache import Cache, content_key
 from harness.records.stage_records import GenerationRecord, Role
-from harness.config.suites import Suite, SuiteItem
 
 NAMESPACE = "generation/v1"
 OnRecords = Callable[[Sequence[GenerationRecord]], None]

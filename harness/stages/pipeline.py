@@ -14,25 +14,25 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from harness.records.cache import Cache, content_key, default_cache_dir
-from harness.engines.checkpoint import ResolvedCheckpoint, resolve_checkpoint
-from harness.stages.checks import run_checks
-from harness.config.schema import PROJECT_ROOT, CheckpointConfig, GateConfig, PlanConfig
 from harness.config.loading import choose_plan, load_checkpoint
+from harness.config.schema import PROJECT_ROOT, CheckpointConfig, GateConfig, PlanConfig
+from harness.config.suites import Suite, load_suites
+from harness.engines.checkpoint import ResolvedCheckpoint, resolve_checkpoint
 from harness.errors import ConfigError
+from harness.records.cache import Cache, content_key, default_cache_dir
+from harness.records.provenance import git_commit, hardware, numeric_environment, package_versions
+from harness.records.run_dir import RunDir, new_run_id
+from harness.records.stage_records import CheckRecord, ForgettingRecord, GenerationRecord, JudgmentRecord, Role
+from harness.render.decision_files import policy_for, write_outputs
+from harness.render.run_summary import RunSummary
+from harness.stages.checks import run_checks
 from harness.stages.forgetting import TaskSpec, check_engine, lm_eval_version, resolve_tasks, run_forgetting
-from harness.verdict.gate import Decision
 from harness.stages.generate import run_generation
 from harness.stages.judge.stage import Judge, load_judge, run_judging
+from harness.stages.train.sft import TrainOutcome, ensure_trained
+from harness.verdict.gate import Decision
 from harness.verdict.judge_stats import summarize_judgments
 from harness.verdict.run_stats import apply_holm, forgetting_stats, subject_rng, suite_stats
-from harness.render.decision_files import policy_for, write_outputs
-from harness.records.provenance import git_commit, hardware, numeric_environment, package_versions
-from harness.records.stage_records import CheckRecord, ForgettingRecord, GenerationRecord, JudgmentRecord, Role
-from harness.records.run_dir import RunDir, new_run_id
-from harness.config.suites import Suite, load_suites
-from harness.render.run_summary import RunSummary
-from harness.stages.train.sft import TrainOutcome, ensure_trained
 
 Progress = Callable[[str, int, int], None]
 """(label, advance, total) -> None."""

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.verdict import stats
 from harness.config.schema import ForgettingConfig
 from harness.records.stage_records import CheckRecord, ForgettingRecord
+from harness.verdict import stats
 
 CONFIDENCE = 0.95
 

@@ -14,10 +14,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from harness.config.schema import SamplingConfig
 from harness.engines.base import ChatRequest, Completion
 from harness.engines.openai_backend import Caller, CallFailure, OpenAIBackend
 from harness.records.cache import content_key
-from harness.config.schema import SamplingConfig
 from harness.stages.judge.prompt import LoadedDefinition, Parsed, delimiter_tag, parse_reply, render
 
 NAMESPACE = "judge/v1"

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from harness.config.checks import normalize
-from harness.records.stage_records import CheckRecord
 from harness.config.suites import Suite, SuiteItem
+from harness.records.stage_records import CheckRecord
 
 REFERENCE_CHECKS = ("equals_reference", "number_matches_reference")
 Side = Literal["base", "candidate", "tie"]

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from harness.records.stage_records import GenerationRecord
 from harness.config.suites import Suite, SuiteItem
+from harness.records.stage_records import GenerationRecord
 
 PADDING = ("To add some further detail, it is worth considering every aspect of the question carefully and "
            "thoroughly, since a complete, careful and well explained answer is always the most helpful one. ")

@@ -26,9 +26,9 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.config.schema import PROJECT_ROOT
+from harness.config.yamlio import read_yaml, validate
 from harness.errors import ConfigError
 from harness.records.stage_records import Verdict
-from harness.config.yamlio import read_yaml, validate
 
 JUDGES_DIR = PROJECT_ROOT / "judges"
 PLACEHOLDERS = {

@@ -21,17 +21,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.records.cache import Cache
-from harness.config.schema import CheckpointConfig, EndpointConfig, JudgeConfig
 from harness.config.loading import load_checkpoint
+from harness.config.schema import CheckpointConfig, EndpointConfig, JudgeConfig
+from harness.config.suites import Suite
+from harness.engines.vllm_server import served
 from harness.errors import ConfigError
+from harness.records.cache import Cache
+from harness.records.stage_records import CheckRecord, GenerationRecord, JudgmentRecord
 from harness.stages.judge.llm import NAMESPACE, Outcome, Task, from_cache, make_task, run_tasks, sampling_of
 from harness.stages.judge.offline import check_outcomes, decide, outcomes_by_answer
 from harness.stages.judge.pairs import CANARIES, Pair, build_pairs
 from harness.stages.judge.prompt import LoadedDefinition, load_definition
-from harness.records.stage_records import CheckRecord, GenerationRecord, JudgmentRecord
-from harness.engines.vllm_server import served
-from harness.config.suites import Suite
 
 __all__ = ["CANARIES", "Judge", "Pair", "load_judge", "run_judging"]
 

@@ -23,12 +23,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.records.cache import Cache, content_key, default_cache_dir
-from harness.engines.checkpoint import directory_fingerprint, local_model_dir, sha256_file
 from harness.config.loading import load_checkpoint
 from harness.config.schema import CheckpointConfig, TrainConfig
+from harness.engines.checkpoint import directory_fingerprint, local_model_dir, sha256_file
 from harness.errors import ConfigError, InfraError, MissingDependency
 from harness.locks import exclusive_lock
+from harness.records.cache import Cache, content_key, default_cache_dir
 from harness.records.stage_records import TrainStepRecord
 from harness.stages.train.curation import curate, removed_summary
 from harness.stages.train.data import Conversation, load_conversations, split
