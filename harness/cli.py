@@ -149,7 +149,7 @@ def _print_training(name: str, result: dict[str, Any], reused: bool) -> None:
         table.add_row(c["name"], "[green]pass[/]" if c["passed"] else "[red]FAIL[/]", _escape(c["detail"]))
     out.print(table)
     data = result["data"]
-    from harness.stages.train.curation import removed_summary
+    from harness.render.formatting import removed_summary
 
     removed = removed_summary(data["curation"])
     out.print(f"{result['steps']} steps, {result['seconds']} s, {result['tokens_per_second']} tokens/s; "

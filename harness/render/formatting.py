@@ -1,5 +1,6 @@
 """Numbers as people read them, the same in summary.md, the console and the report: rates as
-percentages, differences in points, intervals, p-values. "n/a" for a missing value."""
+percentages, differences in points, intervals, p-values ("n/a" for a missing value), and what
+curation removed."""
 
 from __future__ import annotations
 
@@ -28,3 +29,8 @@ def p_value(value: float | None) -> str:
     if value is None:
         return "n/a"
     return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def removed_summary(counts: dict[str, int]) -> str:
+    """'exact_duplicate 3, too_long 1' (filters that removed something), or 'none'."""
+    return ", ".join(f"{name} {n}" for name, n in counts.items() if n) or "none"

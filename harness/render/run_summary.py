@@ -9,8 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from harness.records.stage_records import ROLES, CheckRecord, GenerationRecord
-from harness.render.formatting import ci_pts, ci_pts_raw, delta_pts, p_value, pct
-from harness.stages.train.curation import removed_summary
+from harness.render.formatting import ci_pts, ci_pts_raw, delta_pts, p_value, pct, removed_summary
 from harness.verdict.gate import Decision
 
 EXAMPLES = 5

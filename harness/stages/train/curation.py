@@ -110,8 +110,3 @@ def curate(conversations: list[Conversation], settings: CurationSettings,
         else:
             counts[reason] += 1
     return CurationResult(kept, counts, flagged, len(conversations))
-
-
-def removed_summary(counts: dict[str, int]) -> str:
-    """'exact_duplicate 3, too_long 1' (filters that removed something), or 'none'."""
-    return ", ".join(f"{name} {n}" for name, n in counts.items() if n) or "none"

@@ -30,7 +30,8 @@ from harness.errors import ConfigError, InfraError, MissingDependency
 from harness.locks import exclusive_lock
 from harness.records.cache import Cache, content_key, default_cache_dir
 from harness.records.stage_records import TrainStepRecord
-from harness.stages.train.curation import curate, removed_summary
+from harness.render.formatting import removed_summary
+from harness.stages.train.curation import curate
 from harness.stages.train.data import Conversation, load_conversations, split
 from harness.stages.train.smoke import smoke_verdict
 
