@@ -6,7 +6,7 @@ was judged (agreed ties and order disagreements). The win rate scores a tie
 as half a win, over judged pairs only: unparsed and failed pairs are counted
 and shown, never folded into the rate. Its 95% interval is a percentile
 bootstrap over pairs (10,000 resamples, the caller's Generator); the sign
-test and its Wilson interval over decisive pairs come from harness.stats.
+test and its Wilson interval over decisive pairs come from verdict/stats.py.
 """
 
 from __future__ import annotations
