@@ -21,11 +21,11 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-from harness.cache import Cache  # noqa: E402
-from harness.checkpoint import resolve_checkpoint  # noqa: E402
-from harness.config import CheckpointConfig, ForgettingConfig  # noqa: E402
+from harness.config.schema import CheckpointConfig, ForgettingConfig  # noqa: E402
 from harness.demo.build import ensure_demo_models  # noqa: E402
-from harness.forgetting import resolve_tasks, run_forgetting  # noqa: E402
+from harness.engines.checkpoint import resolve_checkpoint  # noqa: E402
+from harness.records.cache import Cache  # noqa: E402
+from harness.stages.forgetting import resolve_tasks, run_forgetting  # noqa: E402
 
 
 def direct(model: Path, tasks: list, limit: int | None) -> tuple[float, int]:

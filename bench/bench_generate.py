@@ -18,13 +18,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.backends import open_backend
-from harness.cache import Cache
-from harness.checkpoint import resolve_checkpoint
-from harness.config import DEFAULT_SUITES_DIR, CheckpointConfig, SamplingConfig
+from harness.config.schema import DEFAULT_SUITES_DIR, CheckpointConfig, SamplingConfig
+from harness.config.suites import load_suites
 from harness.demo.build import ensure_demo_models
-from harness.generate import run_generation
-from harness.suites import load_suites
+from harness.engines import open_backend
+from harness.engines.checkpoint import resolve_checkpoint
+from harness.records.cache import Cache
+from harness.stages.generate import run_generation
 
 SAMPLING = SamplingConfig(temperature=0, max_tokens=48)
 

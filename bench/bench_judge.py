@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness.cache import Cache  # noqa: E402
-from harness.config import EndpointConfig, JudgeConfig  # noqa: E402
-from harness.judge import run_judging  # noqa: E402
+from harness.config.schema import EndpointConfig, JudgeConfig  # noqa: E402
+from harness.records.cache import Cache  # noqa: E402
+from harness.stages.judge.stage import run_judging  # noqa: E402
 from tests.judge_fixtures import generations, make_suite  # noqa: E402
 from tests.judge_server import JudgeServer  # noqa: E402
 

@@ -16,10 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.cache import Cache
-from harness.config import CheckpointConfig
+from harness.config.schema import CheckpointConfig
 from harness.demo.build import ensure_demo_models
-from harness.train import ensure_trained
+from harness.records.cache import Cache
+from harness.stages.train.sft import ensure_trained
 
 DATA = Path(__file__).resolve().parent.parent / "examples" / "data" / "demo-sft.jsonl"
 

@@ -104,8 +104,8 @@ def run_one(seed: int, threads: int, isa: str, work: Path, candidates: dict[str,
 
     torch.set_num_threads(threads)
     os.environ["HARNESS_CACHE_DIR"] = str(work / "cache")
-    from harness.compare import prepare, run_compare
     from harness.demo.build import build_demo_models, verify_shipped_base
+    from harness.stages.pipeline import prepare, run_compare
 
     started = time.perf_counter()
     models = work / "models"

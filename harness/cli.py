@@ -1,4 +1,4 @@
-"""The `harness` command. Thin: parse arguments, call a stage, print, exit.
+"""The `harness` command. Thin: parse arguments, call a stage, print (render/console.py), exit.
 
 Exit codes: 0 pass (or a completed run without gates), 1 a gate failed,
 2 bad input, 3 inconclusive or an infrastructure error.
@@ -15,24 +15,12 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from harness.errors import HarnessError
+from harness.render.console import err, out, print_gates, print_result, print_training, progress_bar
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Compare a fine-tuned checkpoint with its base and gate the release.")
-
-
-def _console(stderr: bool = False) -> Console:
-    # Not a terminal (CI logs, pipes): rich would assume 80 columns and cut table cells short.
-    stream = sys.stderr if stderr else sys.stdout
-    wide = not stream.isatty() and "COLUMNS" not in os.environ
-    return Console(stderr=stderr, width=160 if wide else None)
-
-
-out = _console()
-err = _console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -60,12 +48,12 @@ def compare(
     policy: Annotated[Path | None, typer.Option(help="Gate policy YAML (else the plan's gates:, else the default).")] = None,
 ) -> None:
     """Run both checkpoints on the plan, gate the result, write a run dir; the exit code is the verdict."""
-    from harness.compare import prepare, run_compare
+    from harness.stages.pipeline import prepare, run_compare
 
     inputs = prepare(base, candidate, plan, policy)
-    with _progress() as progress:
+    with progress_bar() as progress:
         result = run_compare(inputs, runs_dir, run_dir, cache, progress=progress)
-    _print_result(result)
+    print_result(result)
     raise typer.Exit(result.decision.exit_code)
 
 
@@ -77,10 +65,10 @@ def gate(
 ) -> None:
     """Re-decide a run's gates from its stored records (no model is loaded); rewrites verdict.json,
     junit.xml and summary.md. Exit 0 pass, 1 fail, 2 bad input, 3 inconclusive."""
-    from harness.outputs import regate
+    from harness.render.decision_files import regate
 
     run, outputs, _ = regate(run_dir, policy)
-    _print_gates(outputs.decision)
+    print_gates(outputs.decision)
     out.print(f"run dir: {run.path}", highlight=False, soft_wrap=True)
     raise typer.Exit(outputs.decision.exit_code)
 
@@ -96,9 +84,9 @@ def demo(
 ) -> None:
     """Build the embedded demo models (cached), train the candidate, compare and gate: no GPU, hub or key
     needed. The exit code is the verdict's."""
-    from harness.compare import prepare, run_compare
-    from harness.config import PROJECT_ROOT
+    from harness.config.schema import PROJECT_ROOT
     from harness.demo.build import REBUILD_ENV, ensure_demo_models
+    from harness.stages.pipeline import prepare, run_compare
 
     examples = PROJECT_ROOT / "examples"
     if rebuild_base:  # every `demo:base` of this process and its children means the rebuilt one
@@ -106,9 +94,9 @@ def demo(
     models = ensure_demo_models(progress=lambda msg: err.print(f"[dim]{msg}[/]"))
     err.print(f"[dim]demo models: {models.base.parent}[/]")
     inputs = prepare(examples / "base.yaml", examples / ("sft-overtrained.yaml" if overtrained else "sft.yaml"))
-    with _progress() as progress:
+    with progress_bar() as progress:
         result = run_compare(inputs, runs_dir, progress=progress)
-    _print_result(result)
+    print_result(result)
     err.print(f"[dim]browse it: harness report {runs_dir}[/]")
     raise typer.Exit(result.decision.exit_code)
 
@@ -121,10 +109,10 @@ def train(
     cache: Annotated[Path | None, typer.Option(help="SQLite cache file (weight digests).")] = None,
 ) -> None:
     """Run (or reuse) the smoke-test SFT run of a checkpoint; exit 1 when the smoke verdict fails."""
-    from harness.cache import Cache, default_cache_dir
-    from harness.configfiles import load_checkpoint
+    from harness.config.loading import load_checkpoint
     from harness.errors import ConfigError
-    from harness.train import ensure_trained
+    from harness.records.cache import Cache, default_cache_dir
+    from harness.stages.train.sft import ensure_trained
 
     config = load_checkpoint(file)
     if config.train is None:
@@ -134,27 +122,9 @@ def train(
         outcome = ensure_trained(config, str(file), db, force=force)
     finally:
         db.close()
-    _print_training(config.name, outcome.result, outcome.reused)
+    print_training(config.name, outcome.result, outcome.reused)
     typer.echo(f"checkpoint: {outcome.output_dir}")
     raise typer.Exit(0 if outcome.result["smoke"]["passed"] else 1)
-
-
-def _print_training(name: str, result: dict[str, Any], reused: bool) -> None:
-    smoke = result["smoke"]
-    table = Table(title=f"smoke-test SFT of {name}: " + ("passed" if smoke["passed"] else "FAILED")
-                  + (" (reused: inputs unchanged)" if reused else ""))
-    for column in ("check", "result", "measured"):
-        table.add_column(column)
-    for c in smoke["checks"]:
-        table.add_row(c["name"], "[green]pass[/]" if c["passed"] else "[red]FAIL[/]", _escape(c["detail"]))
-    out.print(table)
-    data = result["data"]
-    from harness.sftdata import removed_summary
-
-    removed = removed_summary(data["curation"])
-    out.print(f"{result['steps']} steps, {result['seconds']} s, {result['tokens_per_second']} tokens/s; "
-              f"data: {data['rows']} rows, curation removed {removed}, "
-              f"{data['train']} train / {data['validation']} validation", highlight=False)
 
 
 @app.command()
@@ -164,14 +134,14 @@ def validate(
     kind: Annotated[str, typer.Option(help="checkpoint, plan, policy, suite, judge, task, or auto.")] = "auto",
 ) -> None:
     """Check one file without loading any model (suites and forgetting tasks it names included)."""
-    from harness.configfiles import load_checkpoint, load_plan
+    from harness.config.loading import load_checkpoint, load_plan
+    from harness.config.suites import load_suite, load_suites
+    from harness.config.yamlio import read_yaml
     from harness.errors import ConfigError
-    from harness.forgetting import load_task_file, resolve_tasks
-    from harness.gate import load_policy
-    from harness.judge import load_judge
-    from harness.judge_prompt import load_definition
-    from harness.suites import load_suite, load_suites
-    from harness.yamlio import read_yaml
+    from harness.stages.forgetting import load_task_file, resolve_tasks
+    from harness.stages.judge.prompt import load_definition
+    from harness.stages.judge.stage import load_judge
+    from harness.verdict.gate import load_policy
 
     if file.is_dir():
         raise ConfigError(str(file), None, "is a directory; give one file (a suite directory is checked through "
@@ -233,9 +203,9 @@ def schema(
     kind: Annotated[str, typer.Argument(help="checkpoint, plan, policy or suite.")] = "checkpoint",
 ) -> None:
     """Print the JSON Schema of a file kind (for editor completion)."""
-    from harness.config import CheckpointConfig, PlanConfig, PolicyFile
+    from harness.config.schema import CheckpointConfig, PlanConfig, PolicyFile
+    from harness.config.suites import SuiteFile
     from harness.errors import ConfigError
-    from harness.suites import SuiteFile
 
     models: dict[str, Any] = {"checkpoint": CheckpointConfig, "plan": PlanConfig, "policy": PolicyFile,
                               "suite": SuiteFile}
@@ -253,9 +223,10 @@ def serve(
     dry_run: Annotated[bool, typer.Option(help="Print the server command instead of running it.")] = False,
 ) -> None:
     """Start vLLM's OpenAI-compatible server for a checkpoint."""
-    from harness.serve import run_server, server_command
+    from harness.engines.vllm_server import run_server, server_command
+    from harness.stages.train.sft import checkpoint_to_serve
 
-    command, env = server_command(file, host, port, train=not dry_run)
+    command, env = server_command(file, host, port, None if dry_run else checkpoint_to_serve(file))
     if host not in ("127.0.0.1", "localhost", "::1"):
         err.print(f"[yellow]warning:[/] binding {host}: the server is reachable from other machines")
     if dry_run:
@@ -274,121 +245,12 @@ def report(
                                                     "reachable from other machines).")] = False,
 ) -> None:
     """Open the Streamlit report over the run dirs (read-only)."""
-    from harness.report import report_command, run_report
+    from harness.report.launcher import report_command, run_report
 
     command, env = report_command(runs_dir, host, port, allow_remote)
     shown = f"[{host}]" if ":" in host else host
     err.print(f"report on http://{shown}:{port} (Ctrl-C stops it)", highlight=False, markup=False)
     raise typer.Exit(run_report(command, env))
-
-
-def _progress() -> Any:
-    from contextlib import contextmanager
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    @contextmanager
-    def bar() -> Any:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=err, disable=not err.is_terminal) as progress:
-            tasks: dict[str, Any] = {}
-
-            def advance(label: str, n: int, total: int) -> None:
-                if label not in tasks:
-                    tasks[label] = progress.add_task(label, total=total)
-                progress.advance(tasks[label], n)
-            yield advance
-    return bar()
-
-
-def _print_result(result: Any) -> None:
-    from harness.summary import delta_pts, pct
-
-    manifest = json.loads((result.run_dir / "manifest.json").read_text())
-    names = {r: manifest["checkpoints"][r]["name"] for r in ("base", "candidate")}
-    for role, training in result.training.items():
-        _print_training(names[role], training, training["reused"])
-    table = Table(title="pass rates (all checks passed)")
-    for column in ("suite", "answers", names["base"], names["candidate"], "delta"):
-        table.add_column(column, justify="left" if column == "suite" else "right")
-    for s in result.summary.suites:
-        table.add_row(s.suite, str(s.base.answers), pct(s.base.pass_rate), pct(s.candidate.pass_rate),
-                      delta_pts(s.delta))
-    out.print(table)
-    checks = Table(title="checks (share of answers passing)")
-    for column in ("suite", "check", names["base"], names["candidate"]):
-        checks.add_column(column, justify="left" if column in ("suite", "check") else "right")
-    for s in result.summary.suites:
-        for name in sorted(set(s.base.checks) | set(s.candidate.checks)):
-            checks.add_row(s.suite, name, pct(s.base.checks.get(name)), pct(s.candidate.checks.get(name)))
-    out.print(checks)
-    _print_judge(result.run_stats.get("judge"))
-    _print_forgetting(result.run_stats.get("forgetting"), names)
-    if result.summary.examples:
-        shown = min(3, len(result.summary.examples))
-        side = Table(title=f"answers that changed outcome ({shown} of {result.summary.changed})", show_lines=True)
-        for column in ("item", names["base"], names["candidate"]):
-            side.add_column(column, overflow="fold")
-        for e in result.summary.examples[:3]:
-            mark = {True: "[green]pass[/]", False: "[red]fail[/]"}
-            side.add_row(f"{e.suite}/{e.item_id}", f"{mark[e.base_passed]} {_escape(e.base)}",
-                         f"{mark[e.candidate_passed]} {_escape(e.candidate)}")
-        out.print(side)
-    for warning in result.summary.warnings:
-        err.print(f"[bold yellow]warning:[/] {_escape(warning)}")
-    stats = result.stats
-    out.print(f"generations: {stats['generated']} generated, {stats['cached']} from cache", highlight=False)
-    _print_gates(result.decision)
-    out.print(f"run dir: {result.run_dir}", highlight=False, soft_wrap=True)
-
-
-def _print_gates(decision: Any) -> None:
-    style = {"pass": "green", "fail": "bold red", "inconclusive": "yellow", "skipped": "dim", "ungated": "dim"}
-    if decision.gates:
-        table = Table(title="release gates")
-        for column in ("gate", "outcome", "value", "reason"):
-            table.add_column(column, overflow="fold")
-        for g in decision.gates:
-            value = "n/a" if g.value is None else (str(g.value) if isinstance(g.value, bool) else f"{g.value:.3f}")
-            table.add_row(_escape(g.label), f"[{style[g.outcome]}]{g.outcome}[/]", value, _escape(g.reason))
-        out.print(table)
-    out.print(f"verdict: [{style[decision.outcome]}]{decision.outcome.upper()}[/] (exit {decision.exit_code}): "
-              f"{_escape(decision.reason)}", highlight=False, soft_wrap=True)
-
-
-def _print_judge(judge: dict[str, Any] | None) -> None:
-    if not judge:
-        return
-    model = f", model {judge['model']}" if judge.get("model") else ", offline"
-    ci = judge.get("win_rate_ci") or [None, None]
-    span = "n/a" if None in ci else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
-    rate = "n/a" if judge.get("win_rate") is None else f"{judge['win_rate']:.3f}"
-    canaries = judge.get("canaries") or {}
-    out.print(f"judge {_escape(judge['judge'])} ({judge['kind']}{_escape(model)}): candidate wins {judge['wins']}, "
-              f"base wins {judge['losses']}, ties {judge['ties']} (inconsistent {judge['inconsistent']}, "
-              f"unparsed {judge['unparsed']}, failed {judge['failed']}); win rate {rate} {span}; "
-              f"canaries won {canaries.get('wins', 0)}/{canaries.get('total', 0)}", highlight=False, soft_wrap=True)
-
-
-def _print_forgetting(forgetting: dict[str, Any] | None, names: dict[str, str]) -> None:
-    from harness.summary import ci_pts, delta_pts, p_value, pct
-
-    if not forgetting:
-        return
-    table = Table(title="forgetting (lm-eval accuracy, paired)")
-    for column in ("task", "items", names["base"], names["candidate"], "delta", "95% CI", "p (Holm)", "flag"):
-        table.add_column(column, justify="left" if column in ("task", "flag") else "right")
-    style = {"ok": "green", "warn": "yellow", "fail": "bold red"}
-    for task, t in forgetting["tasks"].items():
-        table.add_row(task, str(t["n"]), pct(t["base_rate"]), pct(t["candidate_rate"]), delta_pts(t["delta"]),
-                      ci_pts(t["delta_ci"]), p_value(t.get("p_holm")), f"[{style[t['flag']]}]{t['flag']}[/]")
-    out.print(table)
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
 
 
 def main() -> None:

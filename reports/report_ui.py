@@ -15,9 +15,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from harness import itemview, runview
-from harness.runview import RunInfo
-from harness.worddiff import escape_markdown
+from harness.report import item_data, run_data
+from harness.report.run_data import RunInfo
+from harness.report.worddiff import escape_markdown
 
 RUNS_DIR_ENV = "HARNESS_RUNS_DIR"
 STAGE_WHAT = {"train": "smoke-test SFT (train)", "generations": "generations", "checks": "checks",
@@ -37,17 +37,17 @@ def md(text: Any) -> str:
 # cached reads ------------------------------------------------------------------
 
 def _signature(*files: Path) -> tuple[tuple[str, int, int], ...]:
-    return tuple(runview.file_signature(f) if f.is_file() else (str(f), 0, 0) for f in files)
+    return tuple(run_data.file_signature(f) if f.is_file() else (str(f), 0, 0) for f in files)
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
 def _load_run(path: str, signature: tuple[Any, ...]) -> RunInfo | None:
-    return runview.load_run(Path(path))
+    return run_data.load_run(Path(path))
 
 
 def all_runs() -> list[RunInfo]:
     runs = []
-    for path in runview.list_run_dirs(runs_dir()):
+    for path in run_data.list_run_dirs(runs_dir()):
         run = _load_run(str(path), _signature(*(path / n for n in ("manifest.json", "verdict.json", "stats.json"))))
         if run is not None:
             runs.append(run)
@@ -72,19 +72,19 @@ def require_run() -> RunInfo:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _records(path: str, signature: tuple[Any, ...]) -> pd.DataFrame:
-    return runview.read_records(Path(path))
+    return run_data.read_records(Path(path))
 
 
 def records(run: RunInfo, stage: str) -> pd.DataFrame | None:
-    file = runview.records_file(run.path, stage)
+    file = run_data.records_file(run.path, stage)
     if file is None:
         return None
     return _records(str(file), _signature(file))
 
 
 @st.cache_data(show_spinner="Reading the suite files...", max_entries=16)
-def _prompts(manifest_path: str, signature: tuple[Any, ...]) -> itemview.SuitePrompts:
-    return itemview.load_prompts(runview.read_json(Path(manifest_path)) or {})
+def _prompts(manifest_path: str, signature: tuple[Any, ...]) -> item_data.SuitePrompts:
+    return item_data.load_prompts(run_data.read_json(Path(manifest_path)) or {})
 
 
 def _prompts_signature(run: RunInfo) -> tuple[Any, ...]:
@@ -92,7 +92,7 @@ def _prompts_signature(run: RunInfo) -> tuple[Any, ...]:
     return _signature(run.path / "manifest.json", *suite_files)
 
 
-def prompts(run: RunInfo) -> itemview.SuitePrompts:
+def prompts(run: RunInfo) -> item_data.SuitePrompts:
     return _prompts(str(run.path / "manifest.json"), _prompts_signature(run))
 
 
@@ -100,18 +100,18 @@ def prompts(run: RunInfo) -> itemview.SuitePrompts:
 # Shared between sessions, so nothing may modify it: the pages only filter and slice it.
 @st.cache_resource(show_spinner="Joining answers, checks and verdicts...", max_entries=16)
 def _items(run_path: str, judge: str | None, signature: tuple[Any, ...],
-           _suite_prompts: itemview.SuitePrompts) -> pd.DataFrame:
-    run = runview.load_run(Path(run_path))
+           _suite_prompts: item_data.SuitePrompts) -> pd.DataFrame:
+    run = run_data.load_run(Path(run_path))
     assert run is not None
     frames = {s: records(run, s) for s in ("generations", "checks", "judge")}
-    verdicts = None if frames["judge"] is None else itemview.real_verdicts(frames["judge"], judge)
+    verdicts = None if frames["judge"] is None else item_data.real_verdicts(frames["judge"], judge)
     assert frames["generations"] is not None
-    return itemview.items_table(frames["generations"], frames["checks"], verdicts, _suite_prompts)
+    return item_data.items_table(frames["generations"], frames["checks"], verdicts, _suite_prompts)
 
 
 def items(run: RunInfo, judge: str | None) -> pd.DataFrame | None:
     """The side-by-side table, rebuilt only when a record or suite file changes."""
-    files = [runview.records_file(run.path, s) for s in ("generations", "checks", "judge")]
+    files = [run_data.records_file(run.path, s) for s in ("generations", "checks", "judge")]
     if files[0] is None:
         return None
     # _suite_prompts is left out of the cache key (leading underscore): its files are in the signature.

@@ -25,7 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from harness.serve import free_port  # noqa: E402  (after the environment above; tests import it from here)
+from harness.processes import free_port  # noqa: E402  (after the environment above; tests import it from here)
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +48,7 @@ def harness_cmd(*args: str) -> list[str]:
 def vllm_server(demo_models, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """vLLM's OpenAI-compatible server for the demo base, started once per session through
     `harness serve` on 127.0.0.1 (about 40 s on two cores) and stopped at the end."""
-    from harness.serve import stop_process_group, wait_until_up
+    from harness.processes import stop_process_group, wait_until_up
 
     tmp = tmp_path_factory.mktemp("serve")
     config = tmp / "base.yaml"

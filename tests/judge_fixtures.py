@@ -8,12 +8,12 @@ from typing import Any
 
 import yaml
 
-from harness.cache import Cache
-from harness.checks import run_checks
-from harness.config import EndpointConfig, JudgeConfig
-from harness.judge import run_judging
-from harness.records import GenerationRecord, JudgmentRecord
-from harness.suites import Suite, load_suite
+from harness.config.schema import EndpointConfig, JudgeConfig
+from harness.config.suites import Suite, load_suite
+from harness.records.cache import Cache
+from harness.records.stage_records import GenerationRecord, JudgmentRecord
+from harness.stages.checks import run_checks
+from harness.stages.judge.stage import run_judging
 
 
 def make_suite(tmp_path: Path, n: int = 6, name: str = "math") -> Suite:

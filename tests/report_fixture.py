@@ -1,6 +1,6 @@
 """Run dirs for the report tests, written the way the pipeline writes them.
 
-Records go through harness.rundir.RunDir and the pydantic record models where
+Records go through harness.records.run_dir.RunDir and the pydantic record models where
 they exist (judge records, whose model is being built, as a plain Parquet
 file). The numbers in stats.json and verdict.json are made up but consistent,
 and the tests assert that the pages show exactly these stored values.
@@ -14,9 +14,9 @@ from typing import Any
 
 import pandas as pd
 
-from harness import records as rec
-from harness.records import ROLES, CheckRecord, GenerationRecord, TrainStepRecord
-from harness.rundir import RunDir, atomic_write_json
+from harness.records import stage_records as rec
+from harness.records.run_dir import RunDir, atomic_write_json
+from harness.records.stage_records import ROLES, CheckRecord, GenerationRecord, TrainStepRecord
 
 PAYLOAD = '<script>window.__pwned=1</script> <img src=x onerror="window.__pwned=2"> **not bold** $x$'
 FULL_RUN = "20260102-090000-demo-base-vs-demo-sft"

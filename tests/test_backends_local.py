@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from harness.backends import open_backend
-from harness.cache import Cache
-from harness.checkpoint import ResolvedCheckpoint, resolve_checkpoint
-from harness.config import CheckpointConfig, SamplingConfig
-from harness.suites import load_suite
+from harness.config.schema import CheckpointConfig, SamplingConfig
+from harness.config.suites import load_suite
+from harness.engines import open_backend
+from harness.engines.checkpoint import ResolvedCheckpoint, resolve_checkpoint
+from harness.records.cache import Cache
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -44,7 +44,7 @@ def lora_adapter(demo_models, tmp_path_factory) -> str:
     """A LoRA adapter from a short real TRL run (see test_train for its checks)."""
     import json
 
-    from harness.train import ensure_trained
+    from harness.stages.train.sft import ensure_trained
 
     tmp = tmp_path_factory.mktemp("lora")
     data = tmp / "data.jsonl"

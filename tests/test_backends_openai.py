@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.backends.base import ChatRequest
-from harness.backends.openai_backend import OpenAIBackend
-from harness.config import EndpointConfig, SamplingConfig
+from harness.config.schema import EndpointConfig, SamplingConfig
+from harness.engines.base import ChatRequest
+from harness.engines.openai_backend import OpenAIBackend
 from harness.errors import InfraError
 from tests.conftest import ROOT
 
@@ -150,11 +150,11 @@ def test_serve_binds_loopback_only(vllm_server: str) -> None:
 
 @pytest.mark.slow
 def test_chat_api_matches_local_transformers(vllm_server: str, demo_models, tmp_path_factory) -> None:
-    from harness.backends import open_backend
-    from harness.cache import Cache
-    from harness.checkpoint import resolve_checkpoint
-    from harness.config import CheckpointConfig
-    from harness.suites import load_suite
+    from harness.config.schema import CheckpointConfig
+    from harness.config.suites import load_suite
+    from harness.engines import open_backend
+    from harness.engines.checkpoint import resolve_checkpoint
+    from harness.records.cache import Cache
 
     suite = load_suite(ROOT / "suites" / "demo" / "general.yaml")
     local = resolve_checkpoint(CheckpointConfig(name="l", model=str(demo_models.base), backend="transformers"),

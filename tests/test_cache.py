@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from harness.cache import MIGRATIONS, Cache, content_key
+from harness.records.cache import MIGRATIONS, Cache, content_key
 
 
 def test_content_key_is_canonical() -> None:

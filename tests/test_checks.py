@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from pydantic import TypeAdapter
 
-from harness.checks import Check, run_checks
-from harness.records import GenerationRecord
-from harness.suites import Suite, SuiteItem
+from harness.config.checks import Check
+from harness.config.suites import Suite, SuiteItem
+from harness.records.stage_records import GenerationRecord
+from harness.stages.checks import run_checks
 
 CHECK = TypeAdapter(Check)
 

@@ -168,10 +168,10 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path: Path, text: str, message
 def test_a_candidate_trained_with_another_tokenizer_is_refused(demo_models) -> None:
     from transformers import AutoTokenizer
 
-    from harness.checkpoint import ResolvedCheckpoint
-    from harness.compare import _same_tokenizer
-    from harness.config import CheckpointConfig
+    from harness.config.schema import CheckpointConfig
+    from harness.engines.checkpoint import ResolvedCheckpoint
     from harness.errors import ConfigError
+    from harness.stages.pipeline import _same_tokenizer
 
     tok = AutoTokenizer.from_pretrained(demo_models.base)
 
@@ -237,7 +237,7 @@ def test_the_healthy_candidate_passes_and_gate_reproduces_it(first_run: tuple[Pa
     regated = json.loads((run_dir / "verdict.json").read_text())
     assert regated["outcome"] == {1: "fail", 3: "inconclusive"}[strict.returncode]
     assert regated["policy"] == str(EXAMPLES / "policy-strict.yaml")
-    assert before["policy"] == "default (harness/default_policy.yaml)"
+    assert before["policy"] == "default (harness/verdict/default_policy.yaml)"
     # Without --policy, gate uses the policy the run recorded (the default here), not the last one applied.
     subprocess.run(harness_cmd("gate", str(run_dir)), capture_output=True, cwd=ROOT, check=True)
     assert json.loads((run_dir / "verdict.json").read_text()) == before
@@ -300,7 +300,7 @@ def test_the_report_shows_the_demo_run_on_every_page(first_run: tuple[Path, Path
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     from streamlit.testing.v1 import AppTest
 
-    from harness.report import APP, RUNS_DIR_ENV
+    from harness.report.launcher import APP, RUNS_DIR_ENV
 
     run_dir, _ = first_run
     monkeypatch.setenv(RUNS_DIR_ENV, str(run_dir.parent))

@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.config import DEFAULT_SUITES_DIR
-from harness.configfiles import load_checkpoint, load_plan
+from harness.config.loading import load_checkpoint, load_plan
+from harness.config.schema import DEFAULT_SUITES_DIR
 from harness.errors import ConfigError
 
 SUITE = "name: s\nitems:\n  - id: a\n    prompt: hi\n"
@@ -139,7 +139,7 @@ def test_cli_validate_exit_codes(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("path", "shown"), [
     ("judges/pairwise.yaml", "judge 'pairwise' (pairwise)"),
     ("suites/forgetting/cloze.yaml", "lm-eval task 'demo_cloze'"),
-    ("harness/default_policy.yaml", "policy with 6 gate(s)"),
+    ("harness/verdict/default_policy.yaml", "policy with 6 gate(s)"),
     ("suites/demo/finance.yaml", "suite 'finance' with 60 items"),
 ])
 def test_validate_knows_every_file_kind(path: str, shown: str) -> None:
@@ -176,7 +176,7 @@ def test_validate_recognises_a_training_checkpoint() -> None:
 
 def test_base_and_candidate_need_distinct_names_and_set_key_variables(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.compare import prepare
+    from harness.stages.pipeline import prepare
 
     write(tmp_path, "s.yaml", SUITE)
     base = write(tmp_path, "b.yaml", "name: same\nmodel: demo:base\n")

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from harness.demo import build, world, write_suites
+from harness.demo.facts import arithmetic_facts, capital_facts, cloze_facts, stable_hash
 
 SEED = 0
 
@@ -27,7 +28,7 @@ def test_world_is_deterministic() -> None:
     assert world.sft_conversations(SEED, 200) == world.sft_conversations(SEED, 200)
     assert world.held_out_finance(SEED) == world.held_out_finance(SEED)
     assert world.pretrain_corpus(1) != world.pretrain_corpus(SEED)
-    assert world.stable_hash("x") == 0x2D711642B726B044  # not Python's salted hash()
+    assert stable_hash("x") == 0x2D711642B726B044  # not Python's salted hash()
 
 
 def test_corpus_size_and_content() -> None:
@@ -41,12 +42,12 @@ def test_corpus_size_and_content() -> None:
 
 
 def test_fact_sets_are_large_and_well_formed() -> None:
-    for facts in (world.capital_facts(SEED), world.arithmetic_facts(), world.cloze_facts()):
+    for facts in (capital_facts(SEED), arithmetic_facts(), cloze_facts()):
         assert len(facts) >= 200
         assert len({f.prefix for f in facts}) == len(facts)
         for f in facts:
             assert len(set(f.distractors)) == 3 and f.answer not in f.distractors
-    assert world.arithmetic_facts()[7 * 21 + 5].sentence == "7 plus 5 is 12."
+    assert arithmetic_facts()[7 * 21 + 5].sentence == "7 plus 5 is 12."
 
 
 def test_held_out_questions_never_seen_in_training_data() -> None:

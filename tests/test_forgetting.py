@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.cache import Cache
-from harness.checkpoint import resolve_checkpoint
-from harness.config import DEFAULT_FORGETTING_DIR, CheckpointConfig, ForgettingConfig
+from harness.config.schema import DEFAULT_FORGETTING_DIR, CheckpointConfig, ForgettingConfig
+from harness.engines.checkpoint import resolve_checkpoint
 from harness.errors import ConfigError
-from harness.forgetting import _sample_row, choose_engine, resolve_tasks, run_forgetting
-from harness.records import ForgettingRecord
+from harness.records.cache import Cache
+from harness.records.stage_records import ForgettingRecord
+from harness.stages.forgetting import _sample_row, choose_engine, resolve_tasks, run_forgetting
 
 TASKS = {"demo_arithmetic": 441, "demo_capitals": 200, "demo_cloze": 412}
 
@@ -119,7 +119,7 @@ def test_lm_eval_runs_offline_and_a_rerun_is_served_from_cache(demo_models, tmp_
 @pytest.mark.slow
 def test_tasks_finished_before_a_failure_are_kept(demo_models, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    import harness.forgetting as forgetting
+    import harness.stages.forgetting as forgetting
     from harness.errors import InfraError
 
     cache = Cache(tmp_path / "cache.sqlite")

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from harness.config import GATE_METRICS, GateConfig
+from harness.config.schema import GATE_METRICS, GateConfig
 from harness.errors import ConfigError
-from harness.gate import DEFAULT_POLICY, decide, default_policy, evaluate_gate, load_policy, observations
-from harness.summary import junit_xml
+from harness.render.run_summary import junit_xml
+from harness.verdict.gate import DEFAULT_POLICY, decide, default_policy, evaluate_gate, load_policy, observations
 
 
 def paired(delta: float, ci: tuple[float, float], lower: float, p: float = 0.5, mde: float | None = 0.05,
@@ -189,7 +189,7 @@ def test_a_tiny_sample_cannot_prove_no_forgetting() -> None:
     """3 or 20 items that all agree prove nothing; 400 do. (A percentile bootstrap would give [0, 0].)"""
     import numpy as np
 
-    from harness.metrics import paired_binary
+    from harness.verdict.run_stats import paired_binary
 
     spec = GateConfig.model_validate({"name": "f", **NONINF})
     outcomes = {}

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-import harness.generate as generate
-from harness.backends.base import ChatRequest, Completion
-from harness.cache import Cache
-from harness.checkpoint import ResolvedCheckpoint
-from harness.config import CheckpointConfig, SamplingConfig
-from harness.suites import Suite, SuiteItem
+import harness.stages.generate as generate
+from harness.config.schema import CheckpointConfig, SamplingConfig
+from harness.config.suites import Suite, SuiteItem
+from harness.engines.base import ChatRequest, Completion
+from harness.engines.checkpoint import ResolvedCheckpoint
+from harness.records.cache import Cache
 
 
 class FakeEngine:

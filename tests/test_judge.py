@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.cache import Cache
-from harness.judge import summarize_judgments
+from harness.records.cache import Cache
+from harness.verdict.judge_stats import summarize_judgments
 from tests.judge_fixtures import generations, judge, llm_plan, make_suite
 from tests.judge_server import JudgeServer
 
@@ -138,8 +138,8 @@ class Killed(Exception):
 
 
 def test_an_interrupted_stage_resumes_where_it_stopped(tmp_path: Path, cache: Cache) -> None:
-    from harness.checks import run_checks
-    from harness.judge import run_judging
+    from harness.stages.checks import run_checks
+    from harness.stages.judge.stage import run_judging
 
     suite = make_suite(tmp_path)
     gens = generations(suite, BASE, CAND)
@@ -190,13 +190,13 @@ def test_the_stage_serves_a_judge_checkpoint_itself_and_stops_it(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """`checkpoint:` starts a server on 127.0.0.1, waits for it, judges, and stops it. vLLM's start-up is
     covered by test_judge_vllm; here the command it would run is replaced by the local judge server."""
-    import harness.serve as serve
-    from harness.config import JudgeConfig
+    import harness.engines.vllm_server as serve
+    from harness.config.schema import JudgeConfig
 
     ports: list[int] = []
 
-    def fake_command(file: Path, host: str, port: int, train: bool = True) -> tuple[list[str], dict[str, str]]:
-        assert host == "127.0.0.1" and not train and file == checkpoint
+    def fake_command(file: Path, host: str, port: int, config: object = None) -> tuple[list[str], dict[str, str]]:
+        assert host == "127.0.0.1" and config is None and file == checkpoint
         ports.append(port)
         return [sys.executable, "-m", "tests.judge_server", "--port", str(port), "--policy", "marker"], dict(os.environ)
 
@@ -214,7 +214,7 @@ def test_the_stage_serves_a_judge_checkpoint_itself_and_stops_it(tmp_path: Path,
 
 
 def test_a_judge_server_that_dies_at_start_is_an_infra_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import harness.serve as serve
+    import harness.engines.vllm_server as serve
     from harness.errors import InfraError
 
     monkeypatch.setattr(serve, "server_command", lambda *a, **k: (

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import JudgeConfig
-from harness.configfiles import load_plan
+from harness.config.loading import load_plan
+from harness.config.schema import JudgeConfig
 from harness.errors import ConfigError
-from harness.judge import load_judge
+from harness.stages.judge.stage import load_judge
 
 
 def plan_file(tmp_path: Path, text: str) -> Path:

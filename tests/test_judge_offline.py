@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import yaml
 
-from harness.cache import Cache
-from harness.checks import run_checks
-from harness.config import DEFAULT_SUITES_DIR, JudgeConfig
-from harness.judge import run_judging, summarize_judgments
-from harness.records import CheckRecord
-from harness.suites import Suite, load_suite, load_suites
+from harness.config.schema import DEFAULT_SUITES_DIR, JudgeConfig
+from harness.config.suites import Suite, load_suite, load_suites
+from harness.records.cache import Cache
+from harness.records.stage_records import CheckRecord
+from harness.stages.checks import run_checks
+from harness.stages.judge.stage import run_judging
+from harness.verdict.judge_stats import summarize_judgments
 from tests.judge_fixtures import Sink, generations
 
 
@@ -87,9 +88,9 @@ def test_non_answers_never_win(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def demo_answers(demo_models, tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Suite], list, list]:
     """Real greedy answers of the demo base and candidate on the shipped suites (transformers)."""
-    from harness.checkpoint import resolve_checkpoint
-    from harness.config import CheckpointConfig, SamplingConfig
-    from harness.generate import run_generation
+    from harness.config.schema import CheckpointConfig, SamplingConfig
+    from harness.engines.checkpoint import resolve_checkpoint
+    from harness.stages.generate import run_generation
 
     cache = Cache(tmp_path_factory.mktemp("demo-judge") / "cache.sqlite")
     suites = load_suites([str(DEFAULT_SUITES_DIR)], "plan")

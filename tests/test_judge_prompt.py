@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ConfigError
-from harness.judge_prompt import (
+from harness.stages.judge.prompt import (
     JUDGES_DIR,
     NO_REFERENCE,
     delimiter_tag,

@@ -11,8 +11,8 @@ import pytest
 from scipy.stats import binomtest
 from statsmodels.stats.proportion import proportion_confint
 
-from harness.judge import summarize_judgments
-from harness.records import JudgmentRecord
+from harness.records.stage_records import JudgmentRecord
+from harness.verdict.judge_stats import summarize_judgments
 
 _IDS = itertools.count()
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.cache import Cache
-from harness.config import EndpointConfig, JudgeConfig
-from harness.judge import summarize_judgments
+from harness.config.schema import EndpointConfig, JudgeConfig
+from harness.records.cache import Cache
+from harness.verdict.judge_stats import summarize_judgments
 from tests.judge_fixtures import generations, judge, make_suite
 
 pytestmark = pytest.mark.slow

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from harness.config import ForgettingConfig
-from harness.metrics import apply_holm, forgetting_flag, forgetting_stats, paired_binary, suite_stats
-from harness.records import CheckRecord, ForgettingRecord
+from harness.config.schema import ForgettingConfig
+from harness.records.stage_records import CheckRecord, ForgettingRecord
+from harness.verdict.run_stats import apply_holm, forgetting_flag, forgetting_stats, paired_binary, suite_stats
 
 
 def table(both: int, base_only: int, cand_only: int, neither: int) -> tuple[list[bool], list[bool]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness import provenance
+from harness.records import provenance
 
 X86 = """processor	: 0
 vendor_id	: GenuineIntel

@@ -17,11 +17,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from typer.testing import CliRunner
 
-from harness import itemview, runview
 from harness.cli import app as cli_app
 from harness.errors import ConfigError
-from harness.report import APP, RUNS_DIR_ENV, is_loopback, report_command, start_report, stop_report
-from harness.worddiff import Segment, diff_markdown, escape_markdown, word_diff
+from harness.report import item_data, run_data
+from harness.report.launcher import APP, RUNS_DIR_ENV, is_loopback, report_command, start_report, stop_report
+from harness.report.worddiff import Segment, diff_markdown, escape_markdown, word_diff
 from tests.conftest import free_port
 from tests.report_fixture import FULL_RUN, OLD_RUN, PARTIAL_RUN, PAYLOAD, add_running_judge, build_runs
 
@@ -138,23 +138,23 @@ def test_highlight_never_spans_a_line_break() -> None:
 def test_jsonl_being_appended_is_read_up_to_its_last_whole_line(tmp_path: Path) -> None:
     file = tmp_path / "judge.jsonl"
     file.write_text('{"a": 1}\n{"a": 2}\n{"a": ', encoding="utf-8")
-    assert runview.read_records(file)["a"].tolist() == [1, 2]
+    assert run_data.read_records(file)["a"].tolist() == [1, 2]
 
 
 def test_hardware_is_shown_one_leaf_per_row() -> None:
     hardware = {"machine": "x86_64", "numeric": {"cpu": {"model": "EPYC", "vector_extensions": ["avx2", "fma"]},
                                                  "torch": None}}
-    assert runview.flatten(hardware) == {"machine": "x86_64", "numeric.cpu.model": "EPYC",
+    assert run_data.flatten(hardware) == {"machine": "x86_64", "numeric.cpu.model": "EPYC",
                                          "numeric.cpu.vector_extensions": "avx2, fma", "numeric.torch": None}
 
 
 def test_forgetting_flips_both_ways(runs: Path) -> None:
-    file = runview.records_file(runs / FULL_RUN, "forgetting")
+    file = run_data.records_file(runs / FULL_RUN, "forgetting")
     assert file is not None and file.suffix == ".parquet"  # the stage is done
-    records = runview.read_records(file)
-    lost = itemview.forgetting_flips(records)
+    records = run_data.read_records(file)
+    lost = item_data.forgetting_flips(records)
     assert lost[["doc_id", "base prediction", "candidate prediction"]].values.tolist() == [[0, "Vouburg", "Vouvik"]]
-    assert itemview.forgetting_flips(records, lost=False)["doc_id"].tolist() == [2]
+    assert item_data.forgetting_flips(records, lost=False)["doc_id"].tolist() == [2]
 
 
 # every page through AppTest -----------------------------------------------------------------
@@ -308,7 +308,7 @@ def test_items_of_a_suite_file_that_is_gone_show_by_id(open_page: Callable[..., 
                                                        tmp_path: Path) -> None:
     copy = tmp_path / "runs"
     shutil.copytree(runs / PARTIAL_RUN, copy / PARTIAL_RUN)
-    manifest = runview.read_json(copy / PARTIAL_RUN / "manifest.json")
+    manifest = run_data.read_json(copy / PARTIAL_RUN / "manifest.json")
     assert manifest is not None
     manifest["suites"][0]["path"] = str(tmp_path / "deleted.yaml")
     (copy / PARTIAL_RUN / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")

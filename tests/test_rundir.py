@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ConfigError
-from harness.records import CheckRecord
-from harness.rundir import RunDir, atomic_write_text
+from harness.records.run_dir import RunDir, atomic_write_text
+from harness.records.stage_records import CheckRecord
 
 
 def _rec(i: int) -> CheckRecord:

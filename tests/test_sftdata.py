@@ -9,16 +9,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from harness.config.schema import CurationSettings
 from harness.errors import ConfigError
-from harness.sftdata import (
-    FILTER_ORDER,
-    BadRow,
-    Conversation,
-    CurationSettings,
-    curate,
-    load_conversations,
-    split,
-)
+from harness.stages.train.curation import FILTER_ORDER, curate
+from harness.stages.train.data import BadRow, Conversation, load_conversations, split
 
 
 def words(text: str) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from harness.smoke import smoke_verdict
+from harness.stages.train.smoke import smoke_verdict
 
 FALLING = [4.0 - 0.1 * i for i in range(30)]  # 4.0 -> 1.1
 

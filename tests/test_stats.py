@@ -1,4 +1,4 @@
-"""Every statistic of harness.stats against an independent computation (statsmodels,
+"""Every statistic of harness.verdict.stats against an independent computation (statsmodels,
 scipy, or a hand-built count), plus the edge cases whose results were decided."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint, proportion_effectsize
 
-from harness import stats
+from harness.verdict import stats
 
 
 def paired_flags(b: int, c: int, both: int, neither: int) -> tuple[np.ndarray, np.ndarray]:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import DEFAULT_SUITES_DIR
+from harness.config.schema import DEFAULT_SUITES_DIR
+from harness.config.suites import load_suite, load_suites
 from harness.errors import ConfigError
-from harness.suites import load_suite, load_suites
 
 
 def test_yaml_and_jsonl_load_the_same_items(tmp_path: Path) -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from harness.gate import decide
-from harness.records import CheckRecord, GenerationRecord
-from harness.summary import markdown, summarize, verdict
+from harness.records.stage_records import CheckRecord, GenerationRecord
+from harness.render.run_summary import markdown, summarize, verdict
+from harness.verdict.gate import decide
 
 
 def gen(role: str, item: str, text: str, finish: str = "stop") -> GenerationRecord:
@@ -65,7 +65,7 @@ def test_verdict_and_markdown() -> None:
 
 
 def test_markdown_shows_gates_and_forgetting() -> None:
-    from harness.config import GateConfig
+    from harness.config.schema import GateConfig
 
     summary = summarize(["s"], GENS, CHECKS)
     task = {"n": 200, "base_rate": 0.8, "candidate_rate": 0.7, "base_stderr": 0.028, "candidate_stderr": 0.032,

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from harness.cache import Cache
-from harness.config import CheckpointConfig, TrainConfig
+from harness.config.schema import CheckpointConfig, TrainConfig
 from harness.errors import ConfigError
-from harness.sftdata import load_conversations
-from harness.train import ensure_trained, make_trainer
+from harness.records.cache import Cache
+from harness.stages.train.data import load_conversations
+from harness.stages.train.sft import ensure_trained, make_trainer
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -145,10 +145,10 @@ def test_stop_token_outside_the_mask_is_refused(demo_models, tmp_path: Path) -> 
 
 
 def test_lora_checkpoint_is_base_plus_adapter_and_generates(demo_models, tmp_path: Path) -> None:
-    from harness.backends import open_backend
-    from harness.checkpoint import resolve_checkpoint
-    from harness.config import SamplingConfig
-    from harness.suites import load_suite
+    from harness.config.schema import SamplingConfig
+    from harness.config.suites import load_suite
+    from harness.engines import open_backend
+    from harness.engines.checkpoint import resolve_checkpoint
 
     cache = Cache(tmp_path / "c.sqlite")
     config = small_candidate(tmp_path, demo_models.base, lora={"r": 8, "alpha": 16}, learning_rate=3e-3)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.demo import world
 from harness.errors import InfraError
-from harness.fsutil import exclusive_lock
+from harness.locks import exclusive_lock
 
 if TYPE_CHECKING:  # torch/transformers load only when a build actually runs
     from transformers import LlamaForCausalLM, PreTrainedTokenizerFast

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.demo import world
+from harness.demo import facts, world
 
 SEED = 0
 DEFAULT_OUT_DIR = Path(__file__).resolve().parents[2] / "suites" / "demo"
@@ -168,10 +168,10 @@ ARITHMETIC_MIN_GAP = 4
 """Distractor sums at least 4 off: the base gets about 70% (near misses leave it at chance)."""
 
 
-def _facts(name: str) -> list[world.Fact]:
+def _facts(name: str) -> list[facts.Fact]:
     if name == "arithmetic":
-        return world.arithmetic_facts(min_gap=ARITHMETIC_MIN_GAP)
-    return {"capitals": world.capital_facts, "cloze": world.cloze_facts}[name]()
+        return facts.arithmetic_facts(min_gap=ARITHMETIC_MIN_GAP)
+    return {"capitals": facts.capital_facts, "cloze": facts.cloze_facts}[name]()
 
 
 def forgetting_texts(seed: int = SEED) -> dict[str, str]:
@@ -184,7 +184,7 @@ def forgetting_texts(seed: int = SEED) -> dict[str, str]:
         rows = []
         for fact in _facts(name):
             choices = [fact.answer, *fact.distractors]
-            rng = random.Random(world.stable_hash(f"choices:{seed}:{fact.prefix}"))
+            rng = random.Random(facts.stable_hash(f"choices:{seed}:{fact.prefix}"))
             rng.shuffle(choices)
             rows.append(json.dumps({"prefix": fact.prefix, "choices": choices, "label": choices.index(fact.answer),
                                     "kind": fact.kind}, ensure_ascii=False) + "\n")

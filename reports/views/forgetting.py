@@ -6,7 +6,7 @@ import report_charts
 import report_ui
 import streamlit as st
 
-from harness import itemview, runview
+from harness.report import item_data, run_data
 
 md = report_ui.md
 run = report_ui.require_run()
@@ -15,14 +15,14 @@ if report_ui.stage_note(run, "forgetting"):
     st.stop()
 
 forgetting = (run.stats or {}).get("forgetting") or {}
-table = runview.forgetting_table(run.stats)
+table = run_data.forgetting_table(run.stats)
 if table.empty:
     st.info("The forgetting statistics are not written yet (no stats.json): the flips below are the raw records.")
 else:
     st.caption(f"lm-evaluation-harness {md(forgetting.get('lm_eval_version', '?'))}; accuracy per task, candidate "
                "minus base, with the CI and Holm-corrected p-value the stats stage stored.")
     report_ui.table(table)
-    report_charts.show_deltas(runview.delta_points(runview.forgetting_tasks(run.stats)), "candidate - base accuracy")
+    report_charts.show_deltas(run_data.delta_points(run_data.forgetting_tasks(run.stats)), "candidate - base accuracy")
 
 records = report_ui.records(run, "forgetting")
 if records is None or records.empty:
@@ -31,7 +31,7 @@ if records is None or records.empty:
 st.subheader("Documents that flipped")
 direction = st.segmented_control("Direction", ["right → wrong", "wrong → right"], default="right → wrong",
                                  key="flip-direction")
-flips = itemview.forgetting_flips(records, lost=direction != "wrong → right")
+flips = item_data.forgetting_flips(records, lost=direction != "wrong → right")
 tasks = sorted(flips["task"].unique())
 chosen = st.multiselect("Task", tasks, key="flip-task")
 if chosen:

@@ -8,8 +8,8 @@ import report_charts
 import report_ui
 import streamlit as st
 
-from harness import itemview, runview
-from harness.runview import RunInfo
+from harness.report import item_data, run_data
+from harness.report.run_data import RunInfo
 
 md = report_ui.md
 
@@ -27,7 +27,7 @@ def verdict_section(run: RunInfo) -> None:
         report_ui.outcome("Verdict", outcome, str(verdict.get("reason", "")))
     for warning in verdict.get("warnings") or []:
         st.warning(md(warning))
-    gates = runview.gates_table(verdict)
+    gates = run_data.gates_table(verdict)
     st.subheader("Gates")
     if gates.empty:
         st.info("No release gates were applied to this run." if outcome == "ungated"
@@ -54,19 +54,19 @@ def smoke_section(run: RunInfo) -> None:
 
 def suites_section(run: RunInfo) -> None:
     st.subheader("Suites (all checks passed)")
-    table = runview.suites_table(run)
+    table = run_data.suites_table(run)
     if table.empty:
         st.info("This run has no suite results yet.")
         return
     report_ui.table(table)
-    points = runview.delta_points(runview.suite_stats(run))
+    points = run_data.delta_points(run_data.suite_stats(run))
     if not points.empty:
         report_charts.show_deltas(points, "candidate - base pass rate")
 
 
 def judge_section(run: RunInfo) -> None:
     st.subheader("Judge")
-    judge = runview.judge_stats(run.stats)
+    judge = run_data.judge_stats(run.stats)
     if not judge:
         if not report_ui.stage_note(run, "judge"):
             st.info("The judge's statistics are not written yet (no stats.json).")
@@ -77,9 +77,9 @@ def judge_section(run: RunInfo) -> None:
              "Failed calls": "failure_rate", "Tie rate": "tie_rate", "Length-controlled win rate":
              "length_controlled_win_rate"}
     for column, (label, key) in zip(st.columns(len(shown)), shown.items()):
-        column.metric(label, runview.fmt_rate(judge.get(key)))
-    st.caption(f"Win-rate CI {runview.fmt_ci(judge.get('win_rate_ci'), as_rate=True)}, "
-               f"sign test p = {runview.fmt_p(judge.get('sign_test_p'))}.")
+        column.metric(label, run_data.fmt_rate(judge.get(key)))
+    st.caption(f"Win-rate CI {run_data.fmt_ci(judge.get('win_rate_ci'), as_rate=True)}, "
+               f"sign test p = {run_data.fmt_p(judge.get('sign_test_p'))}.")
     counts = {k: judge.get(k, 0) for k in ("wins", "losses", "ties", "inconsistent", "unparsed", "failed")}
     report_charts.show_counts(counts, "items")
     canaries_section(run, judge.get("canaries") or {})
@@ -95,7 +95,7 @@ def canaries_section(run: RunInfo, canaries: dict[str, Any]) -> None:
                  f"{md(', '.join(str(w) for w in canaries.get('won') or []))}")
     else:
         st.success(f"Canaries: 0 of {total} canary answers won.")
-    rows = itemview.canary_rows(report_ui.records(run, "judge"))
+    rows = item_data.canary_rows(report_ui.records(run, "judge"))
     if rows is not None and not rows.empty:
         with st.expander("Canary verdicts"):
             report_ui.table(rows)
@@ -107,19 +107,19 @@ def provenance_section(run: RunInfo) -> None:
     st.caption(f"run {md(manifest.get('run_id', run.name))}, created {md(manifest.get('created_at', '?'))}, "
                f"finished {md(manifest.get('finished_at', 'not yet'))}; inputs hash "
                f"{md(manifest.get('inputs_hash', '?'))}")
-    report_ui.table(runview.checkpoints_table(run))
+    report_ui.table(run_data.checkpoints_table(run))
     tabs = st.tabs(["Stages", "Suites", "Packages", "Hardware", "Git and seeds"])
     with tabs[0]:
-        report_ui.table(runview.stages_table(run))
+        report_ui.table(run_data.stages_table(run))
     with tabs[1]:
-        report_ui.table(runview.mapping_table({s.get("name", "?"): {k: s.get(k) for k in ("path", "sha256", "items")}
+        report_ui.table(run_data.mapping_table({s.get("name", "?"): {k: s.get(k) for k in ("path", "sha256", "items")}
                                                for s in manifest.get("suites") or []}, "suite", "file"))
     with tabs[2]:
-        report_ui.table(runview.mapping_table(manifest.get("packages"), "package", "version"))
+        report_ui.table(run_data.mapping_table(manifest.get("packages"), "package", "version"))
     with tabs[3]:
-        report_ui.table(runview.mapping_table(runview.flatten(manifest.get("hardware")), "property", "value"))
+        report_ui.table(run_data.mapping_table(run_data.flatten(manifest.get("hardware")), "property", "value"))
     with tabs[4]:
-        report_ui.table(runview.mapping_table({**{f"git {k}": v for k, v in (manifest.get("git") or {}).items()},
+        report_ui.table(run_data.mapping_table({**{f"git {k}": v for k, v in (manifest.get("git") or {}).items()},
                                                **{f"seed {k}": v for k, v in (manifest.get("seeds") or {}).items()}},
                                               "name", "value"))
 

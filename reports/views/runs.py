@@ -6,7 +6,7 @@ import report_charts
 import report_ui
 import streamlit as st
 
-from harness import runview
+from harness.report import run_data
 
 st.title("Runs")
 runs = report_ui.all_runs()
@@ -17,14 +17,14 @@ if not runs:
 
 st.caption(f"{len(runs)} run(s) in {report_ui.md(report_ui.runs_dir())}, newest first. Pick the run the other pages "
            "show in the sidebar.")
-report_ui.table(runview.runs_table(runs))
+report_ui.table(run_data.runs_table(runs))
 
 st.subheader("Compare two runs")
 by_name = {r.name: r for r in runs}
 chosen = st.multiselect("Runs to compare", list(by_name), max_selections=2, key="compare-runs",
                         placeholder="Pick one or two runs")
 if chosen:
-    st.dataframe(runview.compare_runs_table([by_name[n] for n in chosen]))
+    st.dataframe(run_data.compare_runs_table([by_name[n] for n in chosen]))
 
 current = report_ui.selected_run()
 assert current is not None
@@ -32,7 +32,7 @@ st.subheader("Over time: runs of the same base")
 st.caption(f"Base {report_ui.md(current.checkpoint('base').get('name', '?'))} "
            f"(fingerprint {report_ui.md(current.base_identity[:12])}): stored win rates and forgetting deltas "
            "of every run of it, with their CIs.")
-trend = runview.trend_frame(runs, current.base_identity)
+trend = run_data.trend_frame(runs, current.base_identity)
 if trend.empty:
     st.info("No run of this base has judge or forgetting statistics yet.")
 else:

@@ -14,9 +14,9 @@ import pandas as pd
 import report_ui
 import streamlit as st
 
-from harness import itemview
-from harness.runview import RunInfo
-from harness.worddiff import diff_markdown, word_diff
+from harness.report import item_data
+from harness.report.run_data import RunInfo
+from harness.report.worddiff import diff_markdown, word_diff
 
 md = report_ui.md
 VERDICT_BADGE = {"win": ":green[candidate wins]", "loss": ":red[base wins]", "tie": ":gray[tie]",
@@ -32,20 +32,20 @@ def _set_item(key: str) -> None:
     st.session_state["item"] = key
 
 
-def filters(items: pd.DataFrame) -> itemview.ItemFilter:
+def filters(items: pd.DataFrame) -> item_data.ItemFilter:
     tags = sorted({t for ts in items["tags"] for t in ts})
     c1, c2, c3 = st.columns(3)
     suites = c1.multiselect("Suite", sorted(items["suite"].unique()), key="suite", bind="query-params")
-    verdicts = c2.multiselect("Judge verdict", list(itemview.VERDICTS), key="verdict", bind="query-params",
+    verdicts = c2.multiselect("Judge verdict", list(item_data.VERDICTS), key="verdict", bind="query-params",
                               disabled=items["verdict"].isna().all(), help="From the candidate's side.")
     tag = c3.multiselect("Tag", tags, key="tag", bind="query-params", disabled=not tags)
     c4, c5, c6 = st.columns(3)
-    checks = c4.multiselect("Failed check", itemview.failed_check_options(items), key="check",
+    checks = c4.multiselect("Failed check", item_data.failed_check_options(items), key="check",
                             bind="query-params")
     text = c5.text_input("Search prompts, answers and reasons", key="q", bind="query-params")
     c6.text_input("Item (suite/id/sample)", key="item", bind="query-params",
                   help="Set by an item's 'Only this item' button or a link; clear it to see all items.")
-    return itemview.ItemFilter(tuple(suites), tuple(tag), tuple(verdicts), tuple(checks), text)
+    return item_data.ItemFilter(tuple(suites), tuple(tag), tuple(verdicts), tuple(checks), text)
 
 
 def check_lines(checks: list[tuple[str, bool, str]]) -> str:
@@ -121,7 +121,7 @@ run = report_ui.require_run()
 st.title("Side by side")
 if report_ui.stage_note(run, "generations"):
     st.stop()
-judges = itemview.judge_names(report_ui.records(run, "judge"))
+judges = item_data.judge_names(report_ui.records(run, "judge"))
 judge = st.selectbox("Judge", judges, key="judge") if len(judges) > 1 else (judges[0] if judges else None)
 if run.stage_state("judge") == "missing":
     st.caption("This run has no judge stage: answers and checks only.")
@@ -134,7 +134,7 @@ for note in report_ui.prompts(run).notes:
     st.warning(md(note))
 how = filters(items)
 item = str(st.session_state.get("item") or "").strip()
-shown = items[items["key"] == item] if item else itemview.filter_items(items, how)
+shown = items[items["key"] == item] if item else item_data.filter_items(items, how)
 if item:
     st.button("Show all items", on_click=_set_item, args=("",))
 if shown.empty:

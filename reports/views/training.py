@@ -9,7 +9,7 @@ import report_charts
 import report_ui
 import streamlit as st
 
-from harness.runview import RunInfo
+from harness.report.run_data import RunInfo
 
 md = report_ui.md
 

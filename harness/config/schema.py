@@ -1,0 +1,376 @@
+"""Typed configuration: the models of checkpoint files and of the evaluation plan.
+
+Unknown keys are errors (a typo must not silently become a default). Reading
+the files, with their relative paths, is harness/config/loading.py.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # harness/config/schema.py -> the project
+DEFAULT_SUITES_DIR = PROJECT_ROOT / "suites" / "demo"
+DEFAULT_FORGETTING_DIR = PROJECT_ROOT / "suites" / "forgetting"
+DEMO_SCHEME = "demo:"
+DEMO_MODELS = ("base", "candidate")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+
+
+class SamplingConfig(Strict):
+    """One value object for sampling, shared by every backend."""
+
+    temperature: Annotated[float, Field(ge=0.0, le=5.0)] = 0.0
+    """0 means greedy decoding."""
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    max_tokens: Annotated[int, Field(ge=1, le=1_000_000)] = 64
+    """Upper bound on generated tokens per answer."""
+    seed: int = 0
+    """Seed for sampling; sample i of an item uses seed + i."""
+    n: Annotated[int, Field(ge=1, le=1000)] = 1
+    """Answers per prompt. More than one needs temperature > 0."""
+
+    @model_validator(mode="after")
+    def _n_needs_sampling(self) -> SamplingConfig:
+        if self.n > 1 and self.temperature == 0:
+            raise ValueError("n > 1 needs temperature > 0 (greedy answers would be identical)")
+        return self
+
+
+class EngineConfig(Strict):
+    """Engine settings passed to vLLM or transformers and recorded in the run."""
+
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_model_len: Annotated[int, Field(ge=16)] | None = None
+    gpu_memory_utilization: Annotated[float, Field(gt=0.0, le=1.0)] = 0.9
+    """vLLM: share of accelerator memory (on the CPU build: of RAM) to reserve."""
+    tensor_parallel_size: Annotated[int, Field(ge=1)] = 1
+    data_parallel_size: Annotated[int, Field(ge=1)] = 1
+    enforce_eager: bool = False
+    max_lora_rank: Annotated[int, Field(ge=1)] = 64
+    batch_size: Annotated[int, Field(ge=1)] = 16
+    """transformers: prompts per generate() call (sorted by length first)."""
+    chunk_size: Annotated[int, Field(ge=1)] = 256
+    """Prompts handed to the engine between cache flushes: a killed run loses at most one chunk."""
+    trust_remote_code: bool = False
+
+
+class EndpointConfig(Strict):
+    """An OpenAI-compatible server (vLLM's, OpenAI, or any other)."""
+
+    base_url: str
+    """For example http://127.0.0.1:8000/v1."""
+    model: str | None = None
+    """Model name the server knows; defaults to the checkpoint's `model`."""
+    api: Literal["chat", "completions"] = "chat"
+    """chat: the server applies its chat template. completions: the prompt is rendered here with `tokenizer`."""
+    api_key_env: str | None = None
+    """Name of the environment variable that holds the key (never the key itself)."""
+    max_concurrency: Annotated[int, Field(ge=1, le=4096)] = 16
+    timeout_s: Annotated[float, Field(gt=0)] = 120.0
+    max_retries: Annotated[int, Field(ge=0, le=20)] = 4
+    backoff_s: Annotated[float, Field(ge=0)] = 1.0
+    """First retry delay; doubles each retry, with jitter."""
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://", value):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+
+class ForgettingConfig(Strict):
+    """lm-evaluation-harness tasks run on both checkpoints to measure forgetting."""
+
+    tasks: Annotated[list[str], Field(min_length=1)] = Field(
+        default_factory=lambda: [str(DEFAULT_FORGETTING_DIR)])
+    """lm-eval task names (mmlu, hellaswag, ...; need the hub) and/or directories or files of task YAMLs."""
+    limit: Annotated[int, Field(ge=1)] | None = None
+    """Items per task (the first N); all when left out."""
+    num_fewshot: Annotated[int, Field(ge=0, le=50)] | None = None
+    """Few-shot examples per item; each task's own default when left out."""
+    batch_size: Annotated[int, Field(ge=1, le=4096)] = 32
+    engine: Literal["auto", "hf", "vllm", "local-completions"] = "auto"
+    """auto: local-completions for a checkpoint behind an endpoint, vllm where the GPU package and a GPU
+    are present, else hf (transformers)."""
+    request_cache: bool = False
+    """Also keep lm-eval's per-request cache (one file per checkpoint fingerprint), so a run killed inside a
+    task resumes mid-task. Finished tasks are always cached; this costs a SQLite write per request."""
+    warn_drop: Annotated[float, Field(ge=0, le=1)] = 0.02
+    """Flag a task whose accuracy drops by more than this (2 points)."""
+    fail_drop: Annotated[float, Field(ge=0, le=1)] = 0.05
+    """Flag a task as failing when its accuracy drops by more than this (5 points)."""
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> ForgettingConfig:
+        if self.fail_drop < self.warn_drop:
+            raise ValueError("fail_drop must be at least warn_drop")
+        return self
+
+
+class JudgeConfig(Strict):
+    """The pairwise judge. The default needs no model: the offline rules judge."""
+
+    kind: Literal["reference", "rules", "llm"] = "rules"
+    """reference: prefer the answer that matches the item's reference (rules decide items without one);
+    rules: prefer the answer that passes more of the item's checks; llm: a model judges with `definition`."""
+    definition: str = "pairwise"
+    """kind llm: a judge in judges/ by name (pairwise, pairwise-reference, single-grade) or a judge YAML file."""
+    endpoint: EndpointConfig | None = None
+    """kind llm: an OpenAI-compatible server (chat API); endpoint.model names the judge model."""
+    checkpoint: str | None = None
+    """kind llm, instead of endpoint: a checkpoint file the stage serves itself with vLLM's server on 127.0.0.1."""
+    canaries: Annotated[int, Field(ge=0, le=10_000)] = 8
+    """Items whose base answer is judged against each canary (empty, injected instruction, the question
+    repeated, padded) in the candidate's seat; 0 turns canaries off."""
+    chunk_size: Annotated[int, Field(ge=1)] = 32
+    """Pairs judged between cache flushes: an interrupted stage loses at most one chunk."""
+    startup_timeout_s: Annotated[float, Field(gt=0)] = 600.0
+    """kind llm with checkpoint: how long to wait for the server to answer."""
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> JudgeConfig:
+        if self.kind != "llm":
+            given = [f for f in ("definition", "endpoint", "checkpoint") if f in self.model_fields_set]
+            if given:
+                raise ValueError(f"'{given[0]}' is only used with kind 'llm' (kind is {self.kind!r})")
+            return self
+        if (self.endpoint is None) == (self.checkpoint is None):
+            raise ValueError("kind 'llm' needs exactly one of 'endpoint' or 'checkpoint'")
+        if self.endpoint is not None:
+            if self.endpoint.model is None:
+                raise ValueError("endpoint.model must name the judge model")
+            if self.endpoint.api != "chat":
+                raise ValueError("a judge talks to its endpoint through the chat API; set endpoint.api to 'chat'")
+        return self
+
+
+GATE_METRICS: dict[str, str] = {
+    "suite.pass_rate_delta": "per suite: candidate minus base pass rate (paired; McNemar p, bootstrap CI)",
+    "suite.candidate_pass_rate": "per suite: the candidate's pass rate (Wilson CI)",
+    "forgetting.delta": "per lm-eval task: candidate minus base accuracy (paired; McNemar p, bootstrap CI)",
+    "judge.win_rate": "the candidate's pairwise win rate, ties counted half (CI from the judge summary)",
+    "judge.parse_failure_rate": "share of judged items whose verdict could not be parsed",
+    "judge.failure_rate": "share of judged items whose judge call failed",
+    "judge.swap_consistency": "share of parsed items where both answer orders agree",
+    "judge.canary_wins": "number of canary answers (empty, injected, padded, ...) that beat the base",
+    "train.smoke_passed": "per trained checkpoint: the smoke-test SFT verdict",
+}
+"""Metrics a gate may name; harness.verdict.gate reads each from stats.json and the training results."""
+WITH_INTERVAL = ("suite.pass_rate_delta", "suite.candidate_pass_rate", "forgetting.delta", "judge.win_rate")
+
+
+class GateConfig(Strict):
+    """One release gate: a named metric, a test and its threshold."""
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[\w.-]+$")]
+    metric: str
+    """suite.pass_rate_delta, suite.candidate_pass_rate, forgetting.delta, judge.win_rate,
+    judge.parse_failure_rate, judge.failure_rate, judge.swap_consistency, judge.canary_wins or
+    train.smoke_passed (the README's metric table says what each is)."""
+    test: Literal["superiority", "non_inferiority", "at_most", "at_least", "is_true"]
+    """superiority: the CI's lower bound must clear `threshold` (and p < alpha where the metric has a p-value);
+    non_inferiority: the one-sided lower bound of a difference must stay above -`margin`;
+    at_most / at_least: the value against `threshold`; is_true: a yes/no metric must be yes."""
+    threshold: float | None = None
+    """superiority, at_most, at_least (required there): the bound (0.5 for a win rate, 0 for a difference)."""
+    margin: Annotated[float, Field(ge=0, le=1)] = 0.0
+    """non_inferiority: the largest drop that still counts as no worse (0.02 = 2 points)."""
+    min_effect: Annotated[float, Field(gt=0, le=1)] = 0.1
+    """superiority: the smallest improvement worth detecting; when the sample cannot detect it (its minimum
+    detectable effect is larger) an unproven improvement is inconclusive rather than a failure."""
+    alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
+    subjects: Annotated[list[str], Field(min_length=1)] | None = None
+    """Suites, tasks or roles the gate covers; all of them when left out."""
+    required: bool = True
+    """When the run has no value for the metric (the stage was skipped): inconclusive if required, else skipped."""
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        if value not in GATE_METRICS:
+            raise ValueError(f"unknown metric {value!r}; expected one of {', '.join(GATE_METRICS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _test_fits(self) -> GateConfig:
+        given = self.model_fields_set
+        if self.test == "non_inferiority" and self.metric not in ("suite.pass_rate_delta", "forgetting.delta"):
+            raise ValueError("non_inferiority applies to a paired difference (suite.pass_rate_delta, forgetting.delta)")
+        if self.test == "superiority" and self.metric not in WITH_INTERVAL:
+            raise ValueError(f"superiority needs a metric with a confidence interval ({', '.join(WITH_INTERVAL)}); "
+                             "use at_most or at_least")
+        if (self.test == "is_true") != (self.metric == "train.smoke_passed"):
+            raise ValueError("train.smoke_passed takes test is_true, and is_true only train.smoke_passed")
+        needs_threshold = self.test in ("superiority", "at_most", "at_least")
+        if needs_threshold and self.threshold is None:
+            raise ValueError(f"test {self.test} needs a threshold (e.g. 0.5 for a win rate, 0 for a difference)")
+        unused = {"threshold": not needs_threshold, "margin": self.test != "non_inferiority",
+                  "min_effect": self.test != "superiority", "alpha": self.test != "superiority"}
+        wrong = [f for f, is_unused in unused.items() if is_unused and f in given]
+        if wrong:
+            raise ValueError(f"'{wrong[0]}' is not used by test {self.test}")
+        if self.subjects is not None and self.metric.startswith("judge."):
+            raise ValueError("judge metrics have no subjects (one value per run)")
+        return self
+
+
+class PolicyFile(Strict):
+    """A policy given in its own file (`--policy FILE`)."""
+
+    gates: list[GateConfig]
+
+
+class PlanConfig(Strict):
+    """What to run on both checkpoints. Later stages add their own blocks."""
+
+    suites: Annotated[list[str], Field(min_length=1)] = Field(default_factory=lambda: [str(DEFAULT_SUITES_DIR)])
+    """Suite files (.yaml, .yml, .jsonl) or directories of them."""
+    seed: int = 0
+    """Seed for everything in the plan that draws random numbers."""
+    forgetting: ForgettingConfig | None = Field(default_factory=ForgettingConfig)
+    """Forgetting tasks; `forgetting: null` skips the stage."""
+    judge: JudgeConfig | None = Field(default_factory=JudgeConfig)
+    """Pairwise judge; `judge: null` skips the stage."""
+    gates: list[GateConfig] | None = None
+    """Release gates; the shipped default policy (harness/verdict/default_policy.yaml) when left out, [] for none."""
+
+
+class CurationSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    min_response_chars: int = Field(1, ge=0)
+    """Drop a conversation with an assistant turn shorter than this (after strip)."""
+    min_tokens: int = Field(2, ge=0)
+    """Drop a conversation whose whole text (all contents) has fewer tokens than this."""
+    max_tokens: int = Field(2048, ge=1)
+    """Drop a conversation whose whole text has more tokens than this (it would be cut in training)."""
+    min_unique_word_ratio: float = Field(0.3, ge=0.0, le=1.0)
+    """Drop assistant text of 8+ words whose distinct/total word ratio is below this (loops)."""
+    drop_truncated: bool = True
+    """Drop a conversation with an assistant turn that ends mid-sentence."""
+    drop_exact_duplicates: bool = True
+    """Drop later copies of an identical conversation."""
+    drop_near_duplicates: bool = True
+    """Drop later conversations whose first user turn matches an earlier one (case, spacing, punctuation ignored)."""
+    drop_refusals: bool = False
+    """Drop conversations with an assistant turn that opens with a refusal; otherwise only count them."""
+
+    @model_validator(mode="after")
+    def _token_range(self) -> CurationSettings:
+        if self.min_tokens > self.max_tokens:
+            raise ValueError("min_tokens must not exceed max_tokens")
+        return self
+
+
+class LoraSettings(Strict):
+    """LoRA through peft; the checkpoint becomes base + adapter."""
+
+    r: Annotated[int, Field(ge=1, le=1024)] = 8
+    alpha: Annotated[float, Field(gt=0)] = 16
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.05
+    target_modules: str | list[str] = "all-linear"
+
+
+class TrainConfig(Strict):
+    """A smoke-test SFT run (TRL) that produces this checkpoint from a base."""
+
+    base: Annotated[str, Field(min_length=1)]
+    """The model to start from: local directory, hub id or demo:base."""
+    data: Annotated[list[str], Field(min_length=1)]
+    """Training data files (.jsonl or .json), relative to this file."""
+    format: Literal["auto", "alpaca", "sharegpt", "messages"] = "auto"
+    output_dir: str | None = None
+    """Where the trained checkpoint goes (default: under the cache dir, named by content hash)."""
+    epochs: Annotated[float, Field(gt=0)] = 1.0
+    max_steps: Annotated[int, Field(ge=1)] | None = None
+    """Stop after this many optimizer steps (overrides epochs)."""
+    learning_rate: Annotated[float, Field(gt=0, le=10)] = 2e-5
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
+    warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.03
+    batch_size: Annotated[int, Field(ge=1)] = 8
+    gradient_accumulation: Annotated[int, Field(ge=1)] = 1
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    max_length: Annotated[int, Field(ge=16)] = 1024
+    """Longer conversations are dropped by curation, never silently cut."""
+    seed: int = 0
+    validation_share: Annotated[float, Field(ge=0, le=0.5)] = 0.05
+    eval_every: Annotated[int, Field(ge=1)] | None = None
+    """Evaluate every N steps (default: about ten times per run)."""
+    early_stopping_patience: Annotated[int, Field(ge=1)] | None = None
+    """Stop when eval loss has not improved for this many evaluations."""
+    lora: LoraSettings | None = None
+    curation: CurationSettings = Field(default_factory=CurationSettings)
+    max_bad_share: Annotated[float, Field(ge=0, le=1)] = 0.05
+    """Share of rows that may fail to parse before the run stops."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+
+
+class CheckpointConfig(Strict):
+    """One checkpoint: which weights, which engine, how to sample."""
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[\w.@+-]+$")]
+    """Short label used in the run (letters, digits, . _ - + @)."""
+    model: Annotated[str, Field(min_length=1)] | None = None
+    """Local directory, hub id, `demo:base` / `demo:candidate`, or (backend openai) the served name.
+    Left out when `train:` produces the checkpoint."""
+    revision: str | None = None
+    """Hub revision, or a label that changes the fingerprint of a remote model."""
+    adapter: str | None = None
+    """Directory of a LoRA adapter (peft) applied on top of `model`."""
+    tokenizer: str | None = None
+    """Tokenizer directory or hub id when it differs from the model's."""
+    chat_template: str | None = None
+    """Path to a Jinja chat template that replaces the tokenizer's own."""
+    backend: Literal["auto", "vllm", "transformers", "openai"] = "auto"
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    endpoint: EndpointConfig | None = None
+    """Required when backend is openai."""
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    plan: PlanConfig | None = None
+    """The evaluation plan, when not given in a separate file."""
+    train: TrainConfig | None = None
+    """Produce this checkpoint by a smoke-test SFT run before evaluating it."""
+
+    @model_validator(mode="after")
+    def _backend_fields(self) -> CheckpointConfig:
+        if self.train is not None:
+            if self.model is not None or self.adapter is not None:
+                raise ValueError("'train' produces the model; leave out 'model' and 'adapter'")
+            if self.backend == "openai":
+                raise ValueError("a trained checkpoint is served locally; backend 'openai' cannot train")
+        elif self.model is None:
+            raise ValueError("give 'model' (or a 'train' block that produces it)")
+        if self.backend == "openai":
+            if self.endpoint is None:
+                raise ValueError("backend 'openai' needs an 'endpoint' block with base_url")
+            if self.endpoint.api == "completions" and self.tokenizer is None and not self.is_local:
+                raise ValueError("endpoint.api 'completions' renders prompts here and needs 'tokenizer'")
+            if self.adapter is not None:
+                raise ValueError("an endpoint serves its own weights; 'adapter' needs backend vllm or transformers")
+            if self.chat_template is not None and self.endpoint.api == "chat":
+                raise ValueError("with endpoint.api 'chat' the server applies its template; use api 'completions' "
+                                 "to render with 'chat_template' here")
+        elif self.endpoint is not None:
+            raise ValueError(f"'endpoint' is only used with backend 'openai' (backend is {self.backend!r})")
+        if self.backend == "vllm" and self.engine.data_parallel_size > 1:
+            raise ValueError("engine.data_parallel_size > 1 needs vLLM's server (harness serve) or Ray; "
+                             "the offline engine runs one replica")
+        return self
+
+    @property
+    def is_demo(self) -> bool:
+        return (self.model or "").startswith(DEMO_SCHEME)
+
+    @property
+    def is_local(self) -> bool:
+        return self.model is not None and Path(self.model).is_absolute()

@@ -1,0 +1,130 @@
+"""Prompt suites: fixed items (prompt, optional reference, tags, checks).
+
+A suite is a YAML file (name, description, shared checks, items) or a JSONL
+file (one item per line; the suite is named after the file). Suites are data:
+no templating, no code. Each suite's content hash goes into the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from harness.config.checks import Check
+from harness.config.yamlio import read_jsonl, read_yaml, validate
+from harness.errors import ConfigError
+
+SUITE_SUFFIXES = (".yaml", ".yml", ".jsonl")
+ID_PATTERN = r"^[\w.:@+-]+$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class Message(_Strict):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class SuiteItem(_Strict):
+    id: Annotated[str, Field(min_length=1, pattern=ID_PATTERN)]
+    messages: Annotated[list[Message], Field(min_length=1)] | None = None
+    """The conversation so far; the answer continues it."""
+    prompt: str | None = None
+    """Shorthand for a single user message."""
+    reference: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    checks: list[Check] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_prompt(self) -> SuiteItem:
+        if (self.messages is None) == (self.prompt is None):
+            raise ValueError("give exactly one of 'messages' or 'prompt'")
+        if self.messages is not None and self.messages[-1].role != "user":
+            raise ValueError("the last message must have role 'user' (the answer replies to it)")
+        return self
+
+    @property
+    def conversation(self) -> tuple[Message, ...]:
+        if self.messages is not None:
+            return tuple(self.messages)
+        return (Message(role="user", content=self.prompt or ""),)
+
+
+class SuiteFile(_Strict):
+    name: Annotated[str, Field(min_length=1, pattern=ID_PATTERN)]
+    description: str = ""
+    checks: list[Check] = Field(default_factory=list)
+    """Checks applied to every item, before the item's own."""
+    items: Annotated[list[SuiteItem], Field(min_length=1)]
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    path: Path
+    description: str
+    items: tuple[SuiteItem, ...]
+    shared_checks: tuple[Check, ...]
+    content_hash: str
+
+    def checks_for(self, item: SuiteItem) -> tuple[Check, ...]:
+        return self.shared_checks + tuple(item.checks)
+
+
+def load_suite(path: Path) -> Suite:
+    file = str(path)
+    if not path.is_file():
+        raise ConfigError(file, None, "suite file not found")
+    if path.suffix == ".jsonl":
+        rows = read_jsonl(path)
+        if not rows:
+            raise ConfigError(file, None, "suite has no items")
+        data: object = {"name": path.stem, "items": rows}
+    else:
+        data = read_yaml(path)
+        if not isinstance(data, dict):
+            raise ConfigError(file, None, "expected a mapping with 'name' and 'items'")
+    spec = validate(SuiteFile, data, file)
+    seen: set[str] = set()
+    for index, item in enumerate(spec.items):
+        if item.id in seen:
+            raise ConfigError(file, f"items[{index}].id", f"duplicate item id {item.id!r}")
+        seen.add(item.id)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return Suite(spec.name, path, spec.description, tuple(spec.items), tuple(spec.checks), digest)
+
+
+def expand_suite_paths(entries: list[str], file: str) -> list[Path]:
+    """Files as given; directories expand to their suite files in name order."""
+    paths: list[Path] = []
+    for index, entry in enumerate(entries):
+        path = Path(entry)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix in SUITE_SUFFIXES)
+            if not found:
+                raise ConfigError(file, f"plan.suites[{index}]", f"directory {path} holds no suite files")
+            paths.extend(found)
+        elif path.is_file():
+            if path.suffix not in SUITE_SUFFIXES:
+                raise ConfigError(file, f"plan.suites[{index}]", f"{path} is not a .yaml, .yml or .jsonl file")
+            paths.append(path)
+        else:
+            raise ConfigError(file, f"plan.suites[{index}]", f"suite file {path} does not exist")
+    return paths
+
+
+def load_suites(entries: list[str], file: str) -> list[Suite]:
+    suites = [load_suite(p) for p in expand_suite_paths(entries, file)]
+    names: dict[str, Path] = {}
+    for suite in suites:
+        if suite.name in names:
+            raise ConfigError(str(suite.path), "name",
+                              f"suite name {suite.name!r} is also used by {names[suite.name]}")
+        names[suite.name] = suite.path
+    return suites

@@ -1,0 +1,164 @@
+"""OpenAI-compatible endpoint backend (vLLM's server, OpenAI, others).
+
+Async with bounded concurrency; each request has a timeout and is retried
+with exponential backoff and jitter on 429, 5xx, timeouts and connection
+errors. A request that still fails raises InfraError: a failure is never
+turned into an answer (and so never cached). `session()` serves callers that
+must keep going past one failed request (the judge): each call returns a
+Completion or a CallFailure instead of raising for the whole batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from harness.config.schema import EndpointConfig, SamplingConfig
+from harness.engines.base import ChatRequest, Completion
+from harness.errors import ConfigError, InfraError, MissingDependency
+
+RETRYABLE_STATUS = {408, 409, 425, 429}  # and every 5xx
+
+
+@dataclass(frozen=True)
+class CallFailure:
+    """A request that still failed after its retries (or a client error that is never retried)."""
+
+    error: str
+    attempts: int
+
+
+Caller = Callable[[ChatRequest, SamplingConfig], Awaitable["Completion | CallFailure"]]
+
+
+class EndpointError(InfraError):
+    def __init__(self, message: str, attempts: int) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
+
+class OpenAIBackend:
+    name = "openai"
+
+    def __init__(self, endpoint: EndpointConfig, model: str, file: str = "") -> None:
+        try:
+            import openai
+        except ImportError:
+            raise MissingDependency("openai", "pip install openai") from None
+        self._openai = openai
+        self.endpoint = endpoint
+        self.model = endpoint.model or model
+        key = "EMPTY"  # local servers accept any key
+        if endpoint.api_key_env:
+            key = os.environ.get(endpoint.api_key_env, "")
+            if not key:
+                raise ConfigError(file, "endpoint.api_key_env",
+                                  f"environment variable {endpoint.api_key_env} is not set")
+        self._key = key
+        self.retries_used = 0
+
+    def generate(self, requests: Sequence[ChatRequest], sampling: SamplingConfig,
+                 adapter: str | None = None) -> list[Completion]:
+        return asyncio.run(self._generate_all(requests, sampling))
+
+    def _client(self) -> Any:
+        # The client's own retries are off: ours count attempts and back off with jitter.
+        return self._openai.AsyncOpenAI(base_url=self.endpoint.base_url, api_key=self._key,
+                                        timeout=self.endpoint.timeout_s, max_retries=0)
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[Caller]:
+        """One client and one concurrency bound shared by many calls made in this event loop."""
+        client = self._client()
+        gate = asyncio.Semaphore(self.endpoint.max_concurrency)
+
+        async def call(request: ChatRequest, sampling: SamplingConfig) -> Completion | CallFailure:
+            async with gate:
+                try:
+                    return await self._with_retries(client, request, sampling)
+                except EndpointError as exc:
+                    return CallFailure(str(exc), exc.attempts)
+        try:
+            yield call
+        finally:
+            await client.close()
+
+    async def _generate_all(self, requests: Sequence[ChatRequest], sampling: SamplingConfig) -> list[Completion]:
+        client = self._client()
+        gate = asyncio.Semaphore(self.endpoint.max_concurrency)
+        try:
+            async def one(request: ChatRequest) -> Completion:
+                async with gate:
+                    return await self._with_retries(client, request, sampling)
+            return list(await asyncio.gather(*(one(r) for r in requests)))
+        finally:
+            await client.close()
+
+    async def _with_retries(self, client: Any, request: ChatRequest, sampling: SamplingConfig) -> Completion:
+        openai = self._openai
+        for attempt in range(self.endpoint.max_retries + 1):
+            try:
+                return await self._call(client, request, sampling)
+            except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+                error: Exception = exc
+            except openai.APIStatusError as exc:
+                if exc.status_code < 500 and exc.status_code not in RETRYABLE_STATUS:
+                    raise EndpointError(f"{self.endpoint.base_url}: HTTP {exc.status_code}: {_short(exc)}",
+                                        attempt + 1) from None
+                error = exc
+            except (_BadResponse, openai.APIResponseValidationError, ValueError) as exc:
+                # A 200 whose body is not a completion (truncated JSON, an HTML error page): the
+                # server or a proxy misbehaved, which may pass; the openai client lets
+                # json.JSONDecodeError (a ValueError) escape for a malformed body.
+                error = exc
+            if attempt == self.endpoint.max_retries:
+                raise EndpointError(f"{self.endpoint.base_url}: gave up after {attempt + 1} attempts: "
+                                    f"{_short(error)}", attempt + 1) from None
+            self.retries_used += 1
+            delay = self.endpoint.backoff_s * (2 ** attempt)
+            await asyncio.sleep(delay * (0.5 + random.random() / 2))  # jitter spreads retry storms
+        raise AssertionError("unreachable")
+
+    async def _call(self, client: Any, request: ChatRequest, sampling: SamplingConfig) -> Completion:
+        common: dict[str, Any] = dict(model=self.model, temperature=sampling.temperature, top_p=sampling.top_p,
+                                      max_tokens=sampling.max_tokens, seed=request.seed)
+        started = time.perf_counter()
+        if self.endpoint.api == "chat":
+            response = await client.chat.completions.create(
+                messages=[{"role": r, "content": c} for r, c in request.messages], **common)
+        else:
+            response = await client.completions.create(prompt=request.prompt_text, **common)
+        latency = time.perf_counter() - started
+        # A body of the wrong shape comes back unvalidated (or as a plain str): read it defensively.
+        choices = getattr(response, "choices", None)
+        first = choices[0] if isinstance(choices, list) and choices else None
+        source = getattr(first, "message", None) if self.endpoint.api == "chat" else first
+        text = getattr(source, "content" if self.endpoint.api == "chat" else "text", None)
+        if not isinstance(text, str):
+            raise _BadResponse("response had no text")
+        usage = getattr(response, "usage", None)
+        return Completion(text=text, prompt_tokens=_count(getattr(usage, "prompt_tokens", 0)),
+                          completion_tokens=_count(getattr(usage, "completion_tokens", 0)),
+                          finish_reason=str(getattr(first, "finish_reason", None) or "stop"), latency_s=latency)
+
+    def close(self) -> None:
+        return None
+
+
+class _BadResponse(Exception):
+    pass
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and value >= 0 else 0
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).replace("\n", " ")
+    return text[:200] + ("..." if len(text) > 200 else "")

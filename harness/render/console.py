@@ -1,0 +1,147 @@
+"""What the `harness` command prints: the result of a run (pass rates, checks, judge, forgetting,
+changed answers, gates), a training run's smoke verdict, and the progress bar. Tables go to
+stdout, warnings and progress to stderr; text from a run enters rich markup only escaped."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from harness.render.formatting import ci_pts, delta_pts, p_value, pct, removed_summary
+
+
+def _console(stderr: bool = False) -> Console:
+    # Not a terminal (CI logs, pipes): rich would assume 80 columns and cut table cells short.
+    stream = sys.stderr if stderr else sys.stdout
+    wide = not stream.isatty() and "COLUMNS" not in os.environ
+    return Console(stderr=stderr, width=160 if wide else None)
+
+
+out = _console()
+err = _console(stderr=True)
+
+
+def print_training(name: str, result: dict[str, Any], reused: bool) -> None:
+    smoke = result["smoke"]
+    table = Table(title=f"smoke-test SFT of {name}: " + ("passed" if smoke["passed"] else "FAILED")
+                  + (" (reused: inputs unchanged)" if reused else ""))
+    for column in ("check", "result", "measured"):
+        table.add_column(column)
+    for c in smoke["checks"]:
+        table.add_row(c["name"], "[green]pass[/]" if c["passed"] else "[red]FAIL[/]", _escape(c["detail"]))
+    out.print(table)
+    data = result["data"]
+    removed = removed_summary(data["curation"])
+    out.print(f"{result['steps']} steps, {result['seconds']} s, {result['tokens_per_second']} tokens/s; "
+              f"data: {data['rows']} rows, curation removed {removed}, "
+              f"{data['train']} train / {data['validation']} validation", highlight=False)
+
+
+def progress_bar() -> Any:
+    from contextlib import contextmanager
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    @contextmanager
+    def bar() -> Any:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=err, disable=not err.is_terminal) as progress:
+            tasks: dict[str, Any] = {}
+
+            def advance(label: str, n: int, total: int) -> None:
+                if label not in tasks:
+                    tasks[label] = progress.add_task(label, total=total)
+                progress.advance(tasks[label], n)
+            yield advance
+    return bar()
+
+
+def print_result(result: Any) -> None:
+    manifest = json.loads((result.run_dir / "manifest.json").read_text())
+    names = {r: manifest["checkpoints"][r]["name"] for r in ("base", "candidate")}
+    for role, training in result.training.items():
+        print_training(names[role], training, training["reused"])
+    table = Table(title="pass rates (all checks passed)")
+    for column in ("suite", "answers", names["base"], names["candidate"], "delta"):
+        table.add_column(column, justify="left" if column == "suite" else "right")
+    for s in result.summary.suites:
+        table.add_row(s.suite, str(s.base.answers), pct(s.base.pass_rate), pct(s.candidate.pass_rate),
+                      delta_pts(s.delta))
+    out.print(table)
+    checks = Table(title="checks (share of answers passing)")
+    for column in ("suite", "check", names["base"], names["candidate"]):
+        checks.add_column(column, justify="left" if column in ("suite", "check") else "right")
+    for s in result.summary.suites:
+        for name in sorted(set(s.base.checks) | set(s.candidate.checks)):
+            checks.add_row(s.suite, name, pct(s.base.checks.get(name)), pct(s.candidate.checks.get(name)))
+    out.print(checks)
+    _print_judge(result.run_stats.get("judge"))
+    _print_forgetting(result.run_stats.get("forgetting"), names)
+    if result.summary.examples:
+        shown = min(3, len(result.summary.examples))
+        side = Table(title=f"answers that changed outcome ({shown} of {result.summary.changed})", show_lines=True)
+        for column in ("item", names["base"], names["candidate"]):
+            side.add_column(column, overflow="fold")
+        for e in result.summary.examples[:3]:
+            mark = {True: "[green]pass[/]", False: "[red]fail[/]"}
+            side.add_row(f"{e.suite}/{e.item_id}", f"{mark[e.base_passed]} {_escape(e.base)}",
+                         f"{mark[e.candidate_passed]} {_escape(e.candidate)}")
+        out.print(side)
+    for warning in result.summary.warnings:
+        err.print(f"[bold yellow]warning:[/] {_escape(warning)}")
+    stats = result.stats
+    out.print(f"generations: {stats['generated']} generated, {stats['cached']} from cache", highlight=False)
+    print_gates(result.decision)
+    out.print(f"run dir: {result.run_dir}", highlight=False, soft_wrap=True)
+
+
+def print_gates(decision: Any) -> None:
+    style = {"pass": "green", "fail": "bold red", "inconclusive": "yellow", "skipped": "dim", "ungated": "dim"}
+    if decision.gates:
+        table = Table(title="release gates")
+        for column in ("gate", "outcome", "value", "reason"):
+            table.add_column(column, overflow="fold")
+        for g in decision.gates:
+            value = "n/a" if g.value is None else (str(g.value) if isinstance(g.value, bool) else f"{g.value:.3f}")
+            table.add_row(_escape(g.label), f"[{style[g.outcome]}]{g.outcome}[/]", value, _escape(g.reason))
+        out.print(table)
+    out.print(f"verdict: [{style[decision.outcome]}]{decision.outcome.upper()}[/] (exit {decision.exit_code}): "
+              f"{_escape(decision.reason)}", highlight=False, soft_wrap=True)
+
+
+def _print_judge(judge: dict[str, Any] | None) -> None:
+    if not judge:
+        return
+    model = f", model {judge['model']}" if judge.get("model") else ", offline"
+    ci = judge.get("win_rate_ci") or [None, None]
+    span = "n/a" if None in ci else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
+    rate = "n/a" if judge.get("win_rate") is None else f"{judge['win_rate']:.3f}"
+    canaries = judge.get("canaries") or {}
+    out.print(f"judge {_escape(judge['judge'])} ({judge['kind']}{_escape(model)}): candidate wins {judge['wins']}, "
+              f"base wins {judge['losses']}, ties {judge['ties']} (inconsistent {judge['inconsistent']}, "
+              f"unparsed {judge['unparsed']}, failed {judge['failed']}); win rate {rate} {span}; "
+              f"canaries won {canaries.get('wins', 0)}/{canaries.get('total', 0)}", highlight=False, soft_wrap=True)
+
+
+def _print_forgetting(forgetting: dict[str, Any] | None, names: dict[str, str]) -> None:
+    if not forgetting:
+        return
+    table = Table(title="forgetting (lm-eval accuracy, paired)")
+    for column in ("task", "items", names["base"], names["candidate"], "delta", "95% CI", "p (Holm)", "flag"):
+        table.add_column(column, justify="left" if column in ("task", "flag") else "right")
+    style = {"ok": "green", "warn": "yellow", "fail": "bold red"}
+    for task, t in forgetting["tasks"].items():
+        table.add_row(task, str(t["n"]), pct(t["base_rate"]), pct(t["candidate_rate"]), delta_pts(t["delta"]),
+                      ci_pts(t["delta_ci"]), p_value(t.get("p_holm")), f"[{style[t['flag']]}]{t['flag']}[/]")
+    out.print(table)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)

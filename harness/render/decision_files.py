@@ -1,0 +1,80 @@
+"""The run's decision files: verdict.json, junit.xml, summary.md (and the CI step
+summary). Written at the end of `harness compare`, and rewritten by `harness
+gate RUN_DIR` from the stored records alone, so both give the same verdict."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from harness.config.schema import GateConfig, PlanConfig, PolicyFile
+from harness.config.yamlio import validate
+from harness.errors import ConfigError
+from harness.records.run_dir import RunDir
+from harness.records.stage_records import CheckRecord, GenerationRecord
+from harness.render.run_summary import RunSummary, junit_xml, markdown, summarize, verdict
+from harness.verdict.gate import Decision, decide, default_policy, load_policy
+
+
+@dataclass(frozen=True)
+class Outputs:
+    summary: RunSummary
+    decision: Decision
+    verdict: dict[str, Any]
+
+
+DEFAULT_LABEL = "default (harness/verdict/default_policy.yaml)"
+
+
+def policy_for(plan: PlanConfig, policy_file: Path | None) -> tuple[list[GateConfig], str]:
+    """--policy wins, then the plan's `gates:`, then the shipped default policy; with where they came from."""
+    if policy_file is not None:
+        return load_policy(policy_file), str(policy_file)
+    if plan.gates is None:
+        return default_policy(), DEFAULT_LABEL
+    return list(plan.gates), "the plan's gates"
+
+
+def write_outputs(run: RunDir, suite_names: Sequence[str], generations: Sequence[GenerationRecord],
+                  checks: Sequence[CheckRecord], run_stats: dict[str, Any], training: dict[str, Any],
+                  gates: Sequence[GateConfig], policy: str) -> Outputs:
+    summary = summarize(suite_names, generations, checks)
+    decision = replace(decide(gates, run_stats, training), policy=policy)
+    result = verdict(summary, training, decision)
+    text = markdown(summary, run.manifest, decision, training, run_stats)
+    run.write_json("verdict.json", result)
+    run.write_text("junit.xml", junit_xml(decision, run.manifest["run_id"]))
+    run.write_text("summary.md", text)
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary:  # GitHub Actions renders this file on the job's page
+        with open(step_summary, "a", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+    return Outputs(summary, decision, result)
+
+
+def regate(run_dir: Path, policy_file: Path | None = None) -> tuple[RunDir, Outputs, dict[str, Any]]:
+    """Re-decide a finished run from disk: no model, no engine, no cache."""
+    run = RunDir.open(run_dir)
+    stats_file = run.path / "stats.json"
+    if not stats_file.is_file():
+        raise ConfigError(str(run_dir), None, "no stats.json: the compare in this run dir did not finish; "
+                          "rerun it with --run-dir to resume")
+    run_stats = json.loads(stats_file.read_text(encoding="utf-8"))
+    if policy_file is not None:
+        gates, policy = load_policy(policy_file), str(policy_file)
+    else:  # the gates the run was decided by, as its manifest recorded them (a --policy file included)
+        recorded = run.manifest.get("policy") or {}
+        if "gates" not in recorded:
+            raise ConfigError(str(run.path / "manifest.json"), "policy", "the run recorded no policy; "
+                              "give one with --policy")
+        gates = validate(PolicyFile, {"gates": recorded["gates"]}, str(run.path / "manifest.json"), "policy").gates
+        policy = str(recorded.get("source", "the run's recorded policy"))
+    training = run.manifest.get("stages", {}).get("train", {}).get("results", {}) or {}
+    names = [s["name"] for s in run.manifest["suites"]]
+    outputs = write_outputs(run, names, run.read("generations", GenerationRecord), run.read("checks", CheckRecord),
+                            run_stats, training, gates, policy)
+    return run, outputs, run_stats

@@ -1,0 +1,2 @@
+"""The pairwise judge: pairs and canaries (pairs), judge definitions and verdict parsing (prompt), LLM
+calls (llm), offline reference and rules judges (offline), and the stage that runs them (stage)."""

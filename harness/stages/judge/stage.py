@@ -1,0 +1,261 @@
+"""Judge stage: base vs candidate answers, pair by pair, in both orders -> JudgmentRecords.
+
+Every (suite item, sample index) that both checkpoints answered is one pair
+(pairs.py, with the canaries). Order AB shows the base as A and the
+candidate as B, order BA swaps them; a side wins only when both orders pick
+it, any disagreement is a tie counted as inconsistent.
+
+Judge calls are cached by content, written chunk by chunk as they arrive, so
+a rerun makes no call and an interrupted stage resumes. Failed calls are
+recorded as failed pairs and never cached. Offline judges (reference, rules)
+need no model and make no call.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.config.loading import load_checkpoint
+from harness.config.schema import CheckpointConfig, EndpointConfig, JudgeConfig
+from harness.config.suites import Suite
+from harness.engines.vllm_server import served
+from harness.errors import ConfigError
+from harness.records.cache import Cache
+from harness.records.stage_records import CheckRecord, GenerationRecord, JudgmentRecord
+from harness.stages.judge.llm import NAMESPACE, Outcome, Task, from_cache, make_task, run_tasks, sampling_of
+from harness.stages.judge.offline import check_outcomes, decide, outcomes_by_answer
+from harness.stages.judge.pairs import CANARIES, Pair, build_pairs
+from harness.stages.judge.prompt import LoadedDefinition, load_definition
+
+__all__ = ["CANARIES", "Judge", "Pair", "load_judge", "run_judging"]
+
+Emit = Callable[[list[JudgmentRecord]], None]
+OnProgress = Callable[[int, int], None]
+"""(records just finished, pairs in all) -> None."""
+
+
+@dataclass(frozen=True)
+class Judge:
+    config: JudgeConfig
+    file: str
+    name: str
+    model: str | None
+    definition: LoadedDefinition | None = None
+    checkpoint: CheckpointConfig | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.config.kind
+
+
+def load_judge(plan: JudgeConfig, file: str) -> Judge:
+    """Everything the stage needs, validated before any model loads; bad input is a ConfigError."""
+    if plan.kind != "llm":
+        return Judge(plan, file, plan.kind, None)
+    loaded = load_definition(plan.definition, file)
+    if plan.endpoint is not None:
+        env = plan.endpoint.api_key_env
+        if env and not os.environ.get(env):
+            raise ConfigError(file, "judge.endpoint.api_key_env", f"environment variable {env} is not set")
+        return Judge(plan, file, loaded.definition.name, plan.endpoint.model, loaded)
+    assert plan.checkpoint is not None
+    checkpoint = load_checkpoint(Path(plan.checkpoint))
+    if checkpoint.backend == "openai":
+        raise ConfigError(file, "judge.checkpoint", f"{plan.checkpoint} is already an endpoint; "
+                          "give it as judge.endpoint instead")
+    if checkpoint.train is not None:
+        raise ConfigError(file, "judge.checkpoint", f"{plan.checkpoint} is produced by training; "
+                          "train it first (harness train) and point the judge at the result")
+    return Judge(plan, file, loaded.definition.name, checkpoint.model, loaded, checkpoint)
+
+
+@dataclass
+class JudgeStats:
+    pairs: int = 0
+    canary_pairs: int = 0
+    unpaired_samples: int = 0
+    cached: int = 0
+    judged: int = 0
+    failed: int = 0
+    calls: int = 0
+    retries: int = 0
+    seconds: float = 0.0
+    """The whole stage, a judge server's start-up included."""
+    judge_seconds: float = 0.0
+    """Time spent in judge calls."""
+
+
+def run_judging(plan: JudgeConfig, suites: Sequence[Suite], generations: Sequence[GenerationRecord],
+                checks: Sequence[CheckRecord], cache: Cache, emit: Emit, seed: int,
+                progress: OnProgress | None = None, file: str = "plan") -> tuple[list[JudgmentRecord], dict[str, Any]]:
+    """Judge every base/candidate pair (and the canaries); records go to `emit` as they are final.
+    `checks` feed the offline judges; `seed` draws the answer delimiters. Returns the records in pair
+    order and the stage's counts (pairs, cached, judged now, failed, calls made now, retries, seconds)."""
+    started = time.perf_counter()
+    judge = load_judge(plan, file)
+    pairs, unpaired = build_pairs(suites, generations, plan.canaries)
+    canaries = sum(p.canary is not None for p in pairs)
+    stats = JudgeStats(pairs=len(pairs) - canaries, canary_pairs=canaries, unpaired_samples=unpaired)
+    if judge.definition is None:  # offline: no model, no call, nothing worth caching
+        records = _judge_offline(judge, pairs, checks)
+        stats.judged = len(records)
+        emit(records)
+        if progress:
+            progress(len(records), len(pairs))
+    else:
+        records = _judge_llm(judge, pairs, cache, emit, seed, stats, progress)
+    stats.failed = sum(r.preference == "failed" for r in records)
+    stats.seconds = round(time.perf_counter() - started, 3)
+    out = {"judge": judge.name, "kind": judge.kind, "model": judge.model}
+    out.update(asdict(stats))
+    return records, out
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def _outcomes(known: dict[tuple[str, str, str, int], dict[str, bool]], pair: Pair, role: str,
+              text: str) -> dict[str, bool]:
+    """The check results of one answer: from the check stage's records, else (a canary) run here."""
+    found = None if role == "candidate" and pair.canary else known.get(
+        (role, pair.suite.name, pair.item.id, pair.sample_index))
+    return found if found is not None else check_outcomes(pair.suite, pair.item, text)
+
+
+def _judge_offline(judge: Judge, pairs: Sequence[Pair], checks: Sequence[CheckRecord]) -> list[JudgmentRecord]:
+    known = outcomes_by_answer(checks)
+    records = []
+    for p in pairs:
+        base = (p.base, _outcomes(known, p, "base", p.base))
+        cand = (p.candidate, _outcomes(known, p, "candidate", p.candidate))
+        d = decide(judge.config.kind, p.item, p.question, base, cand)  # type: ignore[arg-type]
+        ab, ba = {"base": ("A", "B"), "candidate": ("B", "A"), "tie": ("tie", "tie")}[d.preference]
+        records.append(JudgmentRecord(
+            judge=judge.name, kind=judge.kind, model=None, decided_by=d.decided_by, suite=p.suite.name,
+            item_id=p.item.id, sample_index=p.sample_index, canary=p.canary, verdict_ab=ab, verdict_ba=ba,
+            reason_ab=d.reason, reason_ba=d.reason, preference=d.preference, consistent=True, latency_s=0.0,
+            prompt_tokens=0, completion_tokens=0, calls=0, cached=False,
+            base_words=_words(p.base), candidate_words=_words(p.candidate)))
+    return records
+
+
+def _identity(judge: Judge, cache: Cache) -> dict[str, Any]:
+    """The judge model in every cache key: the endpoint and its model name, or the served weights."""
+    if judge.checkpoint is not None:
+        from harness.engines.checkpoint import resolve_checkpoint
+
+        return {"checkpoint": resolve_checkpoint(judge.checkpoint, str(judge.config.checkpoint), cache).fingerprint}
+    endpoint = judge.config.endpoint
+    assert endpoint is not None
+    return {"base_url": endpoint.base_url, "model": endpoint.model}
+
+
+def _tasks(judge: Judge, pair: Pair, identity: dict[str, Any], seed: int) -> tuple[Task, Task]:
+    loaded = judge.definition
+    assert loaded is not None
+    ref = pair.item.reference
+
+    def task(answers: dict[str, str]) -> Task:
+        return make_task(identity, loaded, pair.question, ref, answers, seed)
+    if loaded.definition.mode == "single":  # "ab" grades the base's answer, "ba" the candidate's
+        return task({"answer": pair.base}), task({"answer": pair.candidate})
+    return (task({"answer_a": pair.base, "answer_b": pair.candidate}),
+            task({"answer_a": pair.candidate, "answer_b": pair.base}))
+
+
+def _judge_llm(judge: Judge, pairs: Sequence[Pair], cache: Cache, emit: Emit, seed: int, stats: JudgeStats,
+               progress: OnProgress | None) -> list[JudgmentRecord]:
+    from harness.engines.openai_backend import OpenAIBackend
+
+    assert judge.definition is not None
+    identity = _identity(judge, cache)
+    tasks = [_tasks(judge, p, identity, seed) for p in pairs]
+    hits = {k: from_cache(v) for k, v in cache.get_many(NAMESPACE, (t.key for ts in tasks for t in ts)).items()}
+    done: dict[int, JudgmentRecord] = {}
+
+    def finish(indices: Sequence[int], outcomes: dict[str, Outcome]) -> None:
+        records = [combine(judge, pairs[i], outcomes[tasks[i][0].key], outcomes[tasks[i][1].key],
+                           shared=tasks[i][0].key == tasks[i][1].key) for i in indices]
+        done.update(zip(indices, records))
+        if records:
+            emit(records)
+            if progress:
+                progress(len(records), len(pairs))
+
+    ready = [i for i, ts in enumerate(tasks) if all(t.key in hits for t in ts)]
+    finish(ready, hits)
+    stats.cached = len(ready)
+    todo = [i for i in range(len(pairs)) if i not in done]
+    if todo:
+        size = judge.config.chunk_size
+        chunks = [todo[s:s + size] for s in range(0, len(todo), size)]
+        # Each chunk asks only what the cache lacks, each distinct conversation once.
+        calls = [list({t.key: t for i in chunk for t in tasks[i] if t.key not in hits}.values()) for chunk in chunks]
+        progress_chunks = iter(chunks)
+
+        def on_chunk(outcomes: dict[str, Outcome]) -> None:
+            good = {k: o.cache_value() for k, o in outcomes.items() if o.error is None}
+            if good:
+                cache.put_many(NAMESPACE, good)  # before the records: a record on disk has its cache entry
+            stats.calls += sum(o.calls for o in outcomes.values())
+            finish(next(progress_chunks), {**hits, **outcomes})
+
+        with _endpoint(judge) as endpoint:
+            started = time.perf_counter()
+            backend = OpenAIBackend(endpoint, endpoint.model or judge.name, judge.file)
+            run_tasks(backend, calls, judge.definition, sampling_of(judge.definition, seed), on_chunk)
+            stats.retries = backend.retries_used
+            stats.judge_seconds = round(time.perf_counter() - started, 3)
+        stats.judged = len(todo)
+    return [done[i] for i in range(len(pairs))]
+
+
+@contextmanager
+def _endpoint(judge: Judge) -> Iterator[EndpointConfig]:
+    """The judge's endpoint: as configured, or a server started here for its checkpoint and stopped after."""
+    if judge.config.endpoint is not None:
+        yield judge.config.endpoint
+        return
+    assert judge.checkpoint is not None and judge.config.checkpoint is not None
+    with served(judge.config.checkpoint, judge.config.startup_timeout_s, "judge server") as url:
+        yield EndpointConfig(base_url=url, model=judge.checkpoint.name)
+
+
+def combine(judge: Judge, pair: Pair, ab: Outcome, ba: Outcome, shared: bool = False) -> JudgmentRecord:
+    """Two outcomes -> one record: failed beats unparsed beats a verdict. `shared`: both orders were one
+    conversation (identical answers), so its cost counts once."""
+    single = judge.definition is not None and judge.definition.definition.mode == "single"
+    consistent: bool | None = None
+    if ab.error or ba.error:
+        preference = "failed"
+    elif not (ab.parsed and ba.parsed):
+        preference = "unparsed"
+    elif single:
+        assert ab.score is not None and ba.score is not None
+        preference = "candidate" if ba.score > ab.score else "base" if ab.score > ba.score else "tie"
+    else:
+        first = {"A": "base", "B": "candidate", "tie": "tie"}[ab.verdict or ""]
+        second = {"A": "candidate", "B": "base", "tie": "tie"}[ba.verdict or ""]
+        consistent = first == second
+        preference = first if consistent else "tie"
+    return JudgmentRecord(
+        judge=judge.name, kind="llm", model=judge.model, decided_by=judge.name, suite=pair.suite.name,
+        item_id=pair.item.id, sample_index=pair.sample_index, canary=pair.canary,
+        raw_ab=ab.raw, raw_ba=ba.raw, reask_raw_ab=ab.reask_raw, reask_raw_ba=ba.reask_raw,
+        verdict_ab=None if single else ab.verdict, verdict_ba=None if single else ba.verdict,  # type: ignore[arg-type]
+        reasked_ab=ab.reasked, reasked_ba=ba.reasked, reason_ab=ab.reason, reason_ba=ba.reason,
+        score_base=ab.score if single else None, score_candidate=ba.score if single else None,
+        preference=preference, consistent=consistent,  # type: ignore[arg-type]
+        error="; ".join(e for e in (ab.error, ba.error) if e) or None,
+        latency_s=round(ab.latency_s + (0 if shared else ba.latency_s), 4),
+        prompt_tokens=ab.prompt_tokens + (0 if shared else ba.prompt_tokens),
+        completion_tokens=ab.completion_tokens + (0 if shared else ba.completion_tokens),
+        calls=ab.calls + (0 if shared else ba.calls),
+        cached=ab.cached and ba.cached, base_words=_words(pair.base), candidate_words=_words(pair.candidate))

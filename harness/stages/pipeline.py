@@ -1,0 +1,263 @@
+"""`harness compare`: the pipeline, stage by stage, through the run dir.
+
+Everything is validated before any model loads; the run dir is created only
+after that, so bad input leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from harness.config.loading import choose_plan, load_checkpoint
+from harness.config.schema import PROJECT_ROOT, CheckpointConfig, GateConfig, PlanConfig
+from harness.config.suites import Suite, load_suites
+from harness.engines.checkpoint import ResolvedCheckpoint, resolve_checkpoint
+from harness.errors import ConfigError
+from harness.records.cache import Cache, content_key, default_cache_dir
+from harness.records.provenance import git_commit, hardware, numeric_environment, package_versions
+from harness.records.run_dir import RunDir, new_run_id
+from harness.records.stage_records import CheckRecord, ForgettingRecord, GenerationRecord, JudgmentRecord, Role
+from harness.render.decision_files import policy_for, write_outputs
+from harness.render.run_summary import RunSummary
+from harness.stages.checks import run_checks
+from harness.stages.forgetting import TaskSpec, check_engine, lm_eval_version, resolve_tasks, run_forgetting
+from harness.stages.generate import run_generation
+from harness.stages.judge.stage import Judge, load_judge, run_judging
+from harness.stages.train.sft import TrainOutcome, ensure_trained
+from harness.verdict.gate import Decision
+from harness.verdict.judge_stats import summarize_judgments
+from harness.verdict.run_stats import apply_holm, forgetting_stats, subject_rng, suite_stats
+
+Progress = Callable[[str, int, int], None]
+"""(label, advance, total) -> None."""
+
+
+@dataclass(frozen=True)
+class Inputs:
+    files: dict[Role, str]
+    configs: dict[Role, CheckpointConfig]
+    plan: PlanConfig
+    plan_source: str
+    suites: list[Suite]
+    tasks: list[TaskSpec]
+    """Forgetting tasks (empty when the plan has none)."""
+    gates: list[GateConfig]
+    policy: str
+    """Where the gates came from (for the verdict)."""
+    judge: Judge | None
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    run_dir: Path
+    summary: RunSummary
+    verdict: dict[str, Any]
+    stats: dict[str, Any]
+    training: dict[str, dict[str, Any]]
+    """Per trained role: the smoke verdict, data counts and timings of its SFT run."""
+    run_stats: dict[str, Any]
+    """What stats.json holds: paired tests per suite and forgetting task."""
+    decision: Decision
+
+
+def prepare(base_file: Path, candidate_file: Path, plan_file: Path | None = None,
+            policy_file: Path | None = None) -> Inputs:
+    """Load and validate every input file; no model is touched."""
+    base = load_checkpoint(base_file)
+    candidate = load_checkpoint(candidate_file)
+    if base.name == candidate.name:
+        raise ConfigError(str(candidate_file), "name", f"the base is also named {base.name!r}; give each its own name")
+    plan = choose_plan(candidate, base, plan_file, str(candidate_file), str(base_file))
+    for config, file in ((base, base_file), (candidate, candidate_file)):
+        env = config.endpoint.api_key_env if config.endpoint else None
+        if env and not os.environ.get(env):
+            raise ConfigError(str(file), "endpoint.api_key_env", f"environment variable {env} is not set")
+    source = str(plan_file) if plan_file else (str(candidate_file) if candidate.plan else "defaults")
+    suites = load_suites(plan.suites, source if source != "defaults" else "plan")
+    where = "forgetting" if plan_file else "plan.forgetting"
+    tasks = resolve_tasks(plan.forgetting, source, where) if plan.forgetting else []
+    for config in (base, candidate):
+        if plan.forgetting:
+            check_engine(plan.forgetting, config, source, where)
+    judge = load_judge(plan.judge, source) if plan.judge else None
+    gates, policy = policy_for(plan, policy_file)
+    return Inputs({"base": str(base_file), "candidate": str(candidate_file)},
+                  {"base": base, "candidate": candidate}, plan, source, suites, tasks, gates, policy, judge)
+
+
+def _manifest(inputs: Inputs, checkpoints: dict[Role, ResolvedCheckpoint], run_id: str) -> dict[str, Any]:
+    suites = [{"name": s.name, "path": str(s.path), "sha256": s.content_hash, "items": len(s.items)}
+              for s in inputs.suites]
+    resolved = {role: {"name": c.name, "file": c.file, "model_path": c.model_path, "fingerprint": c.fingerprint,
+                       "chat_template_sha256": c.template_hash, "chat_template_source": c.template_source,
+                       "backend": _backend_name(c), "config": c.config.model_dump(mode="json", exclude={"plan"})}
+                for role, c in checkpoints.items()}
+    tasks = [{"name": t.name, "source": t.source, "sha256": t.sha256} for t in inputs.tasks]
+    judge = None
+    if inputs.judge is not None:
+        d = inputs.judge.definition
+        judge = {"name": inputs.judge.name, "kind": inputs.judge.kind, "model": inputs.judge.model,
+                 "definition": str(d.path) if d else None, "definition_sha256": d.sha256 if d else None}
+    inputs_hash = content_key({"checkpoints": {r: (c["fingerprint"], c["config"]) for r, c in resolved.items()},
+                               "suites": [s["sha256"] for s in suites], "tasks": [t["sha256"] for t in tasks],
+                               "judge": judge,
+                               # Gates decide from the records; they change no record, so a run may resume
+                               # under another policy.
+                               "plan": inputs.plan.model_dump(mode="json", exclude={"gates"})})
+    return {
+        "schema_version": 1, "run_id": run_id, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "inputs_hash": inputs_hash, "checkpoints": resolved,
+        "plan": {"source": inputs.plan_source, **inputs.plan.model_dump(mode="json")}, "suites": suites,
+        "forgetting": {"lm_eval_version": lm_eval_version() if tasks else None, "tasks": tasks},
+        "judge": judge,
+        # What the gates were, as written (unset fields stay unset), so `harness gate` can re-decide by them.
+        "policy": {"source": inputs.policy,
+                   "gates": [g.model_dump(mode="json", exclude_unset=True) for g in inputs.gates]},
+        "seeds": {"plan": inputs.plan.seed, **{r: c.config.sampling.seed for r, c in checkpoints.items()}},
+        "packages": package_versions(), "git": git_commit(PROJECT_ROOT), "hardware": hardware(), "stages": {},
+    }
+
+
+def _same_tokenizer(trained: ResolvedCheckpoint, other: ResolvedCheckpoint) -> None:
+    """A candidate trained with another tokenizer than the base's is not the SFT of that base."""
+    if trained.tokenizer is None or other.tokenizer is None:
+        return
+    if trained.tokenizer.get_vocab() != other.tokenizer.get_vocab() or trained.template_hash != other.template_hash:
+        raise ConfigError(trained.file, "train.base", f"the tokenizer or chat template {trained.name!r} is trained "
+                          f"with differs from that of {other.name!r}; train from the same base")
+
+
+def _check_tokenizers_before_training(inputs: Inputs, cache: Cache) -> None:
+    """Preflight: a checkpoint to be trained must start from the other side's tokenizer and template."""
+    trained = [role for role, cfg in inputs.configs.items() if cfg.train is not None]
+    if not trained:
+        return
+    starts = {role: resolve_checkpoint(cfg.model_copy(update={"model": cfg.train.base, "train": None})
+                                       if cfg.train else cfg, inputs.files[role], cache)
+              for role, cfg in inputs.configs.items()}
+    role = trained[0]
+    _same_tokenizer(starts[role], starts["candidate" if role == "base" else "base"])
+
+
+def _record_training(run: RunDir, trained: dict[Role, TrainOutcome], seconds: float) -> dict[str, dict[str, Any]]:
+    """The train stage's records (per-step curves) and its result, copied into the run. Training ran
+    before the run dir existed (its name needs the trained checkpoint): `seconds` is its wall time."""
+    if not trained:
+        return {}
+    started = run.stage_started("train") - seconds
+    steps = [s.model_copy(update={"role": role}) for role, outcome in trained.items() for s in outcome.steps]
+    run.append("train", steps)
+    training = {role: {**o.result, "output_dir": str(o.output_dir), "reused": o.reused} for role, o in trained.items()}
+    run.stage_done("train", started, steps, results=training)
+    return training
+
+
+def _judge_stage(inputs: Inputs, run: RunDir, generations: list[GenerationRecord], checks: list[CheckRecord],
+                 cache: Cache, progress: Progress | None) -> list[JudgmentRecord] | None:
+    if inputs.plan.judge is None:
+        return None
+    started = run.stage_started("judge")
+    records, jstats = run_judging(
+        inputs.plan.judge, inputs.suites, generations, checks, cache, lambda recs: run.append("judge", recs),
+        inputs.plan.seed, (lambda n, total: progress("judging", n, total)) if progress else None, inputs.plan_source)
+    run.stage_done("judge", started, records, **{k: v for k, v in jstats.items() if k != "seconds"})
+    return records
+
+
+def _forgetting_stage(inputs: Inputs, run: RunDir, checkpoints: dict[Role, ResolvedCheckpoint], cache: Cache,
+                      progress: Progress | None) -> list[ForgettingRecord] | None:
+    if not inputs.plan.forgetting or not inputs.tasks:
+        return None
+    if progress:
+        progress("forgetting (lm-eval)", 0, 2)
+    started = run.stage_started("forgetting")
+
+    def emit(records: list[ForgettingRecord]) -> None:
+        run.append("forgetting", records)
+
+    records, fstats = run_forgetting(inputs.plan.forgetting, inputs.tasks, checkpoints, cache,
+                                     cache.path.parent, inputs.plan.seed, emit)
+    run.stage_done("forgetting", started, records, **asdict(fstats))
+    if progress:
+        progress("forgetting (lm-eval)", 2, 2)
+    return records
+
+
+def _run_stats(inputs: Inputs, manifest: dict[str, Any], checks: list[CheckRecord],
+               judgments: list[JudgmentRecord] | None, forgetting: list[ForgettingRecord] | None) -> dict[str, Any]:
+    """stats.json: paired tests per suite and forgetting task (Holm-adjusted together) and the judge summary.
+    Every random draw comes from the plan seed, one generator per subject."""
+    seed = inputs.plan.seed
+    run_stats: dict[str, Any] = {"schema_version": 1, "seed": seed,
+                                 "suites": suite_stats([s.name for s in inputs.suites], checks, seed)}
+    if inputs.plan.forgetting and forgetting is not None:
+        run_stats["forgetting"] = {"lm_eval_version": manifest["forgetting"]["lm_eval_version"],
+                                   **forgetting_stats(forgetting, inputs.plan.forgetting, seed)}
+    if judgments is not None:
+        run_stats["judge"] = summarize_judgments(judgments, subject_rng(seed, "judge"))
+    return apply_holm(run_stats)
+
+
+def _backend_name(checkpoint: ResolvedCheckpoint) -> str:
+    from harness.engines import choose_backend
+
+    return choose_backend(checkpoint.config.backend)
+
+
+def run_compare(inputs: Inputs, runs_dir: Path, run_dir: Path | None = None, cache_path: Path | None = None,
+                progress: Progress | None = None) -> CompareResult:
+    cache = Cache(cache_path or default_cache_dir() / "cache.sqlite")
+    try:
+        _check_tokenizers_before_training(inputs, cache)
+        configs = dict(inputs.configs)
+        trained: dict[Role, TrainOutcome] = {}
+        train_started = time.perf_counter()
+        for role, cfg in inputs.configs.items():
+            if cfg.train is not None:
+                if progress:
+                    progress(f"training {cfg.name}", 0, 1)
+                trained[role] = ensure_trained(cfg, inputs.files[role], cache)
+                configs[role] = trained[role].checkpoint
+                if progress:
+                    progress(f"training {cfg.name}", 1, 1)
+        train_seconds = time.perf_counter() - train_started
+        checkpoints = {role: resolve_checkpoint(cfg, inputs.files[role], cache) for role, cfg in configs.items()}
+        run_id = new_run_id(checkpoints["base"].name, checkpoints["candidate"].name)
+        run = RunDir.create(run_dir or runs_dir / run_id, _manifest(inputs, checkpoints, run_id))
+        training = _record_training(run, trained, train_seconds)
+
+        started = run.stage_started("generations")
+        total = sum(len(s.items) * c.config.sampling.n for s in inputs.suites for c in checkpoints.values())
+        generations, gstats = run_generation(
+            checkpoints, inputs.suites, cache, lambda recs: run.append("generations", recs),
+            (lambda n: progress("generating", n, total)) if progress else None)
+        stats = {"total": gstats.total, "cached": gstats.cached, "generated": gstats.generated,
+                 "engines_opened": gstats.engines_opened, "engine_seconds": round(gstats.engine_seconds, 3),
+                 "engine_open_seconds": round(gstats.open_seconds, 3)}
+        run.stage_done("generations", started, generations, **stats)
+
+        started = run.stage_started("checks")
+        checks = run_checks(inputs.suites, generations)
+        run.append("checks", checks)
+        run.stage_done("checks", started, checks)
+
+        judgments = _judge_stage(inputs, run, generations, checks, cache, progress)
+        forgetting = _forgetting_stage(inputs, run, checkpoints, cache, progress)
+
+        names = [s.name for s in inputs.suites]
+        run_stats = _run_stats(inputs, run.manifest, checks, judgments, forgetting)
+        run.write_json("stats.json", run_stats)
+        outputs = write_outputs(run, names, generations, checks, run_stats, training, inputs.gates, inputs.policy)
+        # Again at the end: an engine started after the manifest was first written may have loaded torch.
+        run.manifest["hardware"]["numeric"] = numeric_environment()
+        run.manifest["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        run.save_manifest()
+        return CompareResult(run.path, outputs.summary, outputs.verdict, stats, training, run_stats, outputs.decision)
+    finally:
+        cache.close()

@@ -1,0 +1,316 @@
+"""Smoke-test SFT: produce a candidate checkpoint from a base with TRL and say
+whether the run itself was healthy.
+
+Flow: load data (three formats) -> curate -> split -> preflight (chat template,
+assistant mask, stop token) -> TRL SFTTrainer (loss on assistant tokens only,
+optionally LoRA) -> smoke verdict -> save. The output directory is named by a
+content hash of base + data + settings, so an unchanged candidate is trained
+once and a changed one is retrained. Writes are atomic: the run trains into a
+temp dir that is renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import re
+import resource
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.config.loading import load_checkpoint
+from harness.config.schema import CheckpointConfig, TrainConfig
+from harness.engines.checkpoint import directory_fingerprint, local_model_dir, sha256_file
+from harness.errors import ConfigError, InfraError, MissingDependency
+from harness.locks import exclusive_lock
+from harness.records.cache import Cache, content_key, default_cache_dir
+from harness.records.stage_records import TrainStepRecord
+from harness.render.formatting import removed_summary
+from harness.stages.train.curation import curate
+from harness.stages.train.data import Conversation, load_conversations, split
+from harness.stages.train.smoke import smoke_verdict
+
+RECIPE_VERSION = 2  # bump when the training recipe changes what a config produces
+RESULT_FILE = "train.json"
+VALIDATION, TRAIN_SAMPLE = "validation", "train_sample"
+LOG_FILE = "train_log.jsonl"
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    checkpoint: CheckpointConfig
+    """The same checkpoint with `model` (and `adapter` for LoRA) pointing at the trained weights."""
+    output_dir: Path
+    result: dict[str, Any]
+    """Smoke verdict, curation counts, timings and the config hash (train.json)."""
+    steps: list[TrainStepRecord]
+    reused: bool
+
+
+def train_hash(train: TrainConfig, base_dir: Path, cache: Cache) -> str:
+    return content_key({"recipe": RECIPE_VERSION, "base": directory_fingerprint(base_dir, cache),
+                        "data": [sha256_file(Path(p)) for p in train.data],
+                        "settings": train.model_dump(mode="json", exclude={"output_dir", "data"})})
+
+
+def ensure_trained(config: CheckpointConfig, file: str, cache: Cache, force: bool = False) -> TrainOutcome:
+    """Train unless an up-to-date result exists; return the checkpoint to evaluate."""
+    train = config.train
+    assert train is not None
+    base_dir = local_model_dir(train.base, None, file, "train.base")
+    digest = train_hash(train, base_dir, cache)
+    out = Path(train.output_dir) if train.output_dir else default_cache_dir() / "train" / f"{config.name}-{digest[:16]}"
+    if out.exists() and not (out / RESULT_FILE).is_file() and any(out.iterdir()):
+        # Never delete a directory this stage did not write (output_dir: . would be the user's folder).
+        raise ConfigError(file, "train.output_dir", f"{out} exists and is not a training output; choose another")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(out.parent / f".{out.name}.lock"):  # concurrent runs train once
+        reused = _up_to_date(out, digest) and not force
+        if not reused:
+            tmp = out.with_name(f".tmp-{out.name}-{os.getpid()}")
+            shutil.rmtree(tmp, ignore_errors=True)
+            try:
+                result = run_training(train, base_dir, tmp, file)
+                result["train_hash"] = digest
+                (tmp / RESULT_FILE).write_text(json.dumps(result, indent=1), encoding="utf-8")
+                shutil.rmtree(out, ignore_errors=True)
+                os.replace(tmp, out)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+    result = json.loads((out / RESULT_FILE).read_text(encoding="utf-8"))
+    steps = [TrainStepRecord.model_validate_json(line)
+             for line in (out / LOG_FILE).read_text(encoding="utf-8").splitlines() if line]
+    if train.lora is not None:
+        trained = config.model_copy(update={"model": str(base_dir), "adapter": str(out), "train": None})
+    else:
+        trained = config.model_copy(update={"model": str(out), "train": None})
+    return TrainOutcome(trained, out, result, steps, reused)
+
+
+def checkpoint_to_serve(file: Path) -> CheckpointConfig:
+    """The checkpoint `harness serve FILE` serves: the file's, or for a `train:` block the checkpoint its
+    training produces (training it if needed)."""
+    config = load_checkpoint(file)
+    if config.train is None:
+        return config
+    cache = Cache(default_cache_dir() / "cache.sqlite")
+    try:
+        return ensure_trained(config, str(file), cache).checkpoint
+    finally:
+        cache.close()
+
+
+def _up_to_date(out: Path, digest: str) -> bool:
+    try:
+        return json.loads((out / RESULT_FILE).read_text(encoding="utf-8")).get("train_hash") == digest
+    except (OSError, ValueError):
+        return False
+
+
+def run_training(train: TrainConfig, base_dir: Path, out: Path, file: str) -> dict[str, Any]:
+    try:
+        import torch
+        from transformers import AutoTokenizer
+    except ImportError as exc:
+        raise MissingDependency(exc.name or "trl", "install the project: pip install -e '.[cpu]'") from None
+    started = time.perf_counter()
+    tok = AutoTokenizer.from_pretrained(base_dir)
+    check_template(tok, base_dir, file)
+
+    loaded = load_conversations([Path(p) for p in train.data], train.format, train.max_bad_share)
+    count = _token_counter(tok)
+    curated = curate(loaded.conversations, train.curation, count)
+    # TRL would cut anything longer than max_length (losing the stop token): drop it instead,
+    # measured on the text the model actually sees, and count it with the other long ones.
+    fits = [c for c in curated.kept if count(tok.apply_chat_template(c, tokenize=False)) <= train.max_length]
+    curated.counts["too_long"] += len(curated.kept) - len(fits)
+    curated.kept = fits
+    if len(curated.kept) < 2:
+        raise ConfigError(file, "train.data", f"{len(curated.kept)} conversation(s) left after curation "
+                          f"(removed: {removed_summary(curated.counts)}); need at least 2")
+    train_rows, eval_rows = split(curated.kept, train.validation_share, train.seed)
+
+    trainer, device = make_trainer(train, base_dir, tok, train_rows, eval_rows, out)
+    preflight = _preflight(trainer.train_dataset, len(train_rows), tok, file)
+
+    crashed = None
+    try:
+        trainer.train()
+    except torch.OutOfMemoryError as exc:
+        crashed = f"out of memory: {str(exc)[:200]}"
+    history = trainer.state.log_history
+    steps = _step_records(history)
+    eval_loss = train_loss = None
+    if eval_rows and crashed is None:
+        metrics = trainer.evaluate()
+        eval_loss, train_loss = float(metrics[f"eval_{VALIDATION}_loss"]), float(metrics[f"eval_{TRAIN_SAMPLE}_loss"])
+    verdict = smoke_verdict([s.loss for s in steps], [s.grad_norm for s in steps if s.grad_norm is not None],
+                            eval_loss, crashed, final_train_loss=train_loss)
+    out.mkdir(parents=True, exist_ok=True)
+    trainer.save_model(str(out))  # full weights, or the peft adapter dir for LoRA
+    tok.save_pretrained(str(out))
+    shutil.rmtree(out / "trainer", ignore_errors=True)
+    (out / LOG_FILE).write_text("".join(s.model_dump_json() + "\n" for s in steps), encoding="utf-8")
+    seconds = time.perf_counter() - started
+    tokens = float(trainer.state.num_input_tokens_seen or 0)
+    return {
+        "smoke": {"passed": verdict.passed, "checks": [asdict(c) for c in verdict.checks], "reasons": verdict.reasons},
+        "data": {"files": loaded.formats, "rows": len(loaded.conversations) + len(loaded.bad_rows),
+                 "bad_rows": len(loaded.bad_rows), "bad_examples": [asdict(b) for b in loaded.bad_rows[:5]],
+                 "curation": curated.counts, "flagged_refusals": curated.flagged_refusals,
+                 "kept": len(curated.kept), "train": len(train_rows), "validation": len(eval_rows)},
+        "preflight": preflight,
+        "steps": len(steps), "eval_loss": eval_loss, "train_sample_loss": train_loss, "seconds": round(seconds, 2),
+        "tokens_per_second": round(tokens / seconds, 1) if seconds else None,
+        "peak_memory_mib": _peak_memory_mib(torch, device), "device": device, "lora": train.lora is not None,
+    }
+
+
+def make_trainer(train: TrainConfig, base_dir: Path, tok: Any, train_rows: list[Conversation],
+                 eval_rows: list[Conversation], out: Path) -> tuple[Any, str]:
+    """TRL's SFTTrainer, loss on assistant tokens only (the template's {% generation %} spans,
+    which include the end-of-turn token), optionally with a LoRA adapter."""
+    import torch
+    from datasets import Dataset, disable_progress_bars
+    from transformers import AutoModelForCausalLM
+    from transformers.trainer_callback import PrinterCallback
+    from transformers.utils import logging as hf_logging
+    from trl import SFTConfig, SFTTrainer
+
+    disable_progress_bars()  # the run reports its own progress
+    hf_logging.disable_progress_bar()
+    if train.device == "cuda" and not torch.cuda.is_available():
+        raise InfraError("train.device is 'cuda' but torch sees no CUDA device on this machine")
+    device = "cuda" if train.device == "cuda" or (train.device == "auto" and torch.cuda.is_available()) else "cpu"
+    dtype = {"auto": torch.bfloat16 if device == "cuda" else torch.float32, "float32": torch.float32,
+             "bfloat16": torch.bfloat16, "float16": torch.float16}[train.dtype]
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype)
+    steps_per_epoch = math.ceil(len(train_rows) / (train.batch_size * train.gradient_accumulation))
+    total_steps = train.max_steps or max(1, math.ceil(steps_per_epoch * train.epochs))
+    eval_every = train.eval_every or max(1, total_steps // 10)
+    args = SFTConfig(
+        output_dir=str(out / "trainer"), use_cpu=device == "cpu", report_to=[], seed=train.seed,
+        data_seed=train.seed, assistant_only_loss=True, max_length=train.max_length, packing=False,
+        per_device_train_batch_size=train.batch_size, per_device_eval_batch_size=train.batch_size,
+        gradient_accumulation_steps=train.gradient_accumulation, learning_rate=train.learning_rate,
+        lr_scheduler_type=train.lr_scheduler, warmup_steps=int(train.warmup_ratio * total_steps),
+        weight_decay=train.weight_decay, num_train_epochs=train.epochs, max_steps=train.max_steps or -1,
+        logging_steps=1, eval_strategy="steps" if eval_rows else "no", eval_steps=eval_every,
+        save_strategy="no", disable_tqdm=True, bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16,
+        load_best_model_at_end=False, include_num_input_tokens_seen=True)
+    callbacks = _callbacks(train.early_stopping_patience if eval_rows else None)
+    peft_config = None
+    if train.lora is not None:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=train.lora.r, lora_alpha=train.lora.alpha, lora_dropout=train.lora.dropout,
+                                 target_modules=train.lora.target_modules, task_type="CAUSAL_LM")
+    trainer = SFTTrainer(model=model, args=args, processing_class=tok, peft_config=peft_config,
+                         train_dataset=Dataset.from_list([{"messages": c} for c in train_rows]),
+                         eval_dataset=_eval_sets(Dataset, train_rows, eval_rows, train.seed) if eval_rows else None,
+                         callbacks=callbacks)
+    trainer.remove_callback(PrinterCallback)  # the run keeps its own records; no dicts on stdout
+    return trainer, device
+
+
+def _eval_sets(dataset_cls: Any, train_rows: list[Conversation], eval_rows: list[Conversation],
+               seed: int) -> dict[str, Any]:
+    """Validation rows, and as many training rows scored the same way (eval mode, final
+    weights): their gap measures generalisation alone, not dropout or the loss still falling."""
+    sample = random.Random(seed).sample(train_rows, min(len(train_rows), len(eval_rows)))
+    return {VALIDATION: dataset_cls.from_list([{"messages": c} for c in eval_rows]),
+            TRAIN_SAMPLE: dataset_cls.from_list([{"messages": c} for c in sample])}
+
+
+def check_template(tok: Any, base_dir: Path, file: str) -> None:
+    if not getattr(tok, "chat_template", None):
+        raise ConfigError(file, "train.base", f"the tokenizer at {base_dir} has no chat template to train with")
+    if not re.search(r"{%-?\s*generation\s*-?%}", tok.chat_template):
+        raise ConfigError(file, "train.base", "the chat template has no {% generation %} markers, so the "
+                          "assistant-token mask would be all zeros (TRL #5471); add them around assistant turns")
+
+
+def _token_counter(tok: Any) -> Any:
+    def count(text: str) -> int:
+        return len(tok(text, add_special_tokens=False)["input_ids"])
+    return count
+
+
+def _preflight(dataset: Any, rows_in: int, tok: Any, file: str) -> dict[str, Any]:
+    """Check TRL's own processed rows: every example trains some assistant tokens, and the
+    end-of-turn token is among them (else the model never learns to stop, TRL PR #5988)."""
+    rows_out = len(dataset)
+    if rows_out == 0:
+        raise ConfigError(file, "train.data", "the assistant-token mask is all zeros for every example; "
+                          "check the chat template's {% generation %} markers")
+    stop = tok.eos_token_id
+    without_stop = 0
+    trained_tokens = 0
+    for row in dataset:
+        labels = [t for t in row["labels"] if t != -100]
+        trained_tokens += len(labels)
+        without_stop += stop not in labels
+    if without_stop == rows_out:
+        raise ConfigError(file, "train.base", f"the stop token {tok.eos_token!r} is outside the loss mask in every "
+                          "example, so the model would never learn to stop; put it inside {% generation %}")
+    return {"rows": rows_out, "dropped_fully_masked": rows_in - rows_out, "rows_without_stop_token": without_stop,
+            "trained_tokens": trained_tokens}
+
+
+def _step_records(history: list[dict[str, Any]]) -> list[TrainStepRecord]:
+    steps: dict[int, dict[str, Any]] = {}
+    for entry in history:
+        step = int(entry.get("step", 0))
+        if "loss" in entry:
+            steps.setdefault(step, {}).update(loss=float(entry["loss"]), grad_norm=_float(entry.get("grad_norm")),
+                                              learning_rate=float(entry.get("learning_rate", 0.0)),
+                                              epoch=float(entry.get("epoch", 0.0)))
+        if f"eval_{VALIDATION}_loss" in entry and step in steps:
+            steps[step]["eval_loss"] = float(entry[f"eval_{VALIDATION}_loss"])
+    return [TrainStepRecord(step=k, **v) for k, v in sorted(steps.items())]
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _peak_memory_mib(torch: Any, device: str) -> float:
+    if device == "cuda":
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux reports KiB
+
+
+def _callbacks(patience: int | None) -> list[Any]:
+    from transformers import TrainerCallback
+
+    class StopOnNonFinite(TrainerCallback):  # type: ignore[misc]
+        """A NaN or infinite loss will not recover: stop at once and let the verdict say why."""
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
+                   **_: Any) -> None:
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(float(loss)):
+                control.should_training_stop = True
+
+    class EvalPatience(TrainerCallback):  # type: ignore[misc]
+        """Early stopping on eval loss without saved checkpoints (transformers' own callback needs them)."""
+
+        def __init__(self, patience: int) -> None:
+            self.patience, self.best, self.bad = patience, math.inf, 0
+
+        def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, float] | None = None,
+                        **_: Any) -> None:
+            loss = (metrics or {}).get(f"eval_{VALIDATION}_loss", math.inf)
+            if loss < self.best:
+                self.best, self.bad = loss, 0
+            else:
+                self.bad += 1
+                if self.bad >= self.patience:
+                    control.should_training_stop = True
+
+    return [StopOnNonFinite()] + ([EvalPatience(patience)] if patience else [])

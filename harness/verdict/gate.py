@@ -1,0 +1,220 @@
+"""Release gates: a policy over the run's statistics decides pass, fail or
+inconclusive. Pure: stats.json and the training results in, a Decision out.
+
+Inconclusive is a first-class outcome and never green: a sample too small to
+resolve the threshold (its minimum detectable effect is larger than the
+effect the gate asks about) cannot pass a gate by luck nor fail it by noise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from harness.config.schema import GateConfig, PolicyFile
+from harness.config.yamlio import read_yaml, validate
+
+DEFAULT_POLICY = Path(__file__).with_name("default_policy.yaml")
+Outcome = Literal["pass", "fail", "inconclusive", "skipped"]
+EXIT_CODES = {"pass": 0, "ungated": 0, "fail": 1, "inconclusive": 3}
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One value a gate tests: a suite's delta, a task's delta, the judge's win rate, ..."""
+
+    subject: str | None
+    value: float | bool | None
+    ci: tuple[float, float] | None = None
+    p_value: float | None = None
+    mde: float | None = None
+    """Smallest effect this sample detects at 80% power (in the metric's units, from its null)."""
+    lower_one_sided: float | None = None
+    """95% one-sided lower bound of a difference (non-inferiority)."""
+    n: int | None = None
+    detail: str | None = None
+    """Why a yes/no metric is what it is (the smoke test's failed checks)."""
+
+
+@dataclass(frozen=True)
+class GateResult:
+    name: str
+    metric: str
+    test: str
+    subject: str | None
+    outcome: Outcome
+    value: float | bool | None
+    threshold: float | None
+    ci: tuple[float, float] | None
+    p_value: float | None
+    mde: float | None
+    reason: str
+
+    @property
+    def label(self) -> str:
+        return self.name if self.subject is None else f"{self.name}[{self.subject}]"
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: Literal["pass", "fail", "inconclusive", "ungated"]
+    exit_code: int
+    reason: str
+    gates: list[GateResult]
+    policy: str = "none"
+    """Where the gates came from: a policy file, the plan, or the shipped default."""
+
+    def as_json(self) -> dict[str, Any]:
+        return {"outcome": self.outcome, "exit_code": self.exit_code, "reason": self.reason, "policy": self.policy,
+                "gates": [{**asdict(g), "label": g.label} for g in self.gates]}
+
+
+def load_policy(path: Path) -> list[GateConfig]:
+    return validate(PolicyFile, read_yaml(path), str(path)).gates
+
+
+def default_policy() -> list[GateConfig]:
+    return load_policy(DEFAULT_POLICY)
+
+
+# ---------------------------------------------------------------------------- observations
+def _pair(value: Any) -> tuple[float, float] | None:
+    if not value or value[0] is None or value[1] is None:
+        return None
+    return float(value[0]), float(value[1])
+
+
+def _paired(subject: str, entry: dict[str, Any]) -> Observation:
+    return Observation(subject, entry.get("delta"), _pair(entry.get("delta_ci")),
+                       entry.get("p_holm", entry.get("p_value")), entry.get("mde"),
+                       entry.get("delta_lower_one_sided"), entry.get("n"))
+
+
+def observations(metric: str, run_stats: dict[str, Any], training: dict[str, Any]) -> list[Observation]:
+    """Every value the run holds for a metric; empty when the stage that makes it did not run."""
+    suites = run_stats.get("suites", {})
+    tasks = (run_stats.get("forgetting") or {}).get("tasks", {})
+    judge = run_stats.get("judge")
+    if metric == "suite.pass_rate_delta":
+        return [_paired(name, e) for name, e in suites.items()]
+    if metric == "suite.candidate_pass_rate":
+        return [Observation(name, e.get("candidate_rate"), _pair(e.get("candidate_ci")), n=e.get("n"))
+                for name, e in suites.items()]
+    if metric == "forgetting.delta":
+        return [_paired(name, e) for name, e in tasks.items()]
+    if metric == "train.smoke_passed":
+        return [Observation(role, bool(t["smoke"]["passed"]), detail="; ".join(t["smoke"].get("reasons") or []))
+                for role, t in training.items()]
+    if judge is None:
+        return []
+    if metric == "judge.win_rate":
+        mde = judge.get("min_detectable_win_rate")
+        return [Observation(None, judge.get("win_rate"), _pair(judge.get("win_rate_ci")), judge.get("sign_test_p"),
+                            None if mde is None else mde - 0.5, n=judge.get("judged", judge.get("n")))]
+    if metric == "judge.canary_wins":  # no canary judged: nothing was measured, not zero wins
+        canaries = judge.get("canaries") or {}
+        return [Observation(None, canaries.get("wins") if canaries.get("total") else None)]
+    field = metric.split(".", 1)[1]
+    return [Observation(None, judge.get(field))]
+
+
+# ---------------------------------------------------------------------------- tests
+def _pts(value: float) -> str:
+    return f"{value:.3f}"
+
+
+def _superiority(gate: GateConfig, o: Observation) -> tuple[Outcome, str]:
+    value, ci, threshold = float(o.value), o.ci, float(gate.threshold or 0.0)  # type: ignore[arg-type]
+    if ci is None:
+        return "inconclusive", f"{_pts(value)} has no confidence interval (too few items)"
+    significant = o.p_value is None or o.p_value < gate.alpha
+    span = f"95% CI [{_pts(ci[0])}, {_pts(ci[1])}]"
+    if ci[0] > threshold and significant:
+        return "pass", f"{span} lies above {threshold:g}"
+    if ci[1] < threshold:
+        return "fail", f"{span} lies below {threshold:g}"
+    if ci[0] > threshold:  # the interval favours the candidate; the (Holm-adjusted) test does not yet
+        return "inconclusive", (f"{span} lies above {threshold:g} but p = {o.p_value:.3g} is not below "
+                                f"{gate.alpha} (Holm-adjusted across the run's suites and tasks)")
+    why = f"{span} includes {threshold:g}"
+    if o.mde is None or o.mde > gate.min_effect:
+        can = ("cannot detect an effect of that size" if o.mde is None
+               else f"detect only effects of {_pts(o.mde)} or more")
+        return "inconclusive", (f"not shown: {why}; {o.n} items {can} (min_effect {gate.min_effect})")
+    return "fail", f"not shown although {o.n} items could detect it: {why}"
+
+
+def _non_inferiority(gate: GateConfig, o: Observation) -> tuple[Outcome, str]:
+    value, bound, margin = float(o.value), o.lower_one_sided, gate.margin  # type: ignore[arg-type]
+    if bound is not None and bound > -margin - 1e-12:
+        return "pass", f"delta {value:+.3f}; its one-sided 95% lower bound {bound:+.3f} stays above -{margin}"
+    if value < -margin - 1e-12:
+        return "fail", f"dropped {-value:.3f}, more than the margin {margin}"
+    low = "none" if bound is None else f"{bound:+.3f}"
+    if o.mde is None or o.mde > margin:
+        can = ("cannot resolve a difference that small" if o.mde is None
+               else f"resolve only differences of {_pts(o.mde)} or more")
+        return "inconclusive", f"delta {value:+.3f}, lower bound {low}: {o.n} items {can} (margin {margin})"
+    return "fail", f"delta {value:+.3f}: a drop beyond {margin} is not ruled out (lower bound {low})"
+
+
+def _bound(gate: GateConfig, o: Observation) -> tuple[Outcome, str]:
+    value, threshold = float(o.value), float(gate.threshold or 0.0)  # type: ignore[arg-type]
+    ok = value <= threshold if gate.test == "at_most" else value >= threshold
+    word = "at most" if gate.test == "at_most" else "at least"
+    return ("pass" if ok else "fail"), f"{value:g} {'is' if ok else 'is not'} {word} {threshold:g}"
+
+
+def judge_gate(gate: GateConfig, o: Observation) -> tuple[Outcome, str]:
+    if o.value is None:
+        return "inconclusive", "no value (nothing was measured)"
+    if gate.test == "is_true":
+        return ("pass", "passed") if o.value else ("fail", f"failed: {o.detail}" if o.detail else "failed")
+    if gate.test == "superiority":
+        return _superiority(gate, o)
+    if gate.test == "non_inferiority":
+        return _non_inferiority(gate, o)
+    return _bound(gate, o)
+
+
+MISSING = {"suite": "the run has no suites", "forgetting": "the run has no forgetting stage",
+           "judge": "the run has no judge stage", "train": "no checkpoint of the run was trained"}
+HINT = " (a gate with required: false skips it; or leave the gate out of the plan's gates:)"
+
+
+def evaluate_gate(gate: GateConfig, run_stats: dict[str, Any], training: dict[str, Any]) -> list[GateResult]:
+    found = observations(gate.metric, run_stats, training)
+    threshold = gate.margin if gate.test == "non_inferiority" else (None if gate.test == "is_true" else gate.threshold)
+
+    def result(o: Observation, outcome: Outcome, reason: str) -> GateResult:
+        return GateResult(gate.name, gate.metric, gate.test, o.subject, outcome, o.value, threshold, o.ci,
+                          o.p_value, o.mde, reason)
+
+    if gate.subjects is not None:
+        named = {o.subject: o for o in found}
+        have = ", ".join(str(s) for s in named) or "none"
+        # A typo must not read as "nothing was measured": name it and what the run does have.
+        return [result(named[s], *judge_gate(gate, named[s])) if s in named else
+                result(Observation(s, None), "inconclusive", f"the run has no {s!r} for {gate.metric} (it has: {have})")
+                for s in gate.subjects]
+    if not found:
+        missing = Observation(None, None)
+        reason = MISSING[gate.metric.split(".")[0]]
+        return [result(missing, "inconclusive", reason + HINT) if gate.required else result(missing, "skipped", reason)]
+    return [result(o, *judge_gate(gate, o)) for o in found]
+
+
+def decide(gates: Sequence[GateConfig], run_stats: dict[str, Any], training: dict[str, Any]) -> Decision:
+    if not gates:
+        return Decision("ungated", 0, "no release gates are configured", [])
+    results = [r for gate in gates for r in evaluate_gate(gate, run_stats, training)]
+    failed = [r.label for r in results if r.outcome == "fail"]
+    unsure = [r.label for r in results if r.outcome == "inconclusive"]
+    if failed:
+        return Decision("fail", EXIT_CODES["fail"], f"failed: {', '.join(failed)}", results)
+    if unsure:
+        return Decision("inconclusive", EXIT_CODES["inconclusive"], f"inconclusive: {', '.join(unsure)}", results)
+    passed = sum(r.outcome == "pass" for r in results)
+    return Decision("pass", 0, f"all {passed} gate checks passed", results)

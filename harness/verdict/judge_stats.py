@@ -1,0 +1,123 @@
+"""Summary of a judge stage: a pure function of its records and a seeded RNG.
+
+Counted over real pairs (canaries apart): a win is a pair both orders gave to
+the candidate, a loss one both gave to the base, a tie everything else that
+was judged (agreed ties and order disagreements). The win rate scores a tie
+as half a win, over judged pairs only: unparsed and failed pairs are counted
+and shown, never folded into the rate. Its 95% interval is a percentile
+bootstrap over pairs (10,000 resamples, the caller's Generator); the sign
+test and its Wilson interval over decisive pairs come from verdict/stats.py.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from harness.records.stage_records import JudgmentRecord
+from harness.verdict.stats import length_controlled_win_rate, min_detectable_win_rate, paired_bootstrap, sign_test
+
+RESAMPLES = 10_000
+SCORE = {"candidate": 1.0, "tie": 0.5, "base": 0.0}
+"""A judged pair's value to the candidate."""
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN or infinity: they become None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def _counts(records: Sequence[JudgmentRecord]) -> dict[str, int]:
+    prefs = Counter(r.preference for r in records)
+    return {"n": len(records), "wins": prefs["candidate"], "losses": prefs["base"], "ties": prefs["tie"],
+            "unparsed": prefs["unparsed"], "failed": prefs["failed"]}
+
+
+def _canaries(records: Sequence[JudgmentRecord]) -> dict[str, Any]:
+    won = [r for r in records if r.preference == "candidate"]
+    kinds = sorted({r.canary for r in records if r.canary})
+    return {
+        "total": len(records), "wins": len(won), "won": sorted({r.canary for r in won if r.canary}),
+        "won_items": [{"kind": r.canary, "suite": r.suite, "item_id": r.item_id} for r in won],
+        "unparsed": sum(r.preference == "unparsed" for r in records),
+        "failed": sum(r.preference == "failed" for r in records),
+        "by_kind": {k: {"total": sum(r.canary == k for r in records), "wins": sum(r.canary == k for r in won)}
+                    for k in kinds},
+    }
+
+
+def summarize_judgments(records: Sequence[JudgmentRecord], rng: np.random.Generator) -> dict[str, Any]:
+    """Counts, rates, tests and costs of a judge stage (JSON-serialisable; NaN becomes None)."""
+    real = [r for r in records if r.canary is None]
+    judged = [r for r in real if r.preference in SCORE]
+    counts = _counts(real)
+    scores = np.array([SCORE[r.preference] for r in judged], dtype=float)
+    boot = paired_bootstrap(np.zeros(len(scores)), scores, rng, resamples=RESAMPLES)
+    sign = sign_test(counts["wins"], counts["losses"], counts["ties"])
+    base_words = np.array([r.base_words for r in judged], dtype=float)
+    cand_words = np.array([r.candidate_words for r in judged], dtype=float)
+    length = length_controlled_win_rate(scores, cand_words - base_words)
+    orders = [r for r in real if r.consistent is not None]
+    answered = counts["n"] - counts["failed"]
+    first = records[0] if records else None
+    summary = {
+        "judge": first.judge if first else None, "kind": first.kind if first else None,
+        "model": first.model if first else None,
+        "decided_by": dict(sorted(Counter(r.decided_by for r in real).items())),
+        **counts,
+        "judged": len(judged),
+        "inconsistent": sum(r.consistent is False for r in real),
+        "win_rate": float(scores.mean()) if len(scores) else None,
+        "win_rate_ci": [boot.low, boot.high],
+        "win_rate_ci_method": f"percentile bootstrap over judged pairs, {RESAMPLES} resamples, 95%",
+        # Each judged pair taken as one Bernoulli trial: conservative when there are ties (a tie's 0.5
+        # varies less than a win or a loss). inf (-> None) when nothing was judged.
+        "min_detectable_win_rate": min_detectable_win_rate(len(judged)),
+        "decisive_win_rate": {"estimate": sign.win_rate.estimate, "low": sign.win_rate.low,
+                              "high": sign.win_rate.high, "method": "Wilson, 95%, ties excluded"},
+        "sign_test_p": sign.p_value,
+        "sign_test_tie_split_p": sign.tie_split_p_value,
+        "swap_consistency": _rate(sum(bool(r.consistent) for r in orders), len(orders)),
+        "tie_rate": _rate(counts["ties"], len(judged)),
+        "parse_failure_rate": _rate(counts["unparsed"], answered),
+        "failure_rate": _rate(counts["failed"], counts["n"]),
+        "length_controlled_win_rate": length.win_rate if length.n else None,
+        "length_control": asdict(length),
+        "base_words_mean": float(base_words.mean()) if len(judged) else None,
+        "candidate_words_mean": float(cand_words.mean()) if len(judged) else None,
+        "canaries": _canaries([r for r in records if r.canary is not None]),
+        "calls": sum(r.calls for r in records),
+        "prompt_tokens": sum(r.prompt_tokens for r in records),
+        "completion_tokens": sum(r.completion_tokens for r in records),
+        "cached": sum(r.cached for r in records),
+        "by_suite": {suite: {**_counts(rs), "win_rate": _mean_score(rs)}
+                     for suite, rs in _by_suite(real).items()},
+    }
+    return _clean(summary)
+
+
+def _by_suite(records: Sequence[JudgmentRecord]) -> dict[str, list[JudgmentRecord]]:
+    grouped: dict[str, list[JudgmentRecord]] = {}
+    for r in records:
+        grouped.setdefault(r.suite, []).append(r)
+    return grouped
+
+
+def _mean_score(records: Sequence[JudgmentRecord]) -> float | None:
+    values = [SCORE[r.preference] for r in records if r.preference in SCORE]
+    return sum(values) / len(values) if values else None

@@ -1,0 +1,130 @@
+"""Records in, the run's statistics out (stats.json): pure functions over the
+stage records, calling harness.verdict.stats for every test. No I/O, no models.
+
+Every comparison is paired on the same items: pass rates by exact McNemar
+and a paired bootstrap of the difference, never an unpaired z-test (on paired
+data that throws away the pairing; lm-eval #3831). p-values are Holm-adjusted
+across all suites and forgetting tasks of one run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from harness.config.schema import ForgettingConfig
+from harness.records.stage_records import CheckRecord, ForgettingRecord
+from harness.verdict import stats
+
+CONFIDENCE = 0.95
+
+
+def subject_rng(seed: int, subject: str) -> np.random.Generator:
+    """One generator per (seed, subject): a suite's interval does not depend on which others ran."""
+    digest = int.from_bytes(hashlib.sha256(subject.encode("utf-8")).digest()[:8], "big")
+    return np.random.default_rng([seed, digest])
+
+
+def _finite(value: float) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def paired_binary(base: Sequence[bool], cand: Sequence[bool], rng: np.random.Generator) -> dict[str, Any]:
+    """Both sides' rates with Wilson intervals, the paired difference with a bootstrap CI, the one-sided
+    95% bounds non-inferiority gates read, the exact McNemar p-value and the smallest difference this
+    many items can detect.
+
+    The one-sided bounds are Newcombe's paired score interval, not the bootstrap's: a percentile
+    bootstrap collapses to [0, 0] when no item changed, which would let 3 items prove "no drop"."""
+    n = len(base)
+    mc = stats.mcnemar_exact(base, cand)
+    two_sided = stats.paired_bootstrap(base, cand, rng, confidence=CONFIDENCE)
+    one_sided = stats.newcombe_paired_interval(base, cand, confidence=1 - 2 * (1 - CONFIDENCE))
+    b_ci, c_ci = stats.wilson_interval(sum(base), n), stats.wilson_interval(sum(cand), n)
+    return {
+        "n": n,
+        "base_rate": _finite(mc.base_rate), "candidate_rate": _finite(mc.cand_rate),
+        "base_ci": [b_ci.low, b_ci.high], "candidate_ci": [c_ci.low, c_ci.high],
+        "base_stderr": _stderr(mc.base_rate, n), "candidate_stderr": _stderr(mc.cand_rate, n),
+        "delta": _finite(mc.delta),
+        "delta_ci": [_finite(two_sided.low), _finite(two_sided.high)],
+        "delta_lower_one_sided": _finite(one_sided.low) if n else None,
+        "delta_upper_one_sided": _finite(one_sided.high) if n else None,
+        "p_value": mc.p_value, "mid_p_value": mc.mid_p_value, "test": "mcnemar_exact",
+        "base_only": mc.b, "candidate_only": mc.c,
+        "mde": _finite(_mde(n, (mc.b + mc.c) / n if n else 0.0)),
+        "cohens_h": _finite(stats.cohens_h(mc.cand_rate, mc.base_rate)) if n else None,
+    }
+
+
+def _mde(n: int, discordant: float) -> float:
+    """The smallest difference detectable at 80% power. With the observed share of disagreeing items
+    when that resolves; when it is too small to (Connor's equation has no solution below it), with the
+    planning value 0.5, so that more agreement never reads as less power."""
+    observed = stats.min_detectable_effect_paired_binary(n, discordant) if discordant > 0 else math.inf
+    return observed if math.isfinite(observed) else stats.min_detectable_effect_paired_binary(n, None)
+
+
+def _stderr(rate: float, n: int) -> float | None:
+    """Standard error of a mean of 0/1 items (ddof 1, as lm-eval reports it)."""
+    return math.sqrt(rate * (1 - rate) / (n - 1)) if n > 1 else None
+
+
+# ---------------------------------------------------------------------------- suites
+def suite_stats(suite_names: Sequence[str], checks: Sequence[CheckRecord], seed: int) -> dict[str, dict[str, Any]]:
+    """Per suite: an answer passes when every check on it passes; pairs are the same item and sample."""
+    outcome: dict[tuple[str, str, str, int], bool] = {}
+    for c in checks:
+        key = (c.role, c.suite, c.item_id, c.sample_index)
+        outcome[key] = outcome.get(key, True) and c.passed
+    result = {}
+    for name in suite_names:
+        pairs = sorted({(item, idx) for role, suite, item, idx in outcome if suite == name})
+        pairs = [p for p in pairs if ("base", name, *p) in outcome and ("candidate", name, *p) in outcome]
+        base = [outcome[("base", name, *p)] for p in pairs]
+        cand = [outcome[("candidate", name, *p)] for p in pairs]
+        result[name] = paired_binary(base, cand, subject_rng(seed, f"suite:{name}"))
+    return result
+
+
+# ---------------------------------------------------------------------------- forgetting
+def forgetting_stats(records: Sequence[ForgettingRecord], config: ForgettingConfig, seed: int) -> dict[str, Any]:
+    """Per task: both accuracies, the paired drop and a flag at the plan's warn/fail thresholds."""
+    by_task: dict[str, dict[str, dict[int, bool]]] = defaultdict(lambda: {"base": {}, "candidate": {}})
+    for r in records:
+        by_task[r.task][r.role][r.doc_id] = r.correct
+    tasks = {}
+    for task, sides in sorted(by_task.items()):
+        docs = sorted(set(sides["base"]) & set(sides["candidate"]))
+        entry = paired_binary([sides["base"][d] for d in docs], [sides["candidate"][d] for d in docs],
+                              subject_rng(seed, f"forgetting:{task}"))
+        entry["flag"] = forgetting_flag(entry["delta"], config)
+        tasks[task] = entry
+    return {"warn_drop": config.warn_drop, "fail_drop": config.fail_drop, "tasks": tasks}
+
+
+def forgetting_flag(delta: float | None, config: ForgettingConfig) -> str:
+    """ok, warn (dropped more than warn_drop) or fail (more than fail_drop), on the point estimate."""
+    if delta is None:
+        return "ok"
+    if -delta > config.fail_drop + 1e-12:
+        return "fail"
+    if -delta > config.warn_drop + 1e-12:
+        return "warn"
+    return "ok"
+
+
+# ---------------------------------------------------------------------------- the run
+def apply_holm(run_stats: dict[str, Any]) -> dict[str, Any]:
+    """Holm-adjust the p-values of every suite and forgetting task of the run together (in place)."""
+    entries = list(run_stats.get("suites", {}).values())
+    entries += list(run_stats.get("forgetting", {}).get("tasks", {}).values())
+    adjusted = stats.holm([e["p_value"] for e in entries])
+    for entry, p in zip(entries, adjusted):
+        entry["p_holm"] = p
+    return run_stats
