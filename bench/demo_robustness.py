@@ -22,7 +22,8 @@ Targets (a verdict that must not depend on the machine):
     python bench/demo_robustness.py --rebuild-base --jobs 2 # each configuration pretrains its own base
     python bench/demo_robustness.py --markdown table.md     # also write the tables
 
-Each configuration runs in its own process (torch's thread count is fixed at start-up)
+A sweep into an existing --out reuses the configurations that finished there (an interrupted
+sweep resumes). Each configuration runs in its own process (torch's thread count is fixed at start-up)
 with its own cache dir; --jobs runs several at once (the figures do not depend on it:
 each process pins its own thread count). Exit code 0 when every target is met, 1 when not.
 """
@@ -134,6 +135,9 @@ def _work_dir(out_dir: Path, seed: int, threads: int, isa: str) -> Path:
 def _child(seed: int, threads: int, isa: str, out_dir: Path, candidates: dict[str, Path], base_mode: str,
            recipe: str) -> dict[str, Any]:
     work = _work_dir(out_dir, seed, threads, isa)
+    result_file = work / "result.json"
+    if result_file.is_file():  # finished by an earlier sweep into the same --out: resume, never redo
+        return json.loads(result_file.read_text())
     work.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), **ISA_ENV[isa],
            "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -143,7 +147,6 @@ def _child(seed: int, threads: int, isa: str, out_dir: Path, candidates: dict[st
         args += ["--candidate", f"{name}={path}"]
     with (work / "log.txt").open("w") as log:
         proc = subprocess.run(args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    result_file = work / "result.json"
     if proc.returncode != 0 or not result_file.is_file():
         raise RuntimeError(f"seed {seed} threads {threads} {isa} failed (exit {proc.returncode}); "
                            f"see {work / 'log.txt'}")
