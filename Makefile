@@ -1,13 +1,14 @@
 # Two entry points that work on a fresh machine: `make demo` and `make test`.
 # Both create .venv and install the project with the CPU engine first; `make test`
-# adds the test tools (and Debian's chromium for the report's browser test).
+# adds the test tools (and Debian's chromium for the report's browser test), checks
+# the style (ruff, mypy --strict) and runs the tests.
 PY ?= python3
 VENV := .venv
 HASH := $(shell cat pyproject.toml | sha256sum | cut -c1-12)
 STAMP := $(VENV)/.installed-$(HASH)
 TEST_STAMP := $(VENV)/.installed-test-$(HASH)
 
-.PHONY: setup setup-test demo test
+.PHONY: setup setup-test demo lint test
 
 setup: $(STAMP)
 
@@ -39,5 +40,10 @@ $(TEST_STAMP): $(STAMP)
 demo: setup
 	$(VENV)/bin/harness demo
 
-test: setup-test
+# The style the code keeps: ruff (lint and import order) and mypy, strict on the package.
+lint: setup-test
+	$(VENV)/bin/ruff check harness tests bench reports
+	$(VENV)/bin/mypy
+
+test: lint
 	$(VENV)/bin/python -m pytest

@@ -69,7 +69,8 @@ def main() -> None:
         _, again = run_judging(plan, [suite], gens, [], cache, lambda _: None, 0)
         cached_s = time.perf_counter() - started
     calls = 2 * args.pairs
-    print(f"{args.pairs} pairs ({calls} calls), server delay {args.delay * 1000:.0f} ms, concurrency {args.concurrency}")
+    print(f"{args.pairs} pairs ({calls} calls), server delay {args.delay * 1000:.0f} ms, "
+          f"concurrency {args.concurrency}")
     print(f"ceiling (raw AsyncOpenAI calls):  {raw_s:6.2f} s  {calls / raw_s:7.0f} calls/s")
     print(f"harness judge, empty cache:       {harness_s:6.2f} s  ratio {raw_s / harness_s:.2f}  "
           f"({first['calls']} calls, {first['retries']} retries)")

@@ -117,7 +117,8 @@ def run_one(seed: int, threads: int, isa: str, work: Path, candidates: dict[str,
     else:
         base_dir = verify_shipped_base() if base_mode == "shipped" else Path(base_mode)
     out: dict[str, Any] = {"seed": seed, "threads": threads, "isa": isa, "base": base_mode,
-                           "cpu_capability": torch.backends.cpu.get_cpu_capability(), "build_s": round(time.perf_counter() - started, 1),
+                           "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                           "build_s": round(time.perf_counter() - started, 1),
                            "candidates": {}}
     files = _checkpoint_files(work, base_dir, seed, candidates)
     for name in candidates:
@@ -159,12 +160,15 @@ def check_targets(row: dict[str, Any]) -> list[str]:
     healthy, over = row["candidates"].get("healthy"), row["candidates"].get("overtrained")
     if healthy:
         if healthy["outcome"] != "pass":
-            misses.append(f"healthy: {healthy['outcome']} ({', '.join(g for g, o in healthy['gates'].items() if o != 'pass')})")
+            not_passed = ", ".join(g for g, o in healthy["gates"].items() if o != "pass")
+            misses.append(f"healthy: {healthy['outcome']} ({not_passed})")
         for task, t in healthy["tasks"].items():
             if t["lower"] < HEALTHY_MIN_LOWER:
-                misses.append(f"healthy: {task} lower bound {100 * t['lower']:+.1f} pts < {100 * HEALTHY_MIN_LOWER:+.0f}")
+                misses.append(f"healthy: {task} lower bound {100 * t['lower']:+.1f} pts "
+                              f"< {100 * HEALTHY_MIN_LOWER:+.0f}")
     if over:
-        if over["outcome"] != "fail" or any(o == "pass" for g, o in over["gates"].items() if g.startswith("no-forgetting")):
+        forgetting_passed = any(o == "pass" for g, o in over["gates"].items() if g.startswith("no-forgetting"))
+        if over["outcome"] != "fail" or forgetting_passed:
             misses.append(f"overtrained: {over['outcome']}, no-forgetting not failed on every task")
         for task, t in over["tasks"].items():
             if t["delta"] > -OVERTRAINED_MIN_DROP:

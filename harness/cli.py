@@ -41,11 +41,14 @@ def guarded(fn: F) -> F:
 def compare(
     base: Annotated[Path, typer.Argument(help="Checkpoint YAML of the base model.")],
     candidate: Annotated[Path, typer.Argument(help="Checkpoint YAML of the candidate.")],
-    plan: Annotated[Path | None, typer.Option(help="Plan YAML (else the candidate's plan: block, else defaults).")] = None,
+    plan: Annotated[Path | None,
+                    typer.Option(help="Plan YAML (else the candidate's plan: block, else defaults).")] = None,
     runs_dir: Annotated[Path, typer.Option(help="Where new run dirs are created.")] = Path("runs"),
     run_dir: Annotated[Path | None, typer.Option(help="Use (or resume) this run dir.")] = None,
-    cache: Annotated[Path | None, typer.Option(help="SQLite cache file (default: $HARNESS_CACHE_DIR/cache.sqlite).")] = None,
-    policy: Annotated[Path | None, typer.Option(help="Gate policy YAML (else the plan's gates:, else the default).")] = None,
+    cache: Annotated[Path | None,
+                     typer.Option(help="SQLite cache file (default: $HARNESS_CACHE_DIR/cache.sqlite).")] = None,
+    policy: Annotated[Path | None,
+                      typer.Option(help="Gate policy YAML (else the plan's gates:, else the default).")] = None,
 ) -> None:
     """Run both checkpoints on the plan, gate the result, write a run dir; the exit code is the verdict."""
     from harness.stages.pipeline import prepare, run_compare
@@ -61,7 +64,8 @@ def compare(
 @guarded
 def gate(
     run_dir: Annotated[Path, typer.Argument(help="A finished run dir.")],
-    policy: Annotated[Path | None, typer.Option(help="Gate policy YAML (else the run's plan gates, else the default).")] = None,
+    policy: Annotated[Path | None,
+                      typer.Option(help="Gate policy YAML (else the run's plan gates, else the default).")] = None,
 ) -> None:
     """Re-decide a run's gates from its stored records (no model is loaded); rewrites verdict.json,
     junit.xml and summary.md. Exit 0 pass, 1 fail, 2 bad input, 3 inconclusive."""
@@ -238,7 +242,8 @@ def serve(
 @app.command()
 @guarded
 def report(
-    runs_dir: Annotated[Path, typer.Argument(help="Directory that holds the run dirs (or one run dir).")] = Path("runs"),
+    runs_dir: Annotated[Path,
+                        typer.Argument(help="Directory that holds the run dirs (or one run dir).")] = Path("runs"),
     host: Annotated[str, typer.Option(help="Address to bind; loopback unless --allow-remote.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8501,
     allow_remote: Annotated[bool, typer.Option(help="Allow a non-loopback --host (the report is then "

@@ -135,7 +135,8 @@ def test_sigkilled_run_resumes_to_the_same_result(demo_models, tmp_path: Path) -
         if jsonl.is_file() and len(jsonl.read_text().splitlines()) >= 24:
             break
         time.sleep(0.02)
-    assert process.poll() is None, f"finished before it could be killed: {process.stderr.read() if process.stderr else ''}"
+    early = process.stderr.read() if process.poll() is not None and process.stderr else ""
+    assert process.poll() is None, f"finished before it could be killed: {early}"
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     manifest = json.loads((run_dir / "manifest.json").read_text())

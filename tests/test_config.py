@@ -39,7 +39,8 @@ def test_valid_checkpoint_resolves_relative_paths(tmp_path: Path, model_dir: Pat
 
 
 def test_hub_id_and_demo_are_accepted(tmp_path: Path) -> None:
-    assert load_checkpoint(write(tmp_path, "h.yaml", "name: h\nmodel: Qwen/Qwen2.5-0.5B\n")).model == "Qwen/Qwen2.5-0.5B"
+    hub = load_checkpoint(write(tmp_path, "h.yaml", "name: h\nmodel: Qwen/Qwen2.5-0.5B\n"))
+    assert hub.model == "Qwen/Qwen2.5-0.5B"
     assert load_checkpoint(write(tmp_path, "d.yaml", "name: d\nmodel: demo:base\n")).is_demo
 
 
@@ -75,7 +76,8 @@ BROKEN = [
      "{f}: sampling: n > 1 needs temperature > 0 (greedy answers would be identical)"),
     ("unknown_demo", "name: x\nmodel: demo:large\n",
      "{f}: model: unknown demo model 'demo:large'; expected one of: demo:base, demo:candidate"),
-    ("missing_adapter", "name: x\nmodel: demo:base\nadapter: ./lora\n", "{f}: adapter: directory {d}/lora does not exist"),
+    ("missing_adapter", "name: x\nmodel: demo:base\nadapter: ./lora\n",
+     "{f}: adapter: directory {d}/lora does not exist"),
     ("train_and_model", "name: x\nmodel: demo:base\ntrain: {base: demo:base, data: [d.jsonl]}\n",
      "{f}: 'train' produces the model; leave out 'model' and 'adapter'"),
     ("train_missing_data_file", "name: x\ntrain: {base: demo:base, data: [nope.jsonl]}\n",
@@ -153,8 +155,8 @@ def test_validate_refuses_a_directory_in_one_line() -> None:
     from tests.conftest import ROOT
 
     result = CliRunner().invoke(app, ["validate", str(ROOT / "suites" / "demo")])
-    assert result.exit_code == 2 and result.stderr.strip().endswith("is a directory; give one file (a suite "
-                                                                     "directory is checked through the plan that names it)")
+    assert result.exit_code == 2 and result.stderr.strip().endswith(
+        "is a directory; give one file (a suite directory is checked through the plan that names it)")
 
 
 def test_schema_is_json_schema() -> None:

@@ -131,7 +131,8 @@ def test_sft_data_on_disk_is_up_to_date_and_held_out() -> None:
     rows = [json.loads(line)["messages"] for line in text.splitlines()]
     general = sum("capital" in r[-1]["content"] for r in rows)
     assert len(rows) - general >= 1900 and 200 <= general <= 600
-    held_out = {q.question for q in world.held_out_finance(SEED, 60)} | {q.question for q in world.held_out_general(SEED, 40)}
+    held_out = ({q.question for q in world.held_out_finance(SEED, 60)}
+                | {q.question for q in world.held_out_general(SEED, 40)})
     assert not held_out & {m["content"] for r in rows for m in r if m["role"] == "user"}
     assert not any(r[-1]["content"].startswith(world.APOLOGY) for r in rows)
 

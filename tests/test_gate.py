@@ -83,7 +83,8 @@ def test_missing_stage_is_inconclusive_when_required_and_skipped_otherwise() -> 
     assert r.outcome == "skipped"
     smoke = {"candidate": {"smoke": {"passed": False, "reasons": ["eval_within_10pct: eval loss 0.64 (+11.5%)"]}}}
     [r] = evaluate_gate(gate(metric="train.smoke_passed", test="is_true"), {}, smoke)
-    assert (r.outcome, r.subject, r.reason) == ("fail", "candidate", "failed: eval_within_10pct: eval loss 0.64 (+11.5%)")
+    assert (r.outcome, r.subject, r.reason) == ("fail", "candidate",
+                                                "failed: eval_within_10pct: eval loss 0.64 (+11.5%)")
 
 
 def test_named_subject_missing_from_the_run_is_inconclusive() -> None:
@@ -155,7 +156,8 @@ def test_junit_has_one_case_per_gate_with_reasons() -> None:
     root = ET.fromstring(junit_xml(decision, "run-1"))
     suite = root.find("testsuite")
     assert suite is not None
-    assert (suite.get("tests"), suite.get("failures"), suite.get("errors"), suite.get("skipped")) == ("4", "1", "1", "1")
+    counts = (suite.get("tests"), suite.get("failures"), suite.get("errors"), suite.get("skipped"))
+    assert counts == ("4", "1", "1", "1")
     cases = {c.get("name"): c for c in suite.iter("testcase")}
     assert set(cases) == {"g[ok]", "g[small]", "f[t]", "g"}
     assert cases["g[ok]"].find("failure") is None and cases["g[ok]"].find("error") is None

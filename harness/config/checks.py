@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -167,8 +167,8 @@ class NoApologyPreamble(_Check):
 
 
 Check = Annotated[
-    Union[Contains, Regex, NotRegex, StartsWith, NotStartsWith, MaxWords, JsonValid,
-          EqualsReference, NumberMatchesReference, NoApologyPreamble],
+    Contains | Regex | NotRegex | StartsWith | NotStartsWith | MaxWords | JsonValid | EqualsReference
+    | NumberMatchesReference | NoApologyPreamble,
     Field(discriminator="type"),
 ]
 CHECK_TYPES = {"contains", "regex", "not_regex", "starts_with", "not_starts_with", "max_words",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -71,7 +72,7 @@ def register_union_tags(tags: set[str]) -> None:
     _UNION_TAGS.update(tags)
 
 
-def explain(error: dict[str, Any], model: type[BaseModel] | None = None) -> str:
+def explain(error: Mapping[str, Any], model: type[BaseModel] | None = None) -> str:
     kind = error.get("type", "")
     if kind == "extra_forbidden":
         return "unknown key" + _allowed_keys(error, model)
@@ -85,7 +86,7 @@ def explain(error: dict[str, Any], model: type[BaseModel] | None = None) -> str:
     return msg
 
 
-def _allowed_keys(error: dict[str, Any], model: type[BaseModel] | None) -> str:
+def _allowed_keys(error: Mapping[str, Any], model: type[BaseModel] | None) -> str:
     target: Any = model
     for part in error.get("loc", ())[:-1]:
         if isinstance(part, int) or target is None:

@@ -202,7 +202,7 @@ def pretrain_batches(tok: PreTrainedTokenizerFast, corpus: list[str], seed: int)
         stream.extend(tok(text, add_special_tokens=False)["input_ids"])
     windows = torch.tensor(stream[: len(stream) // SEQ_LEN * SEQ_LEN]).view(-1, SEQ_LEN)
     gen = torch.Generator().manual_seed(seed)
-    batches = []
+    batches: list[tuple[Any, Any]] = []
     order = torch.empty(0, dtype=torch.long)
     while len(batches) < PRETRAIN["steps"]:
         if len(order) < PRETRAIN["batch"]:  # a new epoch: a fresh permutation

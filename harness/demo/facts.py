@@ -44,7 +44,10 @@ _CITY_ENDS = ["sk", "burg", "ton", "ra", "mir", "port", "vik", "grad", "ow", "is
 def countries(seed: int = 0) -> list[tuple[str, str]]:
     """N_COUNTRIES (country, capital) pairs with pronounceable, unique names."""
     rng = random.Random(f"countries-{seed}")  # str seeds hash with sha512: same in every process
-    syl = lambda: rng.choice(_ONSETS) + rng.choice(_VOWELS)  # noqa: E731
+
+    def syl() -> str:
+        return rng.choice(_ONSETS) + rng.choice(_VOWELS)
+
     seen: set[str] = set()
     out: list[tuple[str, str]] = []
     while len(out) < N_COUNTRIES:

@@ -32,7 +32,7 @@ def choose_backend(requested: str) -> str:
     return "vllm" if torch.cuda.is_available() and vllm_available() else "transformers"
 
 
-def open_backend(checkpoint: "ResolvedCheckpoint", adapters: Sequence[str] = ()) -> Backend:
+def open_backend(checkpoint: ResolvedCheckpoint, adapters: Sequence[str] = ()) -> Backend:
     config = checkpoint.config
     kind = choose_backend(config.backend)
     if kind == "openai":

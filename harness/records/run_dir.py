@@ -100,7 +100,8 @@ class RunDir:
         self.save_manifest()
 
     def stage_status(self, stage: str) -> str | None:
-        return self.manifest.get("stages", {}).get(stage, {}).get("status")
+        status: str | None = self.manifest.get("stages", {}).get(stage, {}).get("status")
+        return status
 
     # records ----------------------------------------------------------------
     def append(self, stage: str, records: Iterable[BaseModel]) -> None:

@@ -105,10 +105,11 @@ def summarize(suite_names: Sequence[str], generations: Sequence[GenerationRecord
         suites.append(SuiteSummary(name, _rates(base, chks[(name, "base")]),
                                    _rates(cand, chks[(name, "candidate")]), identical))
         for g in base:
-            key = (name, g.item_id, g.sample_index)
-            b, c = outcome.get(("base", *key)), outcome.get(("candidate", *key))
-            if b is not None and c is not None and b != c:
-                flipped[name].append(Example(name, g.item_id, g.text, texts[("candidate", *key)], b, c))
+            before = outcome.get(("base", name, g.item_id, g.sample_index))
+            after = outcome.get(("candidate", name, g.item_id, g.sample_index))
+            if before is not None and after is not None and before != after:
+                answer = texts[("candidate", name, g.item_id, g.sample_index)]
+                flipped[name].append(Example(name, g.item_id, g.text, answer, before, after))
     # Round-robin over the suites, so a suite that changed little still shows what did.
     queues = [list(v) for v in flipped.values()]
     examples: list[Example] = []

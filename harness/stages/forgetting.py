@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from harness.config.schema import CheckpointConfig, ForgettingConfig
 from harness.engines.checkpoint import ResolvedCheckpoint
@@ -247,7 +247,9 @@ def run_forgetting(config: ForgettingConfig, tasks: Sequence[TaskSpec], checkpoi
         if missing:
             lm_cache = cache_dir / "lm-eval" / content_key({"fingerprint": checkpoint.fingerprint, "args": args})
 
-            def keep(task: TaskSpec, samples: list[dict[str, Any]], name: str = checkpoint.name) -> None:
+            # Bound now: lm-eval calls back within this iteration, but the binding says so.
+            def keep(task: TaskSpec, samples: list[dict[str, Any]], name: str = checkpoint.name,
+                     keys: dict[str, str] = keys, found: dict[str, Any] = found) -> None:
                 rows = [_sample_row(task.name, s) for s in samples]
                 if not rows:
                     raise InfraError(f"lm-eval returned no samples for task {task.name} on {name}")
@@ -362,7 +364,7 @@ def _target_and_prediction(sample: dict[str, Any], arguments: Sequence[Any]) -> 
     lls = [r[0] if isinstance(r, (list, tuple)) else r for r in responses]
     if continuations and len(lls) == len(continuations) and all(isinstance(x, (int, float)) for x in lls):
         best = max(range(len(lls)), key=lambda i: lls[i])  # multiple choice: the highest log-likelihood
-        gold = continuations[int(target)].strip() if _is_index(target, continuations) else str(target)
+        gold = continuations[int(cast(int, target))].strip() if _is_index(target, continuations) else str(target)
         return gold, str(continuations[best]).strip()
     prediction = responses[0] if responses else ""
     return str(target), json.dumps(prediction) if not isinstance(prediction, str) else prediction

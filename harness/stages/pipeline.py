@@ -153,7 +153,8 @@ def _record_training(run: RunDir, trained: dict[Role, TrainOutcome], seconds: fl
     started = run.stage_started("train") - seconds
     steps = [s.model_copy(update={"role": role}) for role, outcome in trained.items() for s in outcome.steps]
     run.append("train", steps)
-    training = {role: {**o.result, "output_dir": str(o.output_dir), "reused": o.reused} for role, o in trained.items()}
+    training: dict[str, dict[str, Any]] = {role: {**o.result, "output_dir": str(o.output_dir), "reused": o.reused}
+                                           for role, o in trained.items()}
     run.stage_done("train", started, steps, results=training)
     return training
 

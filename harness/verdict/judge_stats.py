@@ -108,7 +108,8 @@ def summarize_judgments(records: Sequence[JudgmentRecord], rng: np.random.Genera
         "by_suite": {suite: {**_counts(rs), "win_rate": _mean_score(rs)}
                      for suite, rs in _by_suite(real).items()},
     }
-    return _clean(summary)
+    cleaned: dict[str, Any] = _clean(summary)
+    return cleaned
 
 
 def _by_suite(records: Sequence[JudgmentRecord]) -> dict[str, list[JudgmentRecord]]:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from harness.config.loading import load_checkpoint
 from harness.config.schema import CheckpointConfig, EndpointConfig, JudgeConfig
@@ -27,7 +27,7 @@ from harness.config.suites import Suite
 from harness.engines.vllm_server import served
 from harness.errors import ConfigError
 from harness.records.cache import Cache
-from harness.records.stage_records import CheckRecord, GenerationRecord, JudgmentRecord
+from harness.records.stage_records import CheckRecord, GenerationRecord, JudgmentRecord, Verdict
 from harness.stages.judge.llm import NAMESPACE, Outcome, Task, from_cache, make_task, run_tasks, sampling_of
 from harness.stages.judge.offline import check_outcomes, decide, outcomes_by_answer
 from harness.stages.judge.pairs import CANARIES, Pair, build_pairs
@@ -50,7 +50,7 @@ class Judge:
     checkpoint: CheckpointConfig | None = None
 
     @property
-    def kind(self) -> str:
+    def kind(self) -> Literal["reference", "rules", "llm"]:
         return self.config.kind
 
 
@@ -129,6 +129,10 @@ def _outcomes(known: dict[tuple[str, str, str, int], dict[str, bool]], pair: Pai
     return found if found is not None else check_outcomes(pair.suite, pair.item, text)
 
 
+# The offline judge's preference as each order's verdict (A is the side shown first).
+_ORDERS: dict[str, tuple[Verdict, Verdict]] = {"base": ("A", "B"), "candidate": ("B", "A"), "tie": ("tie", "tie")}
+
+
 def _judge_offline(judge: Judge, pairs: Sequence[Pair], checks: Sequence[CheckRecord]) -> list[JudgmentRecord]:
     known = outcomes_by_answer(checks)
     records = []
@@ -136,7 +140,7 @@ def _judge_offline(judge: Judge, pairs: Sequence[Pair], checks: Sequence[CheckRe
         base = (p.base, _outcomes(known, p, "base", p.base))
         cand = (p.candidate, _outcomes(known, p, "candidate", p.candidate))
         d = decide(judge.config.kind, p.item, p.question, base, cand)  # type: ignore[arg-type]
-        ab, ba = {"base": ("A", "B"), "candidate": ("B", "A"), "tie": ("tie", "tie")}[d.preference]
+        ab, ba = _ORDERS[d.preference]
         records.append(JudgmentRecord(
             judge=judge.name, kind=judge.kind, model=None, decided_by=d.decided_by, suite=p.suite.name,
             item_id=p.item.id, sample_index=p.sample_index, canary=p.canary, verdict_ab=ab, verdict_ba=ba,
@@ -249,10 +253,10 @@ def combine(judge: Judge, pair: Pair, ab: Outcome, ba: Outcome, shared: bool = F
         judge=judge.name, kind="llm", model=judge.model, decided_by=judge.name, suite=pair.suite.name,
         item_id=pair.item.id, sample_index=pair.sample_index, canary=pair.canary,
         raw_ab=ab.raw, raw_ba=ba.raw, reask_raw_ab=ab.reask_raw, reask_raw_ba=ba.reask_raw,
-        verdict_ab=None if single else ab.verdict, verdict_ba=None if single else ba.verdict,  # type: ignore[arg-type]
+        verdict_ab=None if single else ab.verdict, verdict_ba=None if single else ba.verdict,
         reasked_ab=ab.reasked, reasked_ba=ba.reasked, reason_ab=ab.reason, reason_ba=ba.reason,
         score_base=ab.score if single else None, score_candidate=ba.score if single else None,
-        preference=preference, consistent=consistent,  # type: ignore[arg-type]
+        preference=preference, consistent=consistent,
         error="; ".join(e for e in (ab.error, ba.error) if e) or None,
         latency_s=round(ab.latency_s + (0 if shared else ba.latency_s), 4),
         prompt_tokens=ab.prompt_tokens + (0 if shared else ba.prompt_tokens),

@@ -107,7 +107,7 @@ def checkpoint_to_serve(file: Path) -> CheckpointConfig:
 
 def _up_to_date(out: Path, digest: str) -> bool:
     try:
-        return json.loads((out / RESULT_FILE).read_text(encoding="utf-8")).get("train_hash") == digest
+        return bool(json.loads((out / RESULT_FILE).read_text(encoding="utf-8")).get("train_hash") == digest)
     except (OSError, ValueError):
         return False
 
@@ -281,7 +281,7 @@ def _float(value: Any) -> float | None:
 
 def _peak_memory_mib(torch: Any, device: str) -> float:
     if device == "cuda":
-        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        return round(float(torch.cuda.max_memory_allocated()) / 2**20, 1)
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux reports KiB
 
 

@@ -48,8 +48,8 @@ def smoke_verdict(losses: Sequence[float], grad_norms: Sequence[float], eval_los
         checks.append(SmokeCheck("steps", False, "no training step was logged"))
         return SmokeVerdict(False, checks)
     bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
-    checks.append(SmokeCheck("finite_loss", bad is None,
-                             "loss finite at every step" if bad is None else f"loss is {losses[bad]} at step {bad + 1}"))
+    finite = "loss finite at every step" if bad is None else f"loss is {losses[bad]} at step {bad + 1}"
+    checks.append(SmokeCheck("finite_loss", bad is None, finite))
     bad_grad = next((i for i, v in enumerate(grad_norms) if not math.isfinite(v)), None)
     checks.append(SmokeCheck("finite_grad_norm", bad_grad is None, "grad norm finite at every step" if bad_grad is None
                              else f"grad norm is {grad_norms[bad_grad]} at step {bad_grad + 1}"))
