@@ -4,6 +4,7 @@ checkpoints that the generate stage loads."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -103,6 +104,42 @@ def test_healthy_run_passes_and_an_unchanged_rerun_is_reused(demo_models, tmp_pa
     assert again.reused and again.result == outcome.result
     changed = small_candidate(tmp_path, demo_models.base, learning_rate=5e-4)
     assert not ensure_trained(changed, "small.yaml", cache).reused  # new settings: retrained
+
+
+def test_retraining_with_the_same_seed_is_served_entirely_from_the_cache(demo_models, tmp_path: Path) -> None:
+    """TRL's training_args.bin pickles the temp output path with the process id: hashing it gave every
+    retraining of bit-identical weights a new fingerprint, and the next run generated everything again."""
+    import subprocess
+
+    import yaml
+
+    from harness.config.suites import load_suites
+    from harness.engines.checkpoint import resolve_checkpoint
+    from harness.stages.generate import run_generation
+    from tests.conftest import harness_cmd
+
+    cache = Cache(tmp_path / "c.sqlite")
+    file = tmp_path / "small.yaml"
+    file.write_text(yaml.safe_dump(small_candidate(tmp_path, demo_models.base).model_dump(mode="json",
+                                                                                         exclude_none=True)))
+    suites = load_suites([str(ROOT / "suites" / "demo" / "finance.yaml")], "plan")
+
+    def retrain_and_generate() -> tuple[str, str, str, int]:
+        # Each training in its own process, as two `harness compare` runs would train.
+        subprocess.run(harness_cmd("train", str(file), "--force", "--cache", str(tmp_path / "train.sqlite")),
+                       check=True, capture_output=True, cwd=ROOT)
+        checkpoint = resolve_checkpoint(CheckpointConfig(name="small", model=str(tmp_path / "out"),
+                                                         backend="transformers", engine={"dtype": "float32"}),
+                                        str(file), cache)
+        _, stats = run_generation({"candidate": checkpoint}, suites, cache, lambda records: None)
+        digest = lambda name: hashlib.sha256((tmp_path / "out" / name).read_bytes()).hexdigest()  # noqa: E731
+        return checkpoint.fingerprint, digest("model.safetensors"), digest("training_args.bin"), stats.generated
+
+    first, second = retrain_and_generate(), retrain_and_generate()
+    assert first[1] == second[1]  # bit-identical weights (same machine, same seed)...
+    assert first[2] != second[2]  # ...beside a trainer's arguments file that differs
+    assert first[0] == second[0]  # one fingerprint
+    assert first[3] == 60 and second[3] == 0  # and the rerun made no model call
 
 
 def test_absurd_learning_rate_fails_the_smoke_verdict_with_the_reason(demo_models, tmp_path: Path) -> None:

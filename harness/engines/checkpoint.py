@@ -24,6 +24,10 @@ METADATA_FILES = ("config.json", "generation_config.json", "tokenizer.json", "to
                   "special_tokens_map.json", "chat_template.jinja", "chat_template.json",
                   "tokenizer.model", "vocab.json", "merges.txt", "adapter_config.json")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
+# What trainers leave beside the weights: they do not change what the model generates, and some
+# change every run (TRL's training_args.bin pickles the temp output path with the process id), so
+# hashing them would give bit-identical weights a new fingerprint and miss the cache.
+TRAINER_FILES = ("training_args.bin", "optimizer.pt", "optimizer.bin", "scheduler.pt", "scaler.pt")
 
 
 def sha256_file(path: Path) -> str:
@@ -34,13 +38,18 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _trainer_file(name: str) -> bool:
+    return name in TRAINER_FILES or name.startswith("rng_state")
+
+
 def directory_fingerprint(path: Path, cache: Cache) -> dict[str, str]:
-    """Digests of the files that define a model or adapter directory."""
+    """Digests of the files that define what a model or adapter directory generates: weights, config,
+    tokenizer and template; never training arguments, optimizer state or logs."""
     parts: dict[str, str] = {}
     for file in sorted(path.iterdir()):
         if file.name in METADATA_FILES:
             parts[file.name] = sha256_file(file)
-        elif file.suffix in WEIGHT_SUFFIXES:
+        elif file.suffix in WEIGHT_SUFFIXES and not _trainer_file(file.name):
             parts[file.name] = cache.file_digest(file.resolve(), sha256_file)
     if not any(name.endswith(WEIGHT_SUFFIXES) for name in parts):
         raise ConfigError(None, None, f"{path} holds no weight files ({', '.join(WEIGHT_SUFFIXES)})")
