@@ -187,6 +187,25 @@ def test_gate_cli_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "verdict.json").exists()
 
 
+@pytest.mark.parametrize("name", ["stats.json", "manifest.json"])
+def test_gate_reads_a_truncated_run_file_as_corrupt_and_rewrites_nothing(tmp_path: Path, name: str) -> None:
+    import subprocess
+
+    from tests.conftest import ROOT, harness_cmd
+    from tests.report_fixture import FULL_RUN, build_runs
+
+    run = build_runs(tmp_path) / FULL_RUN
+    before = {f.name: f.read_bytes() for f in run.iterdir() if f.is_file()}
+    file = run / name
+    file.write_bytes(file.read_bytes()[: len(file.read_bytes()) // 2])  # cut mid-write
+    result = subprocess.run(harness_cmd("gate", str(run)), capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"error: {file}: not valid JSON (") and result.stderr.count("\n") == 1
+    assert "the file is truncated or corrupt" in result.stderr
+    after = {f.name: f.read_bytes() for f in run.iterdir() if f.is_file()}
+    assert after == {**before, name: file.read_bytes()}  # verdict.json, junit.xml, summary.md untouched
+
+
 def test_a_tiny_sample_cannot_prove_no_forgetting() -> None:
     """3 or 20 items that all agree prove nothing; 400 do. (A percentile bootstrap would give [0, 0].)"""
     import numpy as np

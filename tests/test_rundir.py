@@ -55,3 +55,33 @@ def test_reusing_a_run_dir_for_other_inputs_is_refused(tmp_path: Path) -> None:
 def test_open_requires_a_manifest(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"not a run dir \(no manifest.json\)"):
         RunDir.open(tmp_path)
+
+
+@pytest.mark.parametrize("content, words", [
+    ('{"run_id": "r", "inputs_ha', "not valid JSON (Unterminated string"),
+    ("", "not valid JSON (Expecting value at line 1, column 1)"),
+    ("[1, 2]", "expected a JSON object, found list"),
+    (b"\xff\xfe{}", "not UTF-8 text"),
+])
+def test_a_corrupt_manifest_is_one_line_naming_it(tmp_path: Path, content: str | bytes, words: str) -> None:
+    run = RunDir.create(tmp_path / "run", {"run_id": "r", "inputs_hash": "h"})
+    manifest = run.path / "manifest.json"
+    manifest.write_bytes(content if isinstance(content, bytes) else content.encode())
+    for open_it in (lambda: RunDir.open(run.path), lambda: RunDir.create(run.path, {"inputs_hash": "h"})):
+        with pytest.raises(ConfigError) as info:
+            open_it()
+        assert info.value.file == str(manifest) and words in info.value.message and "\n" not in str(info.value)
+
+
+def test_corrupt_records_are_one_line_naming_the_file_and_line(tmp_path: Path) -> None:
+    run = RunDir.create(tmp_path / "run", {"run_id": "r", "inputs_hash": "h"})
+    run.append("checks", [_rec(0), _rec(1)])
+    jsonl = run.path / "records" / "checks.jsonl"
+    jsonl.write_text(jsonl.read_text() + '{"role": "base", "sui')  # a kill mid-line
+    with pytest.raises(ConfigError, match=r"checks.jsonl: line 3 is not a whole CheckRecord"):
+        run.read("checks", CheckRecord)
+    run.stage_done("checks", run.stage_started("checks"), [_rec(0)])
+    parquet = run.path / "records" / "checks.parquet"
+    parquet.write_bytes(parquet.read_bytes()[:40])
+    with pytest.raises(ConfigError, match=r"checks.parquet: not a readable Parquet file"):
+        run.read("checks", CheckRecord)

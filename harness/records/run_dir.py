@@ -56,6 +56,22 @@ def new_run_id(base: str, candidate: str) -> str:
     return f"{stamp}-{slug}"
 
 
+def read_run_json(file: Path) -> dict[str, Any]:
+    """A JSON run file (manifest, stats, verdict) as a dict; a truncated or corrupt one is one line
+    naming the file (exit 2), never a traceback, and nothing is rewritten from it."""
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(str(file), None, "not UTF-8 text: the file is corrupt") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(str(file), None, f"not valid JSON ({exc.msg} at line {exc.lineno}, column "
+                          f"{exc.colno}): the file is truncated or corrupt") from None
+    if not isinstance(data, dict):
+        raise ConfigError(str(file), None, f"expected a JSON object, found {type(data).__name__}: "
+                          "the file is corrupt")
+    return data
+
+
 class RunDir:
     def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
         self.path = path
@@ -64,7 +80,7 @@ class RunDir:
     @classmethod
     def create(cls, path: Path, manifest: dict[str, Any]) -> RunDir:
         if (path / MANIFEST).exists():
-            existing = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+            existing = read_run_json(path / MANIFEST)
             if existing.get("inputs_hash") != manifest.get("inputs_hash"):
                 raise ConfigError(str(path), None, "this run dir holds a run of different inputs; "
                                   "choose a new --run-dir")
@@ -80,7 +96,7 @@ class RunDir:
         file = path / MANIFEST
         if not file.is_file():
             raise ConfigError(str(path), None, "not a run dir (no manifest.json)")
-        return cls(path, json.loads(file.read_text(encoding="utf-8")))
+        return cls(path, read_run_json(file))
 
     def save_manifest(self) -> None:
         atomic_write_json(self.path / MANIFEST, self.manifest)
@@ -127,14 +143,27 @@ class RunDir:
         if parquet.is_file():
             import pandas as pd
 
-            frame = pd.read_parquet(parquet)
+            try:
+                frame = pd.read_parquet(parquet)
+            except (OSError, ValueError) as exc:  # pyarrow's errors for a truncated or foreign file
+                raise ConfigError(str(parquet), None, f"not a readable Parquet file ({type(exc).__name__}): "
+                                  "the file is truncated or corrupt") from None
             # Parquet gives a missing value back as NaN (or NA); a record's optional field wants None.
             rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
             return [model.model_validate(row) for row in rows]
         jsonl = self.path / "records" / f"{stage}.jsonl"
         if not jsonl.is_file():
             return []
-        return [model.model_validate_json(line) for line in jsonl.read_text(encoding="utf-8").splitlines() if line]
+        records = []
+        for number, line in enumerate(jsonl.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            if not line:
+                continue
+            try:
+                records.append(model.model_validate_json(line))
+            except ValueError:  # pydantic's ValidationError included
+                raise ConfigError(str(jsonl), None, f"line {number} is not a whole {model.__name__}: the file is "
+                                  "truncated or corrupt") from None
+        return records
 
     def write_json(self, name: str, data: Any) -> None:
         atomic_write_json(self.path / name, data)

@@ -4,7 +4,6 @@ gate RUN_DIR` from the stored records alone, so both give the same verdict."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -14,7 +13,7 @@ from typing import Any
 from harness.config.schema import GateConfig, PlanConfig, PolicyFile
 from harness.config.yamlio import validate
 from harness.errors import ConfigError
-from harness.records.run_dir import RunDir
+from harness.records.run_dir import RunDir, read_run_json
 from harness.records.stage_records import CheckRecord, GenerationRecord
 from harness.render.run_summary import RunSummary, junit_xml, markdown, summarize, verdict
 from harness.verdict.gate import Decision, decide, default_policy, load_policy
@@ -63,7 +62,7 @@ def regate(run_dir: Path, policy_file: Path | None = None) -> tuple[RunDir, Outp
     if not stats_file.is_file():
         raise ConfigError(str(run_dir), None, "no stats.json: the compare in this run dir did not finish; "
                           "rerun it with --run-dir to resume")
-    run_stats = json.loads(stats_file.read_text(encoding="utf-8"))
+    run_stats = read_run_json(stats_file)
     if policy_file is not None:
         gates, policy = load_policy(policy_file), str(policy_file)
     else:  # the gates the run was decided by, as its manifest recorded them (a --policy file included)
