@@ -115,6 +115,30 @@ def test_identical_rerun_makes_no_model_call(first_run: tuple[Path, Path], tmp_p
     assert json.loads((again / "stats.json").read_text()) == json.loads((run_dir / "stats.json").read_text())
 
 
+def test_two_identical_compares_at_once_get_their_own_dirs_and_make_each_model_call_once(
+        demo_models, tmp_path: Path) -> None:
+    """Two compares of the same inputs started together once shared a run dir (every record twice, a
+    verdict.json from the other process's policy) and both did every model call."""
+    (tmp_path / "cand.yaml").write_text(
+        "name: cand\nmodel: demo:candidate\nbackend: transformers\nengine: {dtype: float32}\n"
+        f"plan:\n  suites: [{ROOT / 'suites' / 'demo' / 'finance.yaml'}]\n"
+        f"  forgetting: {{tasks: [{ROOT / 'suites' / 'forgetting'}], limit: 20}}\n")
+    args = [str(EXAMPLES / "base.yaml"), str(tmp_path / "cand.yaml"), "--runs-dir", str(tmp_path / "runs"),
+            "--cache", str(tmp_path / "cache.sqlite")]
+    processes = [subprocess.Popen(harness_cmd("compare", *args), cwd=ROOT, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(p.wait(timeout=600), p.stdout.read() if p.stdout else "") for p in processes]
+    dirs = [Path(next(x for x in out.splitlines() if x.startswith("run dir: ")).removeprefix("run dir: "))
+            for _, out in results]
+    assert dirs[0] != dirs[1]
+    stages = [json.loads((d / "manifest.json").read_text())["stages"] for d in dirs]
+    assert sum(s["generations"]["generated"] for s in stages) == 2 * 60  # each answer generated once
+    assert sum(s["forgetting"]["evaluated"] for s in stages) == 2 * 3  # each task evaluated once
+    for (code, _), run_dir in zip(results, dirs):
+        assert len(pd.read_parquet(run_dir / "records" / "generations.parquet")) == 2 * 60  # no record twice
+        assert json.loads((run_dir / "verdict.json").read_text())["exit_code"] == code
+
+
 def test_sigkilled_run_resumes_to_the_same_result(demo_models, tmp_path: Path) -> None:
     # Small chunks so the kill lands mid-generation; chunking must not change greedy text.
     for name in ("base", "sft"):

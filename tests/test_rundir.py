@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from harness.errors import ConfigError
-from harness.records.run_dir import RunDir, atomic_write_text
+from harness.records.run_dir import RunDir, atomic_write_text, new_run_id
 from harness.records.stage_records import CheckRecord
 
 
@@ -46,10 +47,34 @@ def test_restarting_a_stage_discards_its_partial_jsonl(tmp_path: Path) -> None:
 
 
 def test_reusing_a_run_dir_for_other_inputs_is_refused(tmp_path: Path) -> None:
-    RunDir.create(tmp_path / "run", {"run_id": "r", "inputs_hash": "h"})
-    RunDir.create(tmp_path / "run", {"run_id": "r2", "inputs_hash": "h"})  # same inputs: resume
+    RunDir.create(tmp_path / "run", {"run_id": "r", "inputs_hash": "h"}).close()
+    RunDir.create(tmp_path / "run", {"run_id": "r2", "inputs_hash": "h"}, resume=True).close()  # same inputs
     with pytest.raises(ConfigError, match="holds a run of different inputs"):
-        RunDir.create(tmp_path / "run", {"run_id": "r3", "inputs_hash": "other"})
+        RunDir.create(tmp_path / "run", {"run_id": "r3", "inputs_hash": "other"}, resume=True)
+
+
+def test_a_run_dir_is_resumed_only_on_purpose_and_has_one_writer(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    run = RunDir.create(tmp_path / "run", {"run_id": "r", "inputs_hash": "h"})
+    with pytest.raises(ConfigError, match="already exists; a run is resumed only with --run-dir"):
+        RunDir.create(tmp_path / "run", {"run_id": "r2", "inputs_hash": "h"})
+    # Another process cannot write it while this one does (flock: per open file, so ask from outside).
+    probe = ("import sys; from pathlib import Path; from harness.records.run_dir import RunDir; "
+             "from harness.errors import ConfigError\n"
+             "try:\n RunDir.create(Path(sys.argv[1]), {'inputs_hash': 'h'}, resume=True); print('took it')\n"
+             "except ConfigError as e:\n print(e)")
+    refused = subprocess.run([sys.executable, "-c", probe, str(run.path)], capture_output=True, text=True)
+    assert f"another harness process (pid {os.getpid()}) is writing this run dir" in refused.stdout
+    run.close()
+    took = subprocess.run([sys.executable, "-c", probe, str(run.path)], capture_output=True, text=True)
+    assert took.stdout.strip() == "took it", took.stderr
+
+
+def test_run_ids_made_in_the_same_second_differ() -> None:
+    ids = {new_run_id("base", "cand") for _ in range(200)}
+    assert len(ids) == 200 and all(i.endswith("-base-vs-cand") for i in ids)
 
 
 def test_open_requires_a_manifest(tmp_path: Path) -> None:
@@ -67,7 +92,8 @@ def test_a_corrupt_manifest_is_one_line_naming_it(tmp_path: Path, content: str |
     run = RunDir.create(tmp_path / "run", {"run_id": "r", "inputs_hash": "h"})
     manifest = run.path / "manifest.json"
     manifest.write_bytes(content if isinstance(content, bytes) else content.encode())
-    for open_it in (lambda: RunDir.open(run.path), lambda: RunDir.create(run.path, {"inputs_hash": "h"})):
+    run.close()
+    for open_it in (lambda: RunDir.open(run.path), lambda: RunDir.create(run.path, {"inputs_hash": "h"}, resume=True)):
         with pytest.raises(ConfigError) as info:
             open_it()
         assert info.value.file == str(manifest) and words in info.value.message and "\n" not in str(info.value)

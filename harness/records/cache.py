@@ -18,8 +18,11 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
+
+from harness.locks import exclusive_lock
 
 MIGRATIONS: list[tuple[str, str]] = [
     ("001_results", """
@@ -60,6 +63,14 @@ class Cache:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._migrate()
+
+    def work_lock(self, kind: str, identity: Any) -> AbstractContextManager[None]:
+        """One process at a time does a piece of model work (a checkpoint's generations, its forgetting
+        tasks) for this cache; another that asks for the same waits, then finds the results here. Two
+        identical compares started together so make each model call once."""
+        locks = self.path.parent / "locks"
+        locks.mkdir(exist_ok=True)
+        return exclusive_lock(locks / f"{self.path.stem}-{kind}-{content_key(identity)[:16]}.lock")
 
     def _migrate(self) -> None:
         self._db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL)")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
@@ -27,9 +28,11 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from harness.errors import ConfigError
+from harness.locks import HeldLock, lock_holder, try_lock
 
 R = TypeVar("R", bound=BaseModel)
 MANIFEST = "manifest.json"
+LOCK = ".writer.lock"
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -51,9 +54,21 @@ def atomic_write_json(path: Path, data: Any) -> None:
 
 
 def new_run_id(base: str, candidate: str) -> str:
+    """Time first (run dirs sort by it), then random bits: two runs started in the same second by
+    two processes never share an id."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     slug = re.sub(r"[^\w.-]+", "_", f"{base}-vs-{candidate}")
-    return f"{stamp}-{slug}"
+    return f"{stamp}-{secrets.token_hex(3)}-{slug}"
+
+
+def writer_lock(path: Path) -> HeldLock:
+    """The run dir's one writer: taken for the life of a compare (or a gate), refused while another
+    process holds it, so two processes never interleave records or overwrite each other's verdict."""
+    held = try_lock(path / LOCK)
+    if held is None:
+        raise ConfigError(str(path), None, f"another harness process (pid {lock_holder(path / LOCK)}) is "
+                          "writing this run dir; wait for it to finish, or choose another --run-dir")
+    return held
 
 
 def read_run_json(file: Path) -> dict[str, Any]:
@@ -73,12 +88,32 @@ def read_run_json(file: Path) -> dict[str, Any]:
 
 
 class RunDir:
-    def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
+    def __init__(self, path: Path, manifest: dict[str, Any], lock: HeldLock | None = None) -> None:
         self.path = path
         self.manifest = manifest
+        self._lock = lock
 
     @classmethod
-    def create(cls, path: Path, manifest: dict[str, Any]) -> RunDir:
+    def create(cls, path: Path, manifest: dict[str, Any], resume: bool = False) -> RunDir:
+        """A new run dir (never an existing one: a run is resumed only on purpose), or with `resume`
+        the one at `path`, new or holding a run of the same inputs. Either way this process becomes its
+        one writer until close() or exit."""
+        if not resume:
+            try:
+                path.mkdir(parents=True)
+            except FileExistsError:
+                raise ConfigError(str(path), None, "already exists; a run is resumed only with --run-dir") from None
+        path.mkdir(parents=True, exist_ok=True)
+        lock = writer_lock(path)
+        try:
+            run = cls._prepare(path, manifest, lock)
+        except BaseException:
+            lock.release()
+            raise
+        return run
+
+    @classmethod
+    def _prepare(cls, path: Path, manifest: dict[str, Any], lock: HeldLock) -> RunDir:
         if (path / MANIFEST).exists():
             existing = read_run_json(path / MANIFEST)
             if existing.get("inputs_hash") != manifest.get("inputs_hash"):
@@ -87,9 +122,20 @@ class RunDir:
             manifest["stages"] = existing.get("stages", {})
             manifest["run_id"] = existing.get("run_id", manifest.get("run_id"))
         (path / "records").mkdir(parents=True, exist_ok=True)
-        run = cls(path, manifest)
+        run = cls(path, manifest, lock)
         run.save_manifest()
         return run
+
+    def close(self) -> None:
+        """Stop being the run dir's writer (the end of the process does the same)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def take_writer_lock(self) -> None:
+        """Become the writer of an opened run dir (`harness gate` rewrites its verdict)."""
+        if self._lock is None:
+            self._lock = writer_lock(self.path)
 
     @classmethod
     def open(cls, path: Path) -> RunDir:

@@ -58,9 +58,17 @@ def write_outputs(run: RunDir, suite_names: Sequence[str], generations: Sequence
 def regate(run_dir: Path, policy_file: Path | None = None) -> tuple[RunDir, Outputs, dict[str, Any]]:
     """Re-decide a finished run from disk: no model, no engine, no cache."""
     run = RunDir.open(run_dir)
+    try:
+        return _regate(run, policy_file)
+    finally:
+        run.close()
+
+
+def _regate(run: RunDir, policy_file: Path | None) -> tuple[RunDir, Outputs, dict[str, Any]]:
+    run.take_writer_lock()  # a compare still writing this run dir would overwrite (or be overwritten by) us
     stats_file = run.path / "stats.json"
     if not stats_file.is_file():
-        raise ConfigError(str(run_dir), None, "no stats.json: the compare in this run dir did not finish; "
+        raise ConfigError(str(run.path), None, "no stats.json: the compare in this run dir did not finish; "
                           "rerun it with --run-dir to resume")
     run_stats = read_run_json(stats_file)
     if policy_file is not None:

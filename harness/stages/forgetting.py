@@ -225,6 +225,27 @@ class ForgettingStats:
     """Per role: wall time of lm-eval (model load included; 0 when served from the cache)."""
 
 
+def _evaluate_missing(tasks: Sequence[TaskSpec], keys: dict[str, str], checkpoint: ResolvedCheckpoint, engine: str,
+                      args: dict[str, Any], config: ForgettingConfig, seed: int, cache: Cache,
+                      cache_dir: Path) -> tuple[dict[str, Any], list[TaskSpec], float]:
+    """(cached rows by key, the tasks that were missing, seconds): evaluate what the cache lacks."""
+    found = cache.get_many("forgetting", keys.values())
+    missing = [t for t in tasks if keys[t.name] not in found]
+    started = time.perf_counter()
+    if missing:
+        lm_cache = cache_dir / "lm-eval" / content_key({"fingerprint": checkpoint.fingerprint, "args": args})
+
+        def keep(task: TaskSpec, samples: list[dict[str, Any]]) -> None:
+            rows = [_sample_row(task.name, s) for s in samples]
+            if not rows:
+                raise InfraError(f"lm-eval returned no samples for task {task.name} on {checkpoint.name}")
+            cache.put_many("forgetting", {keys[task.name]: rows})
+            found[keys[task.name]] = rows
+
+        _evaluate(engine, args, missing, config, seed, lm_cache, keep)
+    return found, missing, round(time.perf_counter() - started, 3)
+
+
 def run_forgetting(config: ForgettingConfig, tasks: Sequence[TaskSpec], checkpoints: dict[Role, ResolvedCheckpoint],
                    cache: Cache, cache_dir: Path, seed: int, emit: Emit) -> tuple[list[ForgettingRecord],
                                                                                   ForgettingStats]:
@@ -241,24 +262,12 @@ def run_forgetting(config: ForgettingConfig, tasks: Sequence[TaskSpec], checkpoi
                                      "engine": engine, "args": args, "task": t.sha256, "limit": config.limit,
                                      "fewshot": config.num_fewshot, "seed": seed, "lm_eval": version})
                 for t in tasks}
-        found = cache.get_many("forgetting", keys.values())
-        missing = [t for t in tasks if keys[t.name] not in found]
-        started = time.perf_counter()
-        if missing:
-            lm_cache = cache_dir / "lm-eval" / content_key({"fingerprint": checkpoint.fingerprint, "args": args})
-
-            # Bound now: lm-eval calls back within this iteration, but the binding says so.
-            def keep(task: TaskSpec, samples: list[dict[str, Any]], name: str = checkpoint.name,
-                     keys: dict[str, str] = keys, found: dict[str, Any] = found) -> None:
-                rows = [_sample_row(task.name, s) for s in samples]
-                if not rows:
-                    raise InfraError(f"lm-eval returned no samples for task {task.name} on {name}")
-                cache.put_many("forgetting", {keys[task.name]: rows})
-                found[keys[task.name]] = rows
-
-            _evaluate(engine, args, missing, config, seed, lm_cache, keep)
-            evaluated += len(missing)
-        engine_seconds[role] = round(time.perf_counter() - started, 3)
+        # One process evaluates a checkpoint's tasks; another asking for them waits, then reads the cache.
+        with cache.work_lock("forgetting", {"fingerprint": checkpoint.fingerprint, "engine": engine, "args": args}):
+            found, missing, seconds = _evaluate_missing(tasks, keys, checkpoint, engine, args, config, seed,
+                                                        cache, cache_dir)
+        evaluated += len(missing)
+        engine_seconds[role] = seconds
         cached += len(tasks) - len(missing)
         for task in tasks:
             fresh = task in missing

@@ -139,29 +139,42 @@ def run_generation(checkpoints: dict[Role, ResolvedCheckpoint], suites: Sequence
     for role, checkpoint in checkpoints.items():
         if pending[role]:
             groups.setdefault(engine_group(checkpoint), []).append(role)
-    for roles in groups.values():
-        first = checkpoints[roles[0]]
-        adapters = sorted({a for r in roles if (a := checkpoints[r].config.adapter)})
-        opened = time.perf_counter()
-        backend = open_backend(first, adapters)
-        collector.stats.open_seconds += time.perf_counter() - opened
-        collector.stats.engines_opened.append(f"{backend.name}:{first.model_path}")
-        try:
-            for role in roles:
-                checkpoint = checkpoints[role]
-                # An earlier role may have just produced the same keys (identical weights).
-                todo = collector.from_cache(pending[role], checkpoint, cache)
-                for chunk in _chunks(todo, checkpoint.config.engine.chunk_size):
-                    started = time.perf_counter()
-                    completions = backend.generate([w.request for w in chunk], checkpoint.config.sampling,
-                                                   adapter=checkpoint.config.adapter)
-                    collector.stats.engine_seconds += time.perf_counter() - started
-                    collector.add(_store(chunk, completions, checkpoint, cache), cached=False)
-        finally:
-            closing = time.perf_counter()
-            backend.close()
-            collector.stats.open_seconds += time.perf_counter() - closing
+    for group, roles in groups.items():
+        with cache.work_lock("generate", repr(group)):
+            _generate_group(roles, checkpoints, pending, cache, collector)
     return [collector.done[k] for k in order], collector.stats
+
+
+def _generate_group(roles: list[Role], checkpoints: dict[Role, ResolvedCheckpoint],
+                    pending: dict[Role, list[WorkItem]], cache: Cache, collector: _Collector) -> None:
+    """One engine for the roles that can share it, opened only if the cache still lacks answers: another
+    process may have generated them while this one waited for the group's lock."""
+    for role in roles:
+        pending[role] = collector.from_cache(pending[role], checkpoints[role], cache)
+    roles = [r for r in roles if pending[r]]
+    if not roles:
+        return
+    first = checkpoints[roles[0]]
+    adapters = sorted({a for r in roles if (a := checkpoints[r].config.adapter)})
+    opened = time.perf_counter()
+    backend = open_backend(first, adapters)
+    collector.stats.open_seconds += time.perf_counter() - opened
+    collector.stats.engines_opened.append(f"{backend.name}:{first.model_path}")
+    try:
+        for role in roles:
+            checkpoint = checkpoints[role]
+            # An earlier role may have just produced the same keys (identical weights).
+            todo = collector.from_cache(pending[role], checkpoint, cache)
+            for chunk in _chunks(todo, checkpoint.config.engine.chunk_size):
+                started = time.perf_counter()
+                completions = backend.generate([w.request for w in chunk], checkpoint.config.sampling,
+                                               adapter=checkpoint.config.adapter)
+                collector.stats.engine_seconds += time.perf_counter() - started
+                collector.add(_store(chunk, completions, checkpoint, cache), cached=False)
+    finally:
+        closing = time.perf_counter()
+        backend.close()
+        collector.stats.open_seconds += time.perf_counter() - closing
 
 
 def _store(chunk: Sequence[WorkItem], completions: Sequence[Completion], checkpoint: ResolvedCheckpoint,

@@ -214,6 +214,7 @@ def _backend_name(checkpoint: ResolvedCheckpoint) -> str:
 def run_compare(inputs: Inputs, runs_dir: Path, run_dir: Path | None = None, cache_path: Path | None = None,
                 progress: Progress | None = None) -> CompareResult:
     cache = Cache(cache_path or default_cache_dir() / "cache.sqlite")
+    run: RunDir | None = None
     try:
         _check_tokenizers_before_training(inputs, cache)
         configs = dict(inputs.configs)
@@ -230,7 +231,8 @@ def run_compare(inputs: Inputs, runs_dir: Path, run_dir: Path | None = None, cac
         train_seconds = time.perf_counter() - train_started
         checkpoints = {role: resolve_checkpoint(cfg, inputs.files[role], cache) for role, cfg in configs.items()}
         run_id = new_run_id(checkpoints["base"].name, checkpoints["candidate"].name)
-        run = RunDir.create(run_dir or runs_dir / run_id, _manifest(inputs, checkpoints, run_id))
+        run = RunDir.create(run_dir or runs_dir / run_id, _manifest(inputs, checkpoints, run_id),
+                            resume=run_dir is not None)
         training = _record_training(run, trained, train_seconds)
 
         started = run.stage_started("generations")
@@ -261,4 +263,6 @@ def run_compare(inputs: Inputs, runs_dir: Path, run_dir: Path | None = None, cac
         run.save_manifest()
         return CompareResult(run.path, outputs.summary, outputs.verdict, stats, training, run_stats, outputs.decision)
     finally:
+        if run is not None:
+            run.close()
         cache.close()
