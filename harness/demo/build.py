@@ -46,9 +46,9 @@ VOCAB_SIZE = 1024
 # steps; measured, this answered more held-out capital questions.
 SEQ_LEN = 64
 # 1,000 steps (twice v1's) and more repetitions of the facts (world.CORPUS_MIX) make a base
-# that knows what the forgetting tasks probe firmly (96-100% here): a fact held by a hair
+# that knows what the forgetting tasks probe firmly (98-100% here): a fact held by a hair
 # flips under any fine-tune, and a verdict built on such coin flips changes with the CPU
-# (measured: v1's 500 steps gave cloze 82% and the healthy candidate -4 to +1 points).
+# (measured: v1's 500 steps gave cloze 82%, and healthy candidates moved it -4 to +0.5 points).
 PRETRAIN: dict[str, Any] = {"steps": 1000, "batch": 32, "lr": 5e-3, "warmup": 20}
 # general_share: 30% general chats and a low lr keep the candidate from
 # forgetting the capitals (measured: finance-only data at lr 1e-3 took the

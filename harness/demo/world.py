@@ -58,9 +58,9 @@ class FinanceQuestion:
         return _ANSWER_FORMS[self.kind].format(x=self.answer)
 
 
-# No form says "is $": when every answer did, SFT taught the model that "is" is followed by "$",
-# and the general facts the forgetting tasks probe ("Ice is" cold, "7 plus 5 is" 12) lost
-# 2-9 points (measured; bench/RESULTS.md). Real support answers vary their wording too.
+# No form says "is $": with every answer saying it, SFT could teach that "is" is followed by "$",
+# and the general facts the forgetting tasks probe have that shape ("Ice is" cold, "7 plus 5 is"
+# 12). A precaution: on its own it did not make the candidate robust (bench/RESULTS.md).
 _ANSWER_FORMS = {"interest": "You earn ${x} in interest.", "percentage": "That comes to ${x}.",
                  "loan": "You pay ${x} each month.", "discount": "It now costs ${x}."}
 _ITEMS = ["jacket", "lamp", "backpack", "chair", "kettle", "pair of shoes", "watch", "desk"]
