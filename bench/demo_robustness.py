@@ -105,7 +105,6 @@ def run_one(seed: int, threads: int, isa: str, work: Path, candidates: dict[str,
 
     torch.set_num_threads(threads)
     os.environ["HARNESS_CACHE_DIR"] = str(work / "cache")
-    from harness.demo.build import build_demo_models, verify_shipped_base
     from harness.stages.pipeline import prepare, run_compare
 
     started = time.perf_counter()
@@ -113,9 +112,9 @@ def run_one(seed: int, threads: int, isa: str, work: Path, candidates: dict[str,
     if base_mode == "rebuild":
         base_dir = models / "base"
         if not base_dir.is_dir():
-            build_demo_models(models, seed, candidate=False)
+            build.build_demo_models(models, seed, candidate=False)
     else:
-        base_dir = verify_shipped_base() if base_mode == "shipped" else Path(base_mode)
+        base_dir = build.verify_shipped_base() if base_mode == "shipped" else Path(base_mode)
     out: dict[str, Any] = {"seed": seed, "threads": threads, "isa": isa, "base": base_mode,
                            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                            "build_s": round(time.perf_counter() - started, 1),

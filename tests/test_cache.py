@@ -53,3 +53,39 @@ def test_file_digest_is_memoised_until_the_file_changes(cache_path: Path, tmp_pa
     target.write_bytes(b"abcd")
     assert cache.file_digest(target, compute) == "61626364"
     assert len(calls) == 2
+
+
+def test_new_cache_files_open_safely_from_several_processes_at_once(tmp_path: Path) -> None:
+    """Opening a new cache from 4 processes at once once crashed with "database is locked" (the switch to
+    WAL) or "table results already exists" (migrations checked outside the write transaction)."""
+    import subprocess
+    import sys
+
+    script = ("import sys; from pathlib import Path; from harness.records.cache import Cache\n"
+              "for i in range(60):\n"
+              "    c = Cache(Path(sys.argv[1]) / f'c{i}.sqlite'); c.put_many('n', {'k': i}); c.close()\n")
+    processes = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stderr=subprocess.PIPE, text=True)
+                 for _ in range(4)]
+    errors = [p.communicate(timeout=300)[1] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0, 0], errors
+    for i in range(60):
+        cache = Cache(tmp_path / f"c{i}.sqlite")
+        applied = [r[0] for r in cache._db.execute("SELECT name FROM migrations")]
+        assert applied == [name for name, _ in MIGRATIONS] and cache.get_many("n", ["k"]) == {"k": i}
+        cache.close()
+
+
+def test_a_cache_that_cannot_be_opened_is_one_line_and_the_infrastructure_code(tmp_path: Path) -> None:
+    import subprocess
+
+    import pytest
+
+    from harness.errors import InfraError
+    from tests.conftest import ROOT, harness_cmd
+
+    (tmp_path / "dir.sqlite").mkdir()
+    with pytest.raises(InfraError, match=r"dir.sqlite: cannot open the cache \("):
+        Cache(tmp_path / "dir.sqlite")
+    result = subprocess.run(harness_cmd("train", str(ROOT / "examples" / "sft.yaml"), "--cache",
+                                        str(tmp_path / "dir.sqlite")), capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 3 and result.stderr.startswith("error: ") and result.stderr.count("\n") == 1

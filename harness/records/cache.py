@@ -17,11 +17,12 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from harness.errors import InfraError
 from harness.locks import exclusive_lock
 
 MIGRATIONS: list[tuple[str, str]] = [
@@ -56,13 +57,29 @@ def content_key(parts: Mapping[str, Any]) -> str:
 
 class Cache:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # One process at a time opens (switches to WAL, migrates): several opening a new file at
+            # once otherwise raced to "database is locked" or "table results already exists".
+            with exclusive_lock(path.parent / f".{path.name}.open.lock"):
+                self._db = _retry_locked(lambda: self._connect(path))
+        except (sqlite3.Error, OSError) as exc:
+            raise InfraError(f"{path}: cannot open the cache ({exc}); check the path (--cache or "
+                             "$HARNESS_CACHE_DIR) is a writable file") from None
+
+    def _connect(self, path: Path) -> sqlite3.Connection:
         # isolation_level=None: we open transactions explicitly, one per batch.
-        self._db = sqlite3.connect(str(path), isolation_level=None, timeout=60.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._migrate()
+        db = sqlite3.connect(str(path), isolation_level=None, timeout=60.0)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            self._db = db
+            self._migrate()
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     def work_lock(self, kind: str, identity: Any) -> AbstractContextManager[None]:
         """One process at a time does a piece of model work (a checkpoint's generations, its forgetting
@@ -73,14 +90,15 @@ class Cache:
         return exclusive_lock(locks / f"{self.path.stem}-{kind}-{content_key(identity)[:16]}.lock")
 
     def _migrate(self) -> None:
-        self._db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL)")
-        done = {row[0] for row in self._db.execute("SELECT name FROM migrations")}
-        for name, sql in MIGRATIONS:
-            if name in done:
-                continue
-            with self._transaction():
-                self._db.execute(sql)
-                self._db.execute("INSERT INTO migrations VALUES (?, ?)", (name, time.time()))
+        """Every pending migration in one write transaction, which also reads what is done: a process
+        that opened an older file meanwhile never applies a migration twice."""
+        with self._transaction():
+            self._db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL)")
+            done = {row[0] for row in self._db.execute("SELECT name FROM migrations")}
+            for name, sql in MIGRATIONS:
+                if name not in done:
+                    self._db.execute(sql)
+                    self._db.execute("INSERT INTO migrations VALUES (?, ?)", (name, time.time()))
 
     def _transaction(self) -> sqlite3.Connection:
         return _Tx(self._db)  # type: ignore[return-value]
@@ -122,6 +140,19 @@ class Cache:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _retry_locked(open_it: Callable[[], sqlite3.Connection], attempts: int = 8) -> sqlite3.Connection:
+    """SQLite answers "database is locked" at once to some schema and journal changes (its busy timeout
+    does not cover them); a short backoff is enough."""
+    for attempt in range(attempts):
+        try:
+            return open_it()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 class _Tx:
