@@ -90,7 +90,10 @@ def small_candidate(tmp: Path, base: Path, **train: Any) -> CheckpointConfig:
 def test_healthy_run_passes_and_an_unchanged_rerun_is_reused(demo_models, tmp_path: Path) -> None:
     cache = Cache(tmp_path / "c.sqlite")
     config = small_candidate(tmp_path, demo_models.base)
+    stale = tmp_path / ".tmp-out-999999"  # as a training killed with kill -9 leaves it
+    (stale / "trainer").mkdir(parents=True)
     outcome = ensure_trained(config, "small.yaml", cache)
+    assert not stale.exists() and not list(tmp_path.glob(".tmp-*"))
     smoke = outcome.result["smoke"]
     assert smoke["passed"], smoke["reasons"]
     assert {c["name"] for c in smoke["checks"]} >= {"finite_loss", "loss_falling", "eval_within_10pct"}

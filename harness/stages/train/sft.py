@@ -71,9 +71,11 @@ def ensure_trained(config: CheckpointConfig, file: str, cache: Cache, force: boo
     out.parent.mkdir(parents=True, exist_ok=True)
     with exclusive_lock(out.parent / f".{out.name}.lock"):  # concurrent runs train once
         reused = _up_to_date(out, digest) and not force
+        # Holding the lock, every temp dir of this output is a killed run's leftover: remove them all.
+        for stale in out.parent.glob(f".tmp-{out.name}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
         if not reused:
             tmp = out.with_name(f".tmp-{out.name}-{os.getpid()}")
-            shutil.rmtree(tmp, ignore_errors=True)
             try:
                 result = run_training(train, base_dir, tmp, file)
                 result["train_hash"] = digest
