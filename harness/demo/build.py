@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.demo import world
+from harness.engines.checkpoint import sha256_file
 from harness.errors import InfraError
 from harness.locks import exclusive_lock
 
@@ -93,10 +94,6 @@ def build_name(seed: int, shipped: bool = False) -> str:
     return f"v{BUILD_VERSION}-seed{seed}-{'shipped' if shipped else 'built'}-{digest}"
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def verify_shipped_base(path: Path = SHIPPED_BASE) -> Path:
     """The shipped base dir, once every file matches its pinned sha256."""
     if not SHIPPED_SHA256:
@@ -107,7 +104,7 @@ def verify_shipped_base(path: Path = SHIPPED_BASE) -> Path:
         if not file.is_file():
             raise InfraError(f"{file}: missing from the shipped demo base; reinstall harness, or rebuild "
                              "the base with `harness demo --rebuild-base`")
-        if (got := _sha256(file)) != pinned:
+        if (got := sha256_file(file)) != pinned:
             raise InfraError(f"{file}: sha256 {got[:12]}… is not the pinned {pinned[:12]}…; the shipped demo "
                              "base is damaged: reinstall harness, or rebuild it with `harness demo --rebuild-base`")
     return path
@@ -342,7 +339,7 @@ def ship(base: Path, target: Path = SHIPPED_BASE) -> dict[str, str]:
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(base, target)
-    return {name: _sha256(target / name) for name in files}
+    return {name: sha256_file(target / name) for name in files}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -360,7 +357,7 @@ def main(argv: list[str] | None = None) -> None:
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     print(f"base:      {models.base}  ({info.get('base', '?')}, {info.get('base_s', '?')}s)")
     print(f"candidate: {models.candidate}  (built in {info.get('candidate_s', '?')}s)")
-    digests = {f.name: _sha256(f) for f in sorted(models.base.iterdir()) if f.is_file()}
+    digests = {f.name: sha256_file(f) for f in sorted(models.base.iterdir()) if f.is_file()}
     same = digests == SHIPPED_SHA256
     print(f"base files {'match' if same else 'differ from'} the shipped base's pinned sha256")
     if args.ship:

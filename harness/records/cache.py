@@ -63,23 +63,21 @@ class Cache:
             # One process at a time opens (switches to WAL, migrates): several opening a new file at
             # once otherwise raced to "database is locked" or "table results already exists".
             with exclusive_lock(path.parent / f".{path.name}.open.lock"):
-                self._db = _retry_locked(lambda: self._connect(path))
+                _retry_locked(lambda: self._connect(path))
         except (sqlite3.Error, OSError) as exc:
             raise InfraError(f"{path}: cannot open the cache ({exc}); check the path (--cache or "
                              "$HARNESS_CACHE_DIR) is a writable file") from None
 
-    def _connect(self, path: Path) -> sqlite3.Connection:
+    def _connect(self, path: Path) -> None:
         # isolation_level=None: we open transactions explicitly, one per batch.
-        db = sqlite3.connect(str(path), isolation_level=None, timeout=60.0)
+        self._db = sqlite3.connect(str(path), isolation_level=None, timeout=60.0)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            self._db = db
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
         except BaseException:
-            db.close()
+            self._db.close()
             raise
-        return db
 
     def work_lock(self, kind: str, identity: Any) -> AbstractContextManager[None]:
         """One process at a time does a piece of model work (a checkpoint's generations, its forgetting
@@ -142,17 +140,17 @@ class Cache:
         self._db.close()
 
 
-def _retry_locked(open_it: Callable[[], sqlite3.Connection], attempts: int = 8) -> sqlite3.Connection:
+def _retry_locked(open_it: Callable[[], None], attempts: int = 8) -> None:
     """SQLite answers "database is locked" at once to some schema and journal changes (its busy timeout
     does not cover them); a short backoff is enough."""
     for attempt in range(attempts):
         try:
-            return open_it()
+            open_it()
+            return
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or attempt == attempts - 1:
                 raise
             time.sleep(0.05 * 2**attempt)
-    raise AssertionError("unreachable")
 
 
 class _Tx:

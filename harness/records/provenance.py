@@ -121,6 +121,5 @@ def hardware() -> dict[str, Any]:
         torch = sys.modules["torch"]
         if torch.cuda.is_available():
             info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-        info["torch_threads"] = torch.get_num_threads()
     info["numeric"] = numeric_environment()
     return info

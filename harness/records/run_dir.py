@@ -98,12 +98,10 @@ class RunDir:
         """A new run dir (never an existing one: a run is resumed only on purpose), or with `resume`
         the one at `path`, new or holding a run of the same inputs. Either way this process becomes its
         one writer until close() or exit."""
-        if not resume:
-            try:
-                path.mkdir(parents=True)
-            except FileExistsError:
-                raise ConfigError(str(path), None, "already exists; a run is resumed only with --run-dir") from None
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=resume)
+        except FileExistsError:
+            raise ConfigError(str(path), None, "already exists; a run is resumed only with --run-dir") from None
         lock = writer_lock(path)
         try:
             run = cls._prepare(path, manifest, lock)
