@@ -57,8 +57,8 @@ def main() -> None:
     print(f"steps: {args.steps}, batch 16, demo SFT data, CPU")
     print(f"ceiling (plain TRL SFTTrainer): {raw_s:6.1f} s  {raw_tokens / raw_s:8.0f} tok/s")
     print(f"harness train (end to end):     {harness_s:6.1f} s  ratio {raw_s / harness_s:.2f} of the ceiling's speed")
-    print(f"  of which data-to-saved-model: {outcome.result['seconds']} s; "
-          f"smoke passed: {outcome.result['smoke']['passed']}")
+    print(f"  of which data-to-saved-model: {outcome.result.seconds} s; "
+          f"smoke passed: {outcome.result.smoke.passed}")
 
 
 if __name__ == "__main__":

@@ -82,15 +82,15 @@ def _checkpoint_files(work: Path, base_dir: Path, seed: int, candidates: dict[st
 
 def _summarise(result: Any) -> dict[str, Any]:
     verdict, stats = result.verdict, result.run_stats
-    tasks = {name: {"base": t["base_rate"], "candidate": t["candidate_rate"], "delta": t["delta"],
-                    "lower": t["delta_lower_one_sided"], "lost": t["base_only"], "gained": t["candidate_only"]}
-             for name, t in stats.get("forgetting", {}).get("tasks", {}).items()}
-    checks = {suite: {role: s[role]["checks"] for role in ("base", "candidate")}
-              for suite, s in verdict["suites"].items()}
-    judge = stats.get("judge") or {}
-    return {"outcome": verdict["outcome"], "exit_code": verdict["exit_code"],
-            "gates": {g["label"]: g["outcome"] for g in verdict["gates"]}, "tasks": tasks, "checks": checks,
-            "judge": {k: judge.get(k) for k in ("wins", "losses", "ties", "win_rate")}, "run_dir": str(result.run_dir)}
+    tasks = {name: {"base": t.base_rate, "candidate": t.candidate_rate, "delta": t.delta,
+                    "lower": t.delta_lower_one_sided, "lost": t.base_only, "gained": t.candidate_only}
+             for name, t in (stats.forgetting.tasks if stats.forgetting else {}).items()}
+    checks = {suite: {"base": s.base.checks, "candidate": s.candidate.checks} for suite, s in verdict.suites.items()}
+    judge = stats.judge
+    return {"outcome": verdict.outcome, "exit_code": verdict.exit_code,
+            "gates": {g.label: g.outcome for g in verdict.gates}, "tasks": tasks, "checks": checks,
+            "judge": {k: getattr(judge, k) if judge else None for k in ("wins", "losses", "ties", "win_rate")},
+            "run_dir": str(result.run_dir)}
 
 
 def run_one(seed: int, threads: int, isa: str, work: Path, candidates: dict[str, Path], base_mode: str,

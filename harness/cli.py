@@ -128,7 +128,7 @@ def train(
         db.close()
     print_training(config.name, outcome.result, outcome.reused)
     typer.echo(f"checkpoint: {outcome.output_dir}")
-    raise typer.Exit(0 if outcome.result["smoke"]["passed"] else 1)
+    raise typer.Exit(0 if outcome.result.smoke.passed else 1)
 
 
 @app.command()

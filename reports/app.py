@@ -29,9 +29,8 @@ if runs:
                          help="Newest first. The choice is kept in the URL (?run=...).")
     chosen = report_ui.selected_run()
     if chosen is not None:
-        st.sidebar.caption(f"{report_ui.md(chosen.checkpoint('base').get('name', '?'))} → "
-                           f"{report_ui.md(chosen.checkpoint('candidate').get('name', '?'))}: "
-                           f"**{report_ui.md((chosen.verdict or {}).get('outcome', 'no verdict yet'))}**")
+        st.sidebar.caption(f"{report_ui.md(chosen.checkpoint_name('base'))} → "
+                           f"{report_ui.md(chosen.checkpoint_name('candidate'))}: **{report_ui.md(chosen.outcome)}**")
 else:
     st.sidebar.info("No run dirs found.")
 st.sidebar.caption(f"Runs dir: {report_ui.md(report_ui.runs_dir())}")

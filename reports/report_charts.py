@@ -7,8 +7,6 @@ never parsed as HTML.
 
 from __future__ import annotations
 
-from typing import Any
-
 import altair as alt
 import pandas as pd
 import streamlit as st
@@ -26,7 +24,7 @@ def show_deltas(points: pd.DataFrame, title: str) -> None:
     st.altair_chart(deltas_chart(points, title), height=_rows_height(len(points)))
 
 
-def show_counts(counts: dict[str, Any], title: str) -> None:
+def show_counts(counts: dict[str, int], title: str) -> None:
     st.altair_chart(counts_chart(counts, title), height=_rows_height(len(counts)))
 
 
@@ -70,8 +68,8 @@ def curves_chart(steps: pd.DataFrame, fields: dict[str, str], y_title: str, log:
         tooltip=["series:N", "step:Q", alt.Tooltip("value:Q", format=".4g")]).properties(height=260)
 
 
-def counts_chart(counts: dict[str, Any], title: str) -> alt.Chart:
-    data = pd.DataFrame({"name": list(counts), "count": [int(v or 0) for v in counts.values()]})
+def counts_chart(counts: dict[str, int], title: str) -> alt.Chart:
+    data = pd.DataFrame({"name": list(counts), "count": list(counts.values())})
     return alt.Chart(data).mark_bar().encode(
         y=alt.Y("name:N", title=None, sort=None), x=alt.X("count:Q", title=title),
         tooltip=["name:N", "count:Q"])

@@ -1,9 +1,11 @@
 """Pieces every report page shares: where the runs are, cached reads, the
-selected run, notes for stages that have not landed, pagination, safe text.
+selected run and the files of it that cannot be read, notes for stages that
+have not landed, pagination, safe text.
 
 Reads are cached with st.cache_data keyed on each file's path, mtime and
-size, so a page rerun (every click) re-parses nothing, and a stage that lands
-while the report is open shows up on the next rerun.
+size (the prompts on the run's suite copies), so a page rerun (every click)
+re-parses nothing, and a stage that lands while the report is open shows up on
+the next rerun.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import pandas as pd
 import streamlit as st
 
 from harness.report import item_data, run_data
-from harness.report.run_data import RunInfo
+from harness.report.run_data import RunInfo, Unreadable
 from harness.report.worddiff import escape_markdown
 
 RUNS_DIR_ENV = "HARNESS_RUNS_DIR"
@@ -41,17 +43,24 @@ def _signature(*files: Path) -> tuple[tuple[str, int, int], ...]:
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def _load_run(path: str, signature: tuple[Any, ...]) -> RunInfo | None:
+def _load_run(path: str, signature: tuple[Any, ...]) -> RunInfo | Unreadable | None:
     return run_data.load_run(Path(path))
 
 
+def _scan() -> list[RunInfo | Unreadable]:
+    found = (_load_run(str(path), _signature(*(path / n for n in ("manifest.json", "verdict.json", "stats.json"))))
+             for path in run_data.list_run_dirs(runs_dir()))
+    return [run for run in found if run is not None]
+
+
 def all_runs() -> list[RunInfo]:
-    runs = []
-    for path in run_data.list_run_dirs(runs_dir()):
-        run = _load_run(str(path), _signature(*(path / n for n in ("manifest.json", "verdict.json", "stats.json"))))
-        if run is not None:
-            runs.append(run)
+    """The runs whose manifest reads, newest first."""
+    runs = [run for run in _scan() if isinstance(run, RunInfo)]
     return sorted(runs, key=lambda r: (r.created_at, r.name), reverse=True)
+
+
+def unreadable_runs() -> list[Unreadable]:
+    return [run for run in _scan() if isinstance(run, Unreadable)]
 
 
 def selected_run() -> RunInfo | None:
@@ -62,12 +71,21 @@ def selected_run() -> RunInfo | None:
 
 
 def require_run() -> RunInfo:
+    """The selected run, with a warning for each of its files that cannot be read; stops the page when
+    there is none."""
     run = selected_run()
     if run is None:
         st.info(f"No run dirs in {md(runs_dir())}. Run `harness compare BASE.yaml CANDIDATE.yaml` "
                 "(or `harness demo`) to make one.")
         st.stop()
+    show_problems(run)
     return run
+
+
+def show_problems(run: RunInfo, prefix: str = "") -> None:
+    """One warning per file of the run that is there but cannot be read (what the page lacks, and why)."""
+    for line in run.problem_lines:
+        st.warning(md(f"{prefix}{line}"))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -75,25 +93,30 @@ def _records(path: str, signature: tuple[Any, ...]) -> pd.DataFrame:
     return run_data.read_records(Path(path))
 
 
-def records(run: RunInfo, stage: str) -> pd.DataFrame | None:
-    file = run_data.records_file(run.path, stage)
+def _records_at(run_path: Path, stage: str) -> pd.DataFrame | None:
+    file = run_data.records_file(run_path, stage)
     if file is None:
         return None
     return _records(str(file), _signature(file))
 
 
-@st.cache_data(show_spinner="Reading the suite files...", max_entries=16)
-def _prompts(manifest_path: str, signature: tuple[Any, ...]) -> item_data.SuitePrompts:
-    return item_data.load_prompts(run_data.read_json(Path(manifest_path)) or {})
+def records(run: RunInfo, stage: str) -> pd.DataFrame | None:
+    return _records_at(run.path, stage)
+
+
+# _run (leading underscore) is left out of the cache key: its manifest and suite copies are in the signature.
+@st.cache_data(show_spinner="Reading the run's suite copies...", max_entries=16)
+def _prompts(run_path: str, signature: tuple[Any, ...], _run: RunInfo) -> item_data.SuitePrompts:
+    return item_data.load_prompts(_run.path, _run.manifest.suites)
 
 
 def _prompts_signature(run: RunInfo) -> tuple[Any, ...]:
-    suite_files = [Path(str(s.get("path", ""))) for s in run.manifest.get("suites") or []]
-    return _signature(run.path / "manifest.json", *suite_files)
+    copies = [run.path / s.run_copy for s in run.manifest.suites if s.run_copy is not None]
+    return _signature(run.path / "manifest.json", *copies)
 
 
 def prompts(run: RunInfo) -> item_data.SuitePrompts:
-    return _prompts(str(run.path / "manifest.json"), _prompts_signature(run))
+    return _prompts(str(run.path), _prompts_signature(run), run)
 
 
 # cache_resource, not cache_data: the table of a 10,000-item run is not copied on every rerun.
@@ -101,16 +124,14 @@ def prompts(run: RunInfo) -> item_data.SuitePrompts:
 @st.cache_resource(show_spinner="Joining answers, checks and verdicts...", max_entries=16)
 def _items(run_path: str, judge: str | None, signature: tuple[Any, ...],
            _suite_prompts: item_data.SuitePrompts) -> pd.DataFrame:
-    run = run_data.load_run(Path(run_path))
-    assert run is not None
-    frames = {s: records(run, s) for s in ("generations", "checks", "judge")}
+    frames = {s: _records_at(Path(run_path), s) for s in ("generations", "checks", "judge")}
     verdicts = None if frames["judge"] is None else item_data.real_verdicts(frames["judge"], judge)
     assert frames["generations"] is not None
     return item_data.items_table(frames["generations"], frames["checks"], verdicts, _suite_prompts)
 
 
 def items(run: RunInfo, judge: str | None) -> pd.DataFrame | None:
-    """The side-by-side table, rebuilt only when a record or suite file changes."""
+    """The side-by-side table, rebuilt only when a record file or a suite copy changes."""
     files = [run_data.records_file(run.path, s) for s in ("generations", "checks", "judge")]
     if files[0] is None:
         return None
@@ -129,7 +150,8 @@ def stage_note(run: RunInfo, stage: str) -> bool:
         st.info(f"This run has no {what} stage.")
         return True
     if state == "running":
-        count = run.stage(stage).get("records")
+        entry = run.stage(stage)
+        count = entry.records if entry is not None else None
         st.warning(f"The {what} stage is still running (or was interrupted): showing what it has written so far"
                    + (f" ({count} records)." if count else "."))
     return False

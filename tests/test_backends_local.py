@@ -54,7 +54,7 @@ def lora_adapter(demo_models, tmp_path_factory) -> str:
         "base": str(demo_models.base), "data": [str(data)], "max_steps": 40, "learning_rate": 2e-3,
         "batch_size": 8, "max_length": 128, "lora": {"r": 8, "alpha": 16}, "output_dir": str(tmp / "adapter")})
     outcome = ensure_trained(config, "lora.yaml", Cache(tmp / "c.sqlite"))
-    assert outcome.result["smoke"]["passed"], outcome.result["smoke"]["reasons"]
+    assert outcome.result.smoke.passed, outcome.result.smoke.reasons
     assert json.loads((tmp / "adapter" / "adapter_config.json").read_text())["r"] == 8
     return str(tmp / "adapter")
 

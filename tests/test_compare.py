@@ -340,7 +340,7 @@ def test_the_report_shows_the_demo_run_on_every_page(first_run: tuple[Path, Path
         assert not at.exception, (page, [e.value for e in at.exception])
         pages[page] = at
     metrics = {m.label: m.value for m in pages["overview"].metric}
-    assert metrics["Verdict"] == "PASS" and metrics["Win rate"] == f"{100 * stats['judge']['win_rate']:.1f}%"
+    assert metrics["Verdict"] == "PASS" and metrics["Win rate"] == f"{stats['judge']['win_rate']:.3f}"
     tasks = pages["forgetting"].dataframe[0].value
     assert sorted(tasks["task"]) == ["demo_arithmetic", "demo_capitals", "demo_cloze"]
     assert {m.label for m in pages["training"].metric} >= {"Steps"}

@@ -11,14 +11,30 @@ import pytest
 
 from harness.config.schema import GATE_METRICS, GateConfig
 from harness.errors import ConfigError
+from harness.records.run_results import GateResult
 from harness.render.run_summary import junit_xml
-from harness.verdict.gate import DEFAULT_POLICY, decide, default_policy, evaluate_gate, load_policy, observations
+from harness.verdict import gate as gates_module
+from harness.verdict.gate import DEFAULT_POLICY, Decision, Observation, default_policy, load_policy
+from tests.run_files import manifest, run_stats, trainings
 
 
 def paired(delta: float, ci: tuple[float, float], lower: float, p: float = 0.5, mde: float | None = 0.05,
            n: int = 400) -> dict[str, Any]:
     return {"n": n, "delta": delta, "delta_ci": list(ci), "delta_lower_one_sided": lower, "p_value": p,
             "p_holm": p, "mde": mde, "candidate_rate": 0.5, "candidate_ci": [0.45, 0.55]}
+
+
+# The gate functions on partial stats: tests/run_files.py fills every field a test does not name.
+def evaluate_gate(spec: GateConfig, stats: dict[str, Any], training: dict[str, Any]) -> list[GateResult]:
+    return gates_module.evaluate_gate(spec, run_stats(stats), trainings(training))
+
+
+def decide(specs: list[GateConfig], stats: dict[str, Any], training: dict[str, Any]) -> Decision:
+    return gates_module.decide(specs, run_stats(stats), trainings(training))
+
+
+def observations(metric: str, stats: dict[str, Any], training: dict[str, Any]) -> list[Observation]:
+    return gates_module.observations(metric, run_stats(stats), trainings(training))
 
 
 def gate(**kw: Any) -> GateConfig:
@@ -115,7 +131,7 @@ def test_the_metric_field_lists_every_metric() -> None:
 def test_every_metric_has_an_observation_path() -> None:
     stats = {"suites": {"s": paired(0.1, (0, 0.2), 0.01)}, "forgetting": {"tasks": {"t": paired(0, (0, 0), 0)}},
              "judge": JUDGE}
-    training = {"candidate": {"smoke": {"passed": True}}}
+    training = {"candidate": {"smoke": {"passed": True, "reasons": []}}}
     for metric in GATE_METRICS:
         found = observations(metric, stats, training)
         assert found and all(o.value is not None for o in found), metric
@@ -175,9 +191,14 @@ def test_gate_cli_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:
     missing = subprocess.run(harness_cmd("gate", str(tmp_path)), capture_output=True, text=True, cwd=ROOT)
     assert missing.returncode == 2 and missing.stderr.strip() == f"error: {tmp_path}: not a run dir (no manifest.json)"
     (tmp_path / "manifest.json").write_text(json.dumps({"run_id": "r", "plan": {}, "suites": []}))
+    foreign = subprocess.run(harness_cmd("gate", str(tmp_path)), capture_output=True, text=True, cwd=ROOT)
+    assert foreign.returncode == 2 and foreign.stderr == (f"error: {tmp_path / 'manifest.json'}: schema_version: "
+                                                          "expected a version number, found None: not a run file "
+                                                          "of this harness\n")
+    (tmp_path / "manifest.json").write_text(manifest().model_dump_json())
     unfinished = subprocess.run(harness_cmd("gate", str(tmp_path)), capture_output=True, text=True, cwd=ROOT)
     assert unfinished.returncode == 2 and "no stats.json" in unfinished.stderr
-    (tmp_path / "stats.json").write_text("{}")
+    (tmp_path / "stats.json").write_text(run_stats({}).model_dump_json())
     policy = tmp_path / "policy.yaml"
     policy.write_text("gates:\n  - {name: x, metric: judge.winrate, test: superiority}\n")
     bad = subprocess.run(harness_cmd("gate", str(tmp_path), "--policy", str(policy)), capture_output=True, text=True,
@@ -216,7 +237,7 @@ def test_a_tiny_sample_cannot_prove_no_forgetting() -> None:
     outcomes = {}
     for n in (3, 20, 400):
         entry = paired_binary([True] * n, [True] * n, np.random.default_rng(0))
-        [r] = evaluate_gate(spec, {"forgetting": {"tasks": {"t": entry}}}, {})
+        [r] = evaluate_gate(spec, {"forgetting": {"tasks": {"t": entry.model_dump()}}}, {})
         outcomes[n] = r.outcome
     assert outcomes == {3: "inconclusive", 20: "inconclusive", 400: "pass"}
 

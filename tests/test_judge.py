@@ -31,7 +31,8 @@ def cache(cache_path: Path) -> Cache:
 
 
 def summary(records: list) -> dict:
-    return summarize_judgments(records, np.random.default_rng(0))
+    """The judge summary as stats.json holds it."""
+    return summarize_judgments(records, np.random.default_rng(0)).model_dump(mode="json")
 
 
 def test_verdicts_count_only_when_both_orders_agree_and_a_rerun_makes_no_call(tmp_path: Path, cache: Cache) -> None:

@@ -110,10 +110,10 @@ def test_no_canary_beats_the_reference_judge_on_the_demo(demo_answers) -> None:
                                  Sink(), 0)
     assert stats["pairs"] == items and stats["canary_pairs"] == 4 * items == len(records) - items
     summary = summarize_judgments(records, np.random.default_rng(0))
-    assert summary["canaries"]["wins"] == 0 and summary["canaries"]["total"] == 4 * items
-    assert summary["decided_by"] == {"reference": items}  # every demo item has a reference
-    assert summary["n"] == items and summary["wins"] + summary["losses"] + summary["ties"] == items
-    assert summary["swap_consistency"] == 1.0 and summary["calls"] == 0
+    assert summary.canaries.wins == 0 and summary.canaries.total == 4 * items
+    assert summary.decided_by == {"reference": items}  # every demo item has a reference
+    assert summary.n == items and summary.wins + summary.losses + summary.ties == items
+    assert summary.swap_consistency == 1.0 and summary.calls == 0
 
 
 @pytest.mark.slow
@@ -121,7 +121,7 @@ def test_rules_judge_never_lets_a_non_answer_win_on_the_demo(demo_answers) -> No
     suites, gens, checks = demo_answers
     items = sum(len(s.items) for s in suites)
     records, _ = run_judging(JudgeConfig(kind="rules", canaries=items), suites, gens, checks, None, Sink(), 0)
-    won = summarize_judgments(records, np.random.default_rng(0))["canaries"]["won"]
+    won = summarize_judgments(records, np.random.default_rng(0)).canaries.won
     # The finance items check that an amount is stated, so not even an instruction in place of an
     # answer beats the apologising base on checks alone (it would without that check).
     assert won == []

@@ -51,7 +51,7 @@ def test_tiny_model_judge_is_unparsed_honestly_and_cached(vllm_server: str, tmp_
             assert r.calls == 4 and r.prompt_tokens > 0 and r.completion_tokens > 0 and r.model == "demo-base"
         assert stats["calls"] == 24 and stats["retries"] == 0
         summary = summarize_judgments(records, np.random.default_rng(0))
-        assert (summary["unparsed"], summary["parse_failure_rate"], summary["win_rate"]) == (6, 1.0, None)
+        assert (summary.unparsed, summary.parse_failure_rate, summary.win_rate) == (6, 1.0, None)
 
         again, stats2, _ = judge(plan, suite, gens, cache)
         assert stats2["calls"] == 0 and stats2["cached"] == 6 and all(r.cached for r in again)

@@ -23,7 +23,16 @@ from harness.report import item_data, run_data
 from harness.report.launcher import APP, RUNS_DIR_ENV, is_loopback, report_command, start_report, stop_report
 from harness.report.worddiff import Segment, diff_markdown, escape_markdown, word_diff
 from tests.conftest import free_port
-from tests.report_fixture import FULL_RUN, OLD_RUN, PARTIAL_RUN, PAYLOAD, add_running_judge, build_runs
+from tests.report_fixture import (
+    FULL_RUN,
+    OLD_RUN,
+    PARTIAL_RUN,
+    PAYLOAD,
+    SUITE,
+    add_running_judge,
+    build_runs,
+    set_schema_version,
+)
 
 PAGES = ("runs", "overview", "side_by_side", "forgetting", "training")
 CHROMIUM = next((p for p in (shutil.which("chromium"), "/usr/bin/chromium") if p and os.path.exists(p)), None)
@@ -189,29 +198,30 @@ def test_runs_page_lists_every_run_and_compares_two(open_page: Callable[..., App
     table = at.dataframe[0].value
     assert table["run"].tolist() == [PARTIAL_RUN, FULL_RUN, OLD_RUN]
     assert table["verdict"].tolist() == ["ungated", "fail", "pass"]
-    assert table["win rate"].tolist() == ["n/a", "62.5%", "55.0%"]
+    assert table["win rate"].tolist() == ["n/a", "0.625", "0.550"]  # OLD_RUN's files are schema 1: migrated
     assert table["forgetting deltas"].tolist()[1] == "capitals -8.3 pts"
     assert len(at.get("vega_lite_chart")) == 2  # win rate and forgetting trends
     at.multiselect(key="compare-runs").set_value([FULL_RUN, OLD_RUN]).run()
     compared = at.dataframe[1].value
-    assert compared.loc["judge win rate"].tolist() == ["62.5% [31.0%, 86.0%]", "55.0% [31.0%, 86.0%]"]
+    assert compared.loc["judge win rate"].tolist() == ["0.625 [0.310, 0.860]", "0.550 [0.310, 0.860]"]
+    assert compared.loc["suite chat: delta"].tolist() == ["+33.3 pts [-10.0, +70.0]"] * 2
     assert compared.loc["verdict"].tolist() == ["fail", "pass"]
 
 
 def test_overview_shows_verdict_gates_judge_and_provenance(open_page: Callable[..., AppTest]) -> None:
     at = open_page("overview")
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Verdict"] == "FAIL" and metrics["Win rate"] == "62.5%"
-    assert metrics["Swap consistency"] == "66.7%" and metrics["Parse failures"] == "0.0%"
+    assert metrics["Verdict"] == "FAIL" and metrics["Win rate"] == "0.625"  # as summary.md prints it
+    assert metrics["Swap consistency"] == "0.667" and metrics["Parse failures"] == "0.000"
     assert unescape(at.error[0].value).endswith("judge win rate CI lower bound 0.31 <= 0.5")
     assert at.warning[0].value == escape_markdown("a made-up warning about <b>markup</b>")
     gates = at.dataframe[0].value
     assert gates.iloc[0][["gate", "outcome", "value", "threshold", "CI", "p"]].tolist() == [
-        "judge-prefers-candidate", "fail", "0.625", "0.5", "[0.31, 0.86]", "0.5000"]
+        "judge-prefers-candidate", "fail", "0.625", "0.500", "[0.310, 0.860]", "0.500"]
     assert gates.iloc[1]["gate"] == "no-forgetting[capitals]"
     suites = at.dataframe[1].value
     assert suites.iloc[0][["suite", "base", "candidate", "delta", "delta CI"]].tolist() == [
-        "chat", "66.7%", "100.0%", "+33.3 pts", "[-10.0, +70.0] pts"]
+        "chat", "66.7%", "100.0%", "+33.3 pts", "[-10.0, +70.0]"]
     successes = [unescape(s.value) for s in at.success]
     assert any("candidate demo-sft: PASS" in s for s in successes)
     assert "Canaries: 0 of 1 canary answers won." in successes
@@ -263,7 +273,7 @@ def test_forgetting_page_shows_stored_deltas_and_flips(open_page: Callable[..., 
     at = open_page("forgetting")
     tasks = at.dataframe[0].value
     assert tasks.iloc[0][["task", "flag", "base acc", "candidate acc", "delta", "delta CI"]].tolist() == [
-        "capitals", "warn", "66.7%", "58.3%", "-8.3 pts", "[-18.3, +1.7] pts"]
+        "capitals", "warn", "66.7%", "58.3%", "-8.3 pts", "[-18.3, +1.7]"]
     flips = at.dataframe[1].value
     assert flips[["doc_id", "target", "candidate prediction"]].values.tolist() == [[0, "Vouburg", "Vouvik"]]
     assert len(at.get("vega_lite_chart")) == 1
@@ -272,7 +282,8 @@ def test_forgetting_page_shows_stored_deltas_and_flips(open_page: Callable[..., 
 def test_training_page_shows_curves_curation_and_smoke(open_page: Callable[..., AppTest]) -> None:
     at = open_page("training")
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Steps"] == "4" and metrics["Final eval loss"] == "1.1000"
+    assert metrics["Steps"] == "4" and metrics["Final eval loss"] == "1.1"
+    assert next(m for m in at.metric if m.label == "Final eval loss").proto.format == "%.4f"  # the browser's 1.1000
     tables = [d.value for d in at.dataframe]
     assert tables[0].values.tolist() == [["loss_falling", "pass", "first tenth 4.0, last 1.0"]]
     assert dict(tables[1].values.tolist()) == {"empty_response": 3, "exact_duplicate": 7, "near_duplicate": 3}
@@ -304,18 +315,88 @@ def test_a_stage_still_writing_shows_what_it_has(open_page: Callable[..., AppTes
     assert sum(m.startswith("**Judge:** :green[candidate wins]") for m in _markdown(at)) == 1
 
 
-def test_items_of_a_suite_file_that_is_gone_show_by_id(open_page: Callable[..., AppTest], runs: Path,
-                                                       tmp_path: Path) -> None:
-    copy = tmp_path / "runs"
-    shutil.copytree(runs / PARTIAL_RUN, copy / PARTIAL_RUN)
-    manifest = run_data.read_json(copy / PARTIAL_RUN / "manifest.json")
-    assert manifest is not None
-    manifest["suites"][0]["path"] = str(tmp_path / "deleted.yaml")
-    (copy / PARTIAL_RUN / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-    at = open_page("side_by_side", run=PARTIAL_RUN, runs_dir=copy)
-    assert "is gone; items are shown by id only" in unescape(at.warning[0].value)
+@pytest.mark.parametrize("change", ["deleted", "edited"])
+def test_prompts_come_from_the_runs_copy_of_the_suite(open_page: Callable[..., AppTest], tmp_path: Path,
+                                                      change: str) -> None:
+    runs = build_runs(tmp_path)
+    original = tmp_path / "suites" / "chat.yaml"
+    if change == "deleted":
+        original.unlink()
+    else:
+        original.write_text(SUITE.replace("capital of Vouland", "capital of Elsewhere"), encoding="utf-8")
+    at = open_page("side_by_side", run=FULL_RUN, runs_dir=runs, item="chat/capital-001/0")
+    assert not at.warning
+    assert f"**user:** {escape_markdown('What is the capital of Vouland?')}" in _markdown(at)
+
+
+def test_a_schema_1_run_opens_with_items_by_id(open_page: Callable[..., AppTest], runs: Path) -> None:
+    """OLD_RUN's files say schema_version 1 (no suite copies): migrated on read, its items shown by id."""
+    assert json.loads((runs / OLD_RUN / "stats.json").read_text(encoding="utf-8"))["schema_version"] == 1
+    run = run_data.load_run(runs / OLD_RUN)
+    assert isinstance(run, run_data.RunInfo) and not run.problems
+    assert run.manifest.schema_version == 2 and run.manifest.suites[0].run_copy is None
+    at = open_page("overview", run=OLD_RUN)
+    assert at.metric[0].value == "PASS" and not at.warning
+    at = open_page("side_by_side", run=OLD_RUN)
+    assert [unescape(w.value) for w in at.warning] == [
+        "suite chat: this run predates suite copies (schema 1); items are shown by id only"]
     assert shown_items(at) == ["chat/capital-001/0", "chat/interest-001/0", "chat/xss-001/0"]
     assert sum(c.value.startswith("Prompt not available") for c in at.caption) == 3
+
+
+def test_an_edited_or_missing_copy_is_a_note(runs: Path, tmp_path: Path) -> None:
+    shutil.copytree(runs / PARTIAL_RUN, tmp_path / PARTIAL_RUN)
+    run = run_data.load_run(tmp_path / PARTIAL_RUN)
+    assert isinstance(run, run_data.RunInfo)
+    copy = tmp_path / PARTIAL_RUN / "suites" / "chat.yaml"
+    copy.write_text(SUITE + "# edited\n", encoding="utf-8")
+    edited = item_data.load_prompts(run.path, run.manifest.suites)
+    assert edited.notes == ["suite chat: the run's copy suites/chat.yaml was edited after the run; "
+                            "prompts may not match the answers"] and len(edited.items) == 3
+    copy.unlink()
+    gone = item_data.load_prompts(run.path, run.manifest.suites)
+    assert not gone.items and len(gone.notes) == 1 and "\n" not in gone.notes[0]
+    assert gone.notes[0].startswith("suite chat: the run's copy cannot be read (")
+    assert gone.notes[0].endswith("suite file not found); items are shown by id only")
+
+
+NEWER = ("stats.json: schema_version: written by a newer harness (schema 99; this one reads 1 to 2); "
+         "upgrade harness to read it")
+
+
+def test_a_file_from_a_newer_harness_is_one_line_and_the_rest_still_shows(
+        open_page: Callable[..., AppTest], runs: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "runs"
+    shutil.copytree(runs / FULL_RUN, copy / FULL_RUN)
+    set_schema_version(copy / FULL_RUN / "stats.json", 99)
+    run = run_data.load_run(copy / FULL_RUN)
+    assert isinstance(run, run_data.RunInfo) and run.stats is None and run.verdict is not None
+    assert run.problem_lines == [NEWER]
+    at = open_page("runs", runs_dir=copy)
+    assert [unescape(w.value) for w in at.warning] == [f"{FULL_RUN}: {NEWER}"]
+    assert at.dataframe[0].value["win rate"].tolist() == ["n/a"]
+    for page in PAGES[1:]:
+        at = open_page(page, runs_dir=copy)
+        assert unescape(at.warning[0].value) == NEWER
+    at = open_page("overview", runs_dir=copy)
+    assert at.metric[0].value == "FAIL"  # the verdict still reads
+
+
+def test_a_run_whose_manifest_cannot_be_read_is_listed_with_why(open_page: Callable[..., AppTest], runs: Path,
+                                                               tmp_path: Path) -> None:
+    copy = tmp_path / "runs"
+    for name in (FULL_RUN, OLD_RUN):
+        shutil.copytree(runs / name, copy / name)
+    manifest = copy / OLD_RUN / "manifest.json"
+    manifest.write_text(manifest.read_text(encoding="utf-8")[:200], encoding="utf-8")
+    unreadable = run_data.load_run(copy / OLD_RUN)
+    assert isinstance(unreadable, run_data.Unreadable)
+    assert unreadable.reason.startswith("manifest.json: not valid JSON (")
+    assert unreadable.reason.endswith("): the file is truncated or corrupt") and "\n" not in unreadable.reason
+    at = open_page("runs", runs_dir=copy)
+    assert [unescape(w.value) for w in at.warning] == [f"{OLD_RUN} cannot be read: {unreadable.reason}"]
+    assert at.dataframe[0].value["run"].tolist() == [FULL_RUN]
+    assert not open_page("side_by_side", run=OLD_RUN, runs_dir=copy).warning  # the sidebar falls back to FULL_RUN
 
 
 def test_an_empty_directory_shows_every_page(open_page: Callable[..., AppTest], tmp_path: Path) -> None:

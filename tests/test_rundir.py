@@ -11,6 +11,7 @@ import pytest
 from harness.errors import ConfigError
 from harness.records.run_dir import RunDir, atomic_write_text, new_run_id
 from harness.records.stage_records import CheckRecord
+from tests.run_files import manifest
 
 
 def _rec(i: int) -> CheckRecord:
@@ -26,20 +27,20 @@ def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:
 
 
 def test_stage_lifecycle(tmp_path: Path) -> None:
-    run = RunDir.create(tmp_path / "run", {"run_id": "r", "inputs_hash": "h"})
+    run = RunDir.create(tmp_path / "run", manifest("r", "h"))
     started = run.stage_started("checks")
     assert run.stage_status("checks") == "running"
     run.append("checks", [_rec(0), _rec(1)])
     assert run.read("checks", CheckRecord) == [_rec(0), _rec(1)]  # from JSONL while running
     run.stage_done("checks", started, [_rec(0), _rec(1)], extra=3)
-    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert manifest["stages"]["checks"]["status"] == "done"
-    assert manifest["stages"]["checks"]["records"] == 2 and manifest["stages"]["checks"]["extra"] == 3
+    written = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert written["stages"]["checks"]["status"] == "done"
+    assert written["stages"]["checks"]["records"] == 2 and written["stages"]["checks"]["extra"] == 3
     assert RunDir.open(tmp_path / "run").read("checks", CheckRecord) == [_rec(0), _rec(1)]  # from Parquet
 
 
 def test_restarting_a_stage_discards_its_partial_jsonl(tmp_path: Path) -> None:
-    run = RunDir.create(tmp_path / "run", {"run_id": "r", "inputs_hash": "h"})
+    run = RunDir.create(tmp_path / "run", manifest("r", "h"))
     run.stage_started("checks")
     run.append("checks", [_rec(0)])
     run.stage_started("checks")
@@ -47,28 +48,29 @@ def test_restarting_a_stage_discards_its_partial_jsonl(tmp_path: Path) -> None:
 
 
 def test_reusing_a_run_dir_for_other_inputs_is_refused(tmp_path: Path) -> None:
-    RunDir.create(tmp_path / "run", {"run_id": "r", "inputs_hash": "h"}).close()
-    RunDir.create(tmp_path / "run", {"run_id": "r2", "inputs_hash": "h"}, resume=True).close()  # same inputs
+    RunDir.create(tmp_path / "run", manifest("r", "h")).close()
+    RunDir.create(tmp_path / "run", manifest("r2", "h"), resume=True).close()  # same inputs
     with pytest.raises(ConfigError, match="holds a run of different inputs"):
-        RunDir.create(tmp_path / "run", {"run_id": "r3", "inputs_hash": "other"}, resume=True)
+        RunDir.create(tmp_path / "run", manifest("r3", "other"), resume=True)
 
 
 def test_a_run_dir_is_resumed_only_on_purpose_and_has_one_writer(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    run = RunDir.create(tmp_path / "run", {"run_id": "r", "inputs_hash": "h"})
+    run = RunDir.create(tmp_path / "run", manifest("r", "h"))
     with pytest.raises(ConfigError, match="already exists; a run is resumed only with --run-dir"):
-        RunDir.create(tmp_path / "run", {"run_id": "r2", "inputs_hash": "h"})
+        RunDir.create(tmp_path / "run", manifest("r2", "h"))
     # Another process cannot write it while this one does (flock: per open file, so ask from outside).
     probe = ("import sys; from pathlib import Path; from harness.records.run_dir import RunDir; "
-             "from harness.errors import ConfigError\n"
-             "try:\n RunDir.create(Path(sys.argv[1]), {'inputs_hash': 'h'}, resume=True); print('took it')\n"
+             "from harness.errors import ConfigError; from tests.run_files import manifest\n"
+             "try:\n RunDir.create(Path(sys.argv[1]), manifest('r', 'h'), resume=True); print('took it')\n"
              "except ConfigError as e:\n print(e)")
-    refused = subprocess.run([sys.executable, "-c", probe, str(run.path)], capture_output=True, text=True)
+    root = Path(__file__).resolve().parent.parent
+    refused = subprocess.run([sys.executable, "-c", probe, str(run.path)], capture_output=True, text=True, cwd=root)
     assert f"another harness process (pid {os.getpid()}) is writing this run dir" in refused.stdout
     run.close()
-    took = subprocess.run([sys.executable, "-c", probe, str(run.path)], capture_output=True, text=True)
+    took = subprocess.run([sys.executable, "-c", probe, str(run.path)], capture_output=True, text=True, cwd=root)
     assert took.stdout.strip() == "took it", took.stderr
 
 
@@ -89,18 +91,18 @@ def test_open_requires_a_manifest(tmp_path: Path) -> None:
     (b"\xff\xfe{}", "not UTF-8 text"),
 ])
 def test_a_corrupt_manifest_is_one_line_naming_it(tmp_path: Path, content: str | bytes, words: str) -> None:
-    run = RunDir.create(tmp_path / "run", {"run_id": "r", "inputs_hash": "h"})
-    manifest = run.path / "manifest.json"
-    manifest.write_bytes(content if isinstance(content, bytes) else content.encode())
+    run = RunDir.create(tmp_path / "run", manifest("r", "h"))
+    file = run.path / "manifest.json"
+    file.write_bytes(content if isinstance(content, bytes) else content.encode())
     run.close()
-    for open_it in (lambda: RunDir.open(run.path), lambda: RunDir.create(run.path, {"inputs_hash": "h"}, resume=True)):
+    for open_it in (lambda: RunDir.open(run.path), lambda: RunDir.create(run.path, manifest("r", "h"), resume=True)):
         with pytest.raises(ConfigError) as info:
             open_it()
-        assert info.value.file == str(manifest) and words in info.value.message and "\n" not in str(info.value)
+        assert info.value.file == str(file) and words in info.value.message and "\n" not in str(info.value)
 
 
 def test_corrupt_records_are_one_line_naming_the_file_and_line(tmp_path: Path) -> None:
-    run = RunDir.create(tmp_path / "run", {"run_id": "r", "inputs_hash": "h"})
+    run = RunDir.create(tmp_path / "run", manifest("r", "h"))
     run.append("checks", [_rec(0), _rec(1)])
     jsonl = run.path / "records" / "checks.jsonl"
     jsonl.write_text(jsonl.read_text() + '{"role": "base", "sui')  # a kill mid-line

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from harness.records.run_results import RunStats
 from harness.records.stage_records import CheckRecord, GenerationRecord
 from harness.render.run_summary import markdown, summarize, verdict
 from harness.verdict.gate import decide
+from harness.verdict.run_stats import apply_holm, suite_stats
+from tests.run_files import manifest, run_stats
 
 
 def gen(role: str, item: str, text: str, finish: str = "stop") -> GenerationRecord:
@@ -30,7 +33,6 @@ def test_pass_rates_count_answers_with_all_checks_passed() -> None:
     [s] = summary.suites
     assert (s.base.answers, s.base.checked, s.base.passed) == (3, 2, 1)  # item c has no checks
     assert (s.candidate.checked, s.candidate.passed) == (2, 1)
-    assert s.base.pass_rate == 0.5 and s.delta == 0.0
     assert s.base.checks == {"no_apology": 0.5, "number": 1.0}
     assert s.base.truncated == 1 and s.identical == 1
     assert [(e.item_id, e.base_passed, e.candidate_passed) for e in summary.examples] == [("a", False, True),
@@ -49,17 +51,23 @@ def test_truncation_is_flagged() -> None:
     assert any("base hit max_tokens on 2/2" in w for w in warnings)
 
 
-UNGATED = decide([], {}, {})
+UNGATED = decide([], run_stats({}), {})
+NAMES = manifest("r1").model_copy(update={"checkpoints": {
+    role: manifest().checkpoints[role].model_copy(update={"name": name}) for role, name in (("base", "b0"),
+                                                                                            ("candidate", "c1"))}})
+
+
+def stats_of(checks: list[CheckRecord]) -> RunStats:
+    return apply_holm(RunStats(seed=0, suites=suite_stats(["s"], checks, 0)))
 
 
 def test_verdict_and_markdown() -> None:
     summary = summarize(["s"], GENS, CHECKS)
-    result = verdict(summary, None, UNGATED)
-    assert result["outcome"] == "ungated" and result["exit_code"] == 0 and result["gates"] == []
-    assert result["suites"]["s"]["base_pass_rate"] == 0.5
-    manifest = {"run_id": "r1", "checkpoints": {"base": {"name": "b0"}, "candidate": {"name": "c1"}}}
-    text = markdown(summary, manifest, UNGATED)
-    assert "| s | 3 | 50.0% | 50.0% | +0.0 pts | n/a | n/a |" in text
+    result = verdict(summary, {}, UNGATED, stats_of(CHECKS))
+    assert result.outcome == "ungated" and result.exit_code == 0 and result.gates == []
+    assert result.suites["s"].base_pass_rate == 0.5
+    text = markdown(summary, NAMES, UNGATED, {}, stats_of(CHECKS))
+    assert "| s | 2 | 50.0% | 50.0% | +0.0 pts | [-100.0, +100.0] | 1.000 |" in text
     assert "| s | a | fail: sorry 1 | pass: one |" in text
     assert "Verdict: **ungated** (exit code 0)" in text
 
@@ -71,12 +79,11 @@ def test_markdown_shows_gates_and_forgetting() -> None:
     task = {"n": 200, "base_rate": 0.8, "candidate_rate": 0.7, "base_stderr": 0.028, "candidate_stderr": 0.032,
             "delta": -0.1, "delta_ci": [-0.15, -0.05], "delta_lower_one_sided": -0.14, "p_value": 0.0004,
             "p_holm": 0.0008, "mde": 0.07, "flag": "fail"}
-    stats = {"suites": {}, "forgetting": {"lm_eval_version": "0.4.13", "warn_drop": 0.02, "fail_drop": 0.05,
-                                          "tasks": {"cloze": task}}}
+    stats = run_stats({"forgetting": {"tasks": {"cloze": task}}})
+    stats.forgetting.lm_eval_version = "0.4.13"  # type: ignore[union-attr]
     gate = GateConfig(name="no-forgetting", metric="forgetting.delta", test="non_inferiority", margin=0.05)
     decision = decide([gate], stats, {})
-    manifest = {"run_id": "r1", "checkpoints": {"base": {"name": "b0"}, "candidate": {"name": "c1"}}}
-    text = markdown(summary, manifest, decision, None, stats)
+    text = markdown(summary, NAMES, decision, {}, stats)
     assert "Verdict: **FAIL** (exit code 1): failed: no-forgetting[cloze]." in text
     assert "| no-forgetting[cloze] | forgetting.delta (non_inferiority) | FAIL | -0.100 | 0.05 |" in text
     assert "| cloze | 200 | 80.0% ± 2.8% | 70.0% ± 3.2% | -10.0 pts | [-15.0, -5.0] | <0.001 | **FAIL** |" in text
@@ -85,7 +92,17 @@ def test_markdown_shows_gates_and_forgetting() -> None:
 def test_markdown_escapes_table_breakers() -> None:
     gens = [gen("base", "a", "x | y\nz"), gen("candidate", "a", "ok")]
     checks = [chk("base", "a", "c", False), chk("candidate", "a", "c", True)]
-    text = markdown(summarize(["s"], gens, checks), {"run_id": "r", "checkpoints": {"base": {"name": "b"},
-                                                                                    "candidate": {"name": "c"}}},
-                    UNGATED)
+    text = markdown(summarize(["s"], gens, checks), NAMES, UNGATED, {}, stats_of(checks))
     assert "fail: x \\| y z" in text
+
+
+def test_every_pass_rate_printed_is_the_paired_one_the_gates_decide_on() -> None:
+    """An item checked on one side only counts on neither: the table, verdict.json and the gate agree."""
+    checks = CHECKS + [chk("base", "c", "number", True)]  # the candidate's answer c has no check
+    stats = stats_of(checks)
+    assert (stats.suites["s"].n, stats.suites["s"].base_rate) == (2, 0.5)  # not 2 of 3
+    summary = summarize(["s"], GENS, checks)
+    assert (summary.suites[0].base.checked, summary.suites[0].base.passed) == (3, 2)  # described per side
+    result = verdict(summary, {}, UNGATED, stats)
+    assert (result.suites["s"].base_pass_rate, result.suites["s"].delta) == (0.5, 0.0)
+    assert "| s | 2 | 50.0% | 50.0% | +0.0 pts |" in markdown(summary, NAMES, UNGATED, {}, stats)

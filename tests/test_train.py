@@ -94,13 +94,13 @@ def test_healthy_run_passes_and_an_unchanged_rerun_is_reused(demo_models, tmp_pa
     (stale / "trainer").mkdir(parents=True)
     outcome = ensure_trained(config, "small.yaml", cache)
     assert not stale.exists() and not list(tmp_path.glob(".tmp-*"))
-    smoke = outcome.result["smoke"]
-    assert smoke["passed"], smoke["reasons"]
-    assert {c["name"] for c in smoke["checks"]} >= {"finite_loss", "loss_falling", "eval_within_10pct"}
+    smoke = outcome.result.smoke
+    assert smoke.passed, smoke.reasons
+    assert {c.name for c in smoke.checks} >= {"finite_loss", "loss_falling", "eval_within_10pct"}
     assert len(outcome.steps) == 30 and outcome.steps[-1].loss < outcome.steps[0].loss
     assert any(s.eval_loss is not None for s in outcome.steps)
-    assert outcome.result["preflight"]["rows_without_stop_token"] == 0
-    assert outcome.result["data"]["train"] + outcome.result["data"]["validation"] == 400
+    assert outcome.result.preflight["rows_without_stop_token"] == 0
+    assert outcome.result.data.train + outcome.result.data.validation == 400
     assert outcome.checkpoint.model == str(tmp_path / "out") and outcome.checkpoint.train is None
     assert (tmp_path / "out" / "model.safetensors").is_file()
     again = ensure_trained(config, "small.yaml", cache)
@@ -148,10 +148,10 @@ def test_retraining_with_the_same_seed_is_served_entirely_from_the_cache(demo_mo
 def test_absurd_learning_rate_fails_the_smoke_verdict_with_the_reason(demo_models, tmp_path: Path) -> None:
     config = small_candidate(tmp_path, demo_models.base, learning_rate=10.0, lr_scheduler="constant",
                              warmup_ratio=0.0, max_steps=12)
-    smoke = ensure_trained(config, "bad.yaml", Cache(tmp_path / "c.sqlite")).result["smoke"]
-    assert not smoke["passed"]
-    failed = {reason.split(":")[0] for reason in smoke["reasons"]}
-    assert failed & {"finite_loss", "finite_grad_norm", "loss_falling"}, smoke["reasons"]
+    smoke = ensure_trained(config, "bad.yaml", Cache(tmp_path / "c.sqlite")).result.smoke
+    assert not smoke.passed
+    failed = {reason.split(":")[0] for reason in smoke.reasons}
+    assert failed & {"finite_loss", "finite_grad_norm", "loss_falling"}, smoke.reasons
 
 
 def with_template(base: Path, tmp: Path, edit: Any) -> Path:
@@ -193,7 +193,7 @@ def test_lora_checkpoint_is_base_plus_adapter_and_generates(demo_models, tmp_pat
     cache = Cache(tmp_path / "c.sqlite")
     config = small_candidate(tmp_path, demo_models.base, lora={"r": 8, "alpha": 16}, learning_rate=3e-3)
     outcome = ensure_trained(config, "lora.yaml", cache)
-    assert outcome.result["smoke"]["passed"], outcome.result["smoke"]["reasons"]
+    assert outcome.result.smoke.passed, outcome.result.smoke.reasons
     assert (tmp_path / "out" / "adapter_config.json").is_file()
     assert outcome.checkpoint.model == str(demo_models.base) and outcome.checkpoint.adapter == str(tmp_path / "out")
     trained = resolve_checkpoint(outcome.checkpoint, "lora.yaml", cache)

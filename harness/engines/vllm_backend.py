@@ -14,6 +14,7 @@ from typing import Any
 
 from harness.config.schema import EngineConfig, SamplingConfig
 from harness.engines.base import ChatRequest, Completion
+from harness.engines.vllm_args import engine_args
 from harness.errors import InfraError, MissingDependency
 
 
@@ -37,16 +38,11 @@ class VLLMBackend:
         if not torch.cuda.is_available():
             # The CPU build reserves gpu_memory_utilization x RAM unless told a KV size.
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-        kwargs: dict[str, Any] = dict(
-            model=model_path, tokenizer=tokenizer_path, dtype=engine.dtype,
-            gpu_memory_utilization=engine.gpu_memory_utilization,
-            tensor_parallel_size=engine.tensor_parallel_size, enforce_eager=engine.enforce_eager,
-            trust_remote_code=engine.trust_remote_code, seed=0,
-        )
-        if engine.max_model_len is not None:
-            kwargs["max_model_len"] = engine.max_model_len
+        kwargs: dict[str, Any] = {"model": model_path, "tokenizer": tokenizer_path, "seed": 0,
+                                  **engine_args(engine, lora=bool(adapters))}
+        del kwargs["data_parallel_size"]  # 1 here (refused above); LLM() has no use for it
         if adapters:
-            kwargs.update(enable_lora=True, max_lora_rank=engine.max_lora_rank, max_loras=len(adapters))
+            kwargs["max_loras"] = len(adapters)
         try:
             self.llm = vllm.LLM(**kwargs)
         except Exception as exc:  # engine start-up failures are infrastructure, not input

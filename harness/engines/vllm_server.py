@@ -19,6 +19,7 @@ from pathlib import Path
 from harness.config.loading import load_checkpoint
 from harness.config.schema import CheckpointConfig
 from harness.engines.checkpoint import local_model_dir
+from harness.engines.vllm_args import engine_args, server_flags
 from harness.errors import ConfigError
 from harness.processes import free_port, run_foreground, stop_process_group, wait_until_up
 
@@ -35,27 +36,16 @@ def server_command(file: Path, host: str, port: int,
         raise ConfigError(str(file), "train", "this checkpoint is produced by training; run harness train first")
     assert config.model is not None
     model = str(local_model_dir(config.model, config.revision, str(file))) if config.is_demo else config.model
-    engine = config.engine
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model,
-           "--host", host, "--port", str(port), "--dtype", engine.dtype,
-           "--gpu-memory-utilization", str(engine.gpu_memory_utilization),
-           "--tensor-parallel-size", str(engine.tensor_parallel_size),
-           "--data-parallel-size", str(engine.data_parallel_size)]
+           "--host", host, "--port", str(port), *server_flags(engine_args(config.engine, lora=bool(config.adapter)))]
     if config.revision:
         cmd += ["--revision", config.revision]
     if config.tokenizer:
         cmd += ["--tokenizer", config.tokenizer]
     if config.chat_template:
         cmd += ["--chat-template", config.chat_template]
-    if engine.max_model_len:
-        cmd += ["--max-model-len", str(engine.max_model_len)]
-    if engine.enforce_eager:
-        cmd += ["--enforce-eager"]
-    if engine.trust_remote_code:
-        cmd += ["--trust-remote-code"]
     if config.adapter:
-        cmd += ["--served-model-name", f"{config.name}-base", "--enable-lora",
-                "--max-lora-rank", str(engine.max_lora_rank), "--lora-modules", f"{config.name}={config.adapter}"]
+        cmd += ["--served-model-name", f"{config.name}-base", "--lora-modules", f"{config.name}={config.adapter}"]
     else:
         cmd += ["--served-model-name", config.name]
     env = dict(os.environ)

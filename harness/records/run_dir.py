@@ -5,7 +5,8 @@ Layout:
   manifest.json          resolved configs, hashes, versions, hardware, stage timings
   records/<stage>.jsonl  appended while a stage runs (rewritten whole on resume)
   records/<stage>.parquet written when the stage completes
-  verdict.json, summary.md
+  suites/                the suite files the run read, byte for byte (the report reads these)
+  stats.json, verdict.json, junit.xml, summary.md
 
 Every whole-file write is atomic (temp file in the same dir + os.replace), so
 a reader never sees half a file. A stage counts as done only when the
@@ -29,24 +30,30 @@ from pydantic import BaseModel
 
 from harness.errors import ConfigError
 from harness.locks import HeldLock, lock_holder, try_lock
+from harness.records.manifest import Manifest, StageEntry
+from harness.records.run_files import read_run_file
 
 R = TypeVar("R", bound=BaseModel)
 MANIFEST = "manifest.json"
 LOCK = ".writer.lock"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
@@ -71,30 +78,14 @@ def writer_lock(path: Path) -> HeldLock:
     return held
 
 
-def read_run_json(file: Path) -> dict[str, Any]:
-    """A JSON run file (manifest, stats, verdict) as a dict; a truncated or corrupt one is one line
-    naming the file (exit 2), never a traceback, and nothing is rewritten from it."""
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(str(file), None, "not UTF-8 text: the file is corrupt") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(str(file), None, f"not valid JSON ({exc.msg} at line {exc.lineno}, column "
-                          f"{exc.colno}): the file is truncated or corrupt") from None
-    if not isinstance(data, dict):
-        raise ConfigError(str(file), None, f"expected a JSON object, found {type(data).__name__}: "
-                          "the file is corrupt")
-    return data
-
-
 class RunDir:
-    def __init__(self, path: Path, manifest: dict[str, Any], lock: HeldLock | None = None) -> None:
+    def __init__(self, path: Path, manifest: Manifest, lock: HeldLock | None = None) -> None:
         self.path = path
         self.manifest = manifest
         self._lock = lock
 
     @classmethod
-    def create(cls, path: Path, manifest: dict[str, Any], resume: bool = False) -> RunDir:
+    def create(cls, path: Path, manifest: Manifest, resume: bool = False) -> RunDir:
         """A new run dir (never an existing one: a run is resumed only on purpose), or with `resume`
         the one at `path`, new or holding a run of the same inputs. Either way this process becomes its
         one writer until close() or exit."""
@@ -111,14 +102,13 @@ class RunDir:
         return run
 
     @classmethod
-    def _prepare(cls, path: Path, manifest: dict[str, Any], lock: HeldLock) -> RunDir:
+    def _prepare(cls, path: Path, manifest: Manifest, lock: HeldLock) -> RunDir:
         if (path / MANIFEST).exists():
-            existing = read_run_json(path / MANIFEST)
-            if existing.get("inputs_hash") != manifest.get("inputs_hash"):
+            existing = read_run_file(path / MANIFEST, Manifest)
+            if existing.inputs_hash != manifest.inputs_hash:
                 raise ConfigError(str(path), None, "this run dir holds a run of different inputs; "
                                   "choose a new --run-dir")
-            manifest["stages"] = existing.get("stages", {})
-            manifest["run_id"] = existing.get("run_id", manifest.get("run_id"))
+            manifest.stages, manifest.run_id = existing.stages, existing.run_id
         (path / "records").mkdir(parents=True, exist_ok=True)
         run = cls(path, manifest, lock)
         run.save_manifest()
@@ -140,28 +130,44 @@ class RunDir:
         file = path / MANIFEST
         if not file.is_file():
             raise ConfigError(str(path), None, "not a run dir (no manifest.json)")
-        return cls(path, read_run_json(file))
+        return cls(path, read_run_file(file, Manifest))
 
     def save_manifest(self) -> None:
-        atomic_write_json(self.path / MANIFEST, self.manifest)
+        atomic_write_json(self.path / MANIFEST, self.manifest.model_dump(mode="json"))
+
+    def keep_suites(self, files: Sequence[tuple[str, Path, str]]) -> None:
+        """Copy each suite file (name, path, sha256) into suites/, so the run shows what it asked
+        even after the file changes; the copy must hash as the file did when it was loaded."""
+        import hashlib
+
+        for entry in self.manifest.suites:
+            source = next(path for name, path, _ in files if name == entry.name)
+            data = source.read_bytes()
+            if hashlib.sha256(data).hexdigest() != entry.sha256:
+                raise ConfigError(str(source), None, "the suite file changed while the run started; rerun")
+            copy = f"suites/{entry.name}{source.suffix}"
+            atomic_write_bytes(self.path / copy, data)
+            entry.run_copy = copy
+        self.save_manifest()
 
     # stages -----------------------------------------------------------------
     def stage_started(self, stage: str) -> float:
-        self.manifest.setdefault("stages", {})[stage] = {"status": "running", "started_at": _now()}
+        self.manifest.stages[stage] = StageEntry(status="running", started_at=_now())
         self.save_manifest()
         (self.path / "records" / f"{stage}.jsonl").unlink(missing_ok=True)
         return time.perf_counter()
 
     def stage_done(self, stage: str, started: float, records: Sequence[BaseModel], **stats: Any) -> None:
         self._write_parquet(stage, records)
-        entry = self.manifest["stages"][stage]
-        entry.update(status="done", finished_at=_now(), seconds=round(time.perf_counter() - started, 3),
-                     records=len(records), **stats)
+        entry = self.manifest.stages[stage]
+        self.manifest.stages[stage] = StageEntry.model_validate({
+            **entry.model_dump(), "status": "done", "finished_at": _now(),
+            "seconds": round(time.perf_counter() - started, 3), "records": len(records), **stats})
         self.save_manifest()
 
     def stage_status(self, stage: str) -> str | None:
-        status: str | None = self.manifest.get("stages", {}).get(stage, {}).get("status")
-        return status
+        entry = self.manifest.stages.get(stage)
+        return entry.status if entry is not None else None
 
     # records ----------------------------------------------------------------
     def append(self, stage: str, records: Iterable[BaseModel]) -> None:

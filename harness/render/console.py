@@ -4,15 +4,19 @@ stdout, warnings and progress to stderr; text from a run enters rich markup only
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
-from harness.render.formatting import ci_pts, delta_pts, p_value, pct, removed_summary
+from harness.records.run_results import ForgettingStats, JudgeSummary, TrainingResult
+from harness.render.formatting import ci_pts, ci_raw, delta_pts, fraction, p_value, pct, removed_summary, value
+from harness.verdict.gate import Decision
+
+if TYPE_CHECKING:
+    from harness.stages.pipeline import CompareResult
 
 
 def _console(stderr: bool = False) -> Console:
@@ -26,20 +30,20 @@ out = _console()
 err = _console(stderr=True)
 
 
-def print_training(name: str, result: dict[str, Any], reused: bool) -> None:
-    smoke = result["smoke"]
-    table = Table(title=f"smoke-test SFT of {name}: " + ("passed" if smoke["passed"] else "FAILED")
+def print_training(name: str, result: TrainingResult, reused: bool) -> None:
+    smoke = result.smoke
+    table = Table(title=f"smoke-test SFT of {name}: " + ("passed" if smoke.passed else "FAILED")
                   + (" (reused: inputs unchanged)" if reused else ""))
     for column in ("check", "result", "measured"):
         table.add_column(column)
-    for c in smoke["checks"]:
-        table.add_row(c["name"], "[green]pass[/]" if c["passed"] else "[red]FAIL[/]", _escape(c["detail"]))
+    for c in smoke.checks:
+        table.add_row(c.name, "[green]pass[/]" if c.passed else "[red]FAIL[/]", _escape(c.detail))
     out.print(table)
-    data = result["data"]
-    removed = removed_summary(data["curation"])
-    out.print(f"{result['steps']} steps, {result['seconds']} s, {result['tokens_per_second']} tokens/s; "
-              f"data: {data['rows']} rows, curation removed {removed}, "
-              f"{data['train']} train / {data['validation']} validation", highlight=False)
+    data = result.data
+    removed = removed_summary(data.curation)
+    out.print(f"{result.steps} steps, {result.seconds} s, {result.tokens_per_second} tokens/s; "
+              f"data: {data.rows} rows, curation removed {removed}, "
+              f"{data.train} train / {data.validation} validation", highlight=False)
 
 
 def progress_bar() -> Any:
@@ -61,17 +65,16 @@ def progress_bar() -> Any:
     return bar()
 
 
-def print_result(result: Any) -> None:
-    manifest = json.loads((result.run_dir / "manifest.json").read_text())
-    names = {r: manifest["checkpoints"][r]["name"] for r in ("base", "candidate")}
+def print_result(result: CompareResult) -> None:
+    names = {r: result.manifest.checkpoints[r].name for r in ("base", "candidate")}
     for role, training in result.training.items():
-        print_training(names[role], training, training["reused"])
-    table = Table(title="pass rates (all checks passed)")
-    for column in ("suite", "answers", names["base"], names["candidate"], "delta"):
+        print_training(names[role], training, bool(training.reused))
+    table = Table(title="pass rates (all checks passed; paired on items checked on both sides)")
+    for column in ("suite", "items", names["base"], names["candidate"], "delta", "95% CI", "p (Holm)"):
         table.add_column(column, justify="left" if column == "suite" else "right")
-    for s in result.summary.suites:
-        table.add_row(s.suite, str(s.base.answers), pct(s.base.pass_rate), pct(s.candidate.pass_rate),
-                      delta_pts(s.delta))
+    for name, st in result.run_stats.suites.items():
+        table.add_row(name, str(st.n), pct(st.base_rate), pct(st.candidate_rate), delta_pts(st.delta),
+                      ci_pts(st.delta_ci), p_value(st.p_holm))
     out.print(table)
     checks = Table(title="checks (share of answers passing)")
     for column in ("suite", "check", names["base"], names["candidate"]):
@@ -80,8 +83,8 @@ def print_result(result: Any) -> None:
         for name in sorted(set(s.base.checks) | set(s.candidate.checks)):
             checks.add_row(s.suite, name, pct(s.base.checks.get(name)), pct(s.candidate.checks.get(name)))
     out.print(checks)
-    _print_judge(result.run_stats.get("judge"))
-    _print_forgetting(result.run_stats.get("forgetting"), names)
+    _print_judge(result.run_stats.judge)
+    _print_forgetting(result.run_stats.forgetting, names)
     if result.summary.examples:
         shown = min(3, len(result.summary.examples))
         side = Table(title=f"answers that changed outcome ({shown} of {result.summary.changed})", show_lines=True)
@@ -100,44 +103,40 @@ def print_result(result: Any) -> None:
     out.print(f"run dir: {result.run_dir}", highlight=False, soft_wrap=True)
 
 
-def print_gates(decision: Any) -> None:
+def print_gates(decision: Decision) -> None:
     style = {"pass": "green", "fail": "bold red", "inconclusive": "yellow", "skipped": "dim", "ungated": "dim"}
     if decision.gates:
         table = Table(title="release gates")
         for column in ("gate", "outcome", "value", "reason"):
             table.add_column(column, overflow="fold")
         for g in decision.gates:
-            value = "n/a" if g.value is None else (str(g.value) if isinstance(g.value, bool) else f"{g.value:.3f}")
-            table.add_row(_escape(g.label), f"[{style[g.outcome]}]{g.outcome}[/]", value, _escape(g.reason))
+            table.add_row(_escape(g.label), f"[{style[g.outcome]}]{g.outcome}[/]", value(g.value), _escape(g.reason))
         out.print(table)
     out.print(f"verdict: [{style[decision.outcome]}]{decision.outcome.upper()}[/] (exit {decision.exit_code}): "
               f"{_escape(decision.reason)}", highlight=False, soft_wrap=True)
 
 
-def _print_judge(judge: dict[str, Any] | None) -> None:
-    if not judge:
+def _print_judge(judge: JudgeSummary | None) -> None:
+    if judge is None:
         return
-    model = f", model {judge['model']}" if judge.get("model") else ", offline"
-    ci = judge.get("win_rate_ci") or [None, None]
-    span = "n/a" if None in ci else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
-    rate = "n/a" if judge.get("win_rate") is None else f"{judge['win_rate']:.3f}"
-    canaries = judge.get("canaries") or {}
-    out.print(f"judge {_escape(judge['judge'])} ({judge['kind']}{_escape(model)}): candidate wins {judge['wins']}, "
-              f"base wins {judge['losses']}, ties {judge['ties']} (inconsistent {judge['inconsistent']}, "
-              f"unparsed {judge['unparsed']}, failed {judge['failed']}); win rate {rate} {span}; "
-              f"canaries won {canaries.get('wins', 0)}/{canaries.get('total', 0)}", highlight=False, soft_wrap=True)
+    model = f", model {judge.model}" if judge.model else ", offline"
+    out.print(f"judge {_escape(str(judge.judge))} ({judge.kind}{_escape(model)}): candidate wins {judge.wins}, "
+              f"base wins {judge.losses}, ties {judge.ties} (inconsistent {judge.inconsistent}, "
+              f"unparsed {judge.unparsed}, failed {judge.failed}); win rate {fraction(judge.win_rate)} "
+              f"{ci_raw(judge.win_rate_ci)}; canaries won {judge.canaries.wins}/{judge.canaries.total}",
+              highlight=False, soft_wrap=True)
 
 
-def _print_forgetting(forgetting: dict[str, Any] | None, names: dict[str, str]) -> None:
-    if not forgetting:
+def _print_forgetting(forgetting: ForgettingStats | None, names: dict[str, str]) -> None:
+    if forgetting is None:
         return
     table = Table(title="forgetting (lm-eval accuracy, paired)")
     for column in ("task", "items", names["base"], names["candidate"], "delta", "95% CI", "p (Holm)", "flag"):
         table.add_column(column, justify="left" if column in ("task", "flag") else "right")
     style = {"ok": "green", "warn": "yellow", "fail": "bold red"}
-    for task, t in forgetting["tasks"].items():
-        table.add_row(task, str(t["n"]), pct(t["base_rate"]), pct(t["candidate_rate"]), delta_pts(t["delta"]),
-                      ci_pts(t["delta_ci"]), p_value(t.get("p_holm")), f"[{style[t['flag']]}]{t['flag']}[/]")
+    for task, t in forgetting.tasks.items():
+        table.add_row(task, str(t.n), pct(t.base_rate), pct(t.candidate_rate), delta_pts(t.delta),
+                      ci_pts(t.delta_ci), p_value(t.p_holm), f"[{style[t.flag]}]{t.flag}[/]")
     out.print(table)
 
 

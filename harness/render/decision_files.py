@@ -8,12 +8,13 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from harness.config.schema import GateConfig, PlanConfig, PolicyFile
 from harness.config.yamlio import validate
 from harness.errors import ConfigError
-from harness.records.run_dir import RunDir, read_run_json
+from harness.records.run_dir import RunDir
+from harness.records.run_files import read_run_file
+from harness.records.run_results import RunStats, TrainingResult, Verdict
 from harness.records.stage_records import CheckRecord, GenerationRecord
 from harness.render.run_summary import RunSummary, junit_xml, markdown, summarize, verdict
 from harness.verdict.gate import Decision, decide, default_policy, load_policy
@@ -23,7 +24,7 @@ from harness.verdict.gate import Decision, decide, default_policy, load_policy
 class Outputs:
     summary: RunSummary
     decision: Decision
-    verdict: dict[str, Any]
+    verdict: Verdict
 
 
 DEFAULT_LABEL = "default (harness/verdict/default_policy.yaml)"
@@ -39,14 +40,14 @@ def policy_for(plan: PlanConfig, policy_file: Path | None) -> tuple[list[GateCon
 
 
 def write_outputs(run: RunDir, suite_names: Sequence[str], generations: Sequence[GenerationRecord],
-                  checks: Sequence[CheckRecord], run_stats: dict[str, Any], training: dict[str, Any],
+                  checks: Sequence[CheckRecord], run_stats: RunStats, training: dict[str, TrainingResult],
                   gates: Sequence[GateConfig], policy: str) -> Outputs:
     summary = summarize(suite_names, generations, checks)
     decision = replace(decide(gates, run_stats, training), policy=policy)
-    result = verdict(summary, training, decision)
+    result = verdict(summary, training, decision, run_stats)
     text = markdown(summary, run.manifest, decision, training, run_stats)
-    run.write_json("verdict.json", result)
-    run.write_text("junit.xml", junit_xml(decision, run.manifest["run_id"]))
+    run.write_json("verdict.json", result.model_dump(mode="json"))
+    run.write_text("junit.xml", junit_xml(decision, run.manifest.run_id))
     run.write_text("summary.md", text)
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:  # GitHub Actions renders this file on the job's page
@@ -55,7 +56,7 @@ def write_outputs(run: RunDir, suite_names: Sequence[str], generations: Sequence
     return Outputs(summary, decision, result)
 
 
-def regate(run_dir: Path, policy_file: Path | None = None) -> tuple[RunDir, Outputs, dict[str, Any]]:
+def regate(run_dir: Path, policy_file: Path | None = None) -> tuple[RunDir, Outputs, RunStats]:
     """Re-decide a finished run from disk: no model, no engine, no cache."""
     run = RunDir.open(run_dir)
     try:
@@ -64,24 +65,20 @@ def regate(run_dir: Path, policy_file: Path | None = None) -> tuple[RunDir, Outp
         run.close()
 
 
-def _regate(run: RunDir, policy_file: Path | None) -> tuple[RunDir, Outputs, dict[str, Any]]:
+def _regate(run: RunDir, policy_file: Path | None) -> tuple[RunDir, Outputs, RunStats]:
     run.take_writer_lock()  # a compare still writing this run dir would overwrite (or be overwritten by) us
     stats_file = run.path / "stats.json"
     if not stats_file.is_file():
         raise ConfigError(str(run.path), None, "no stats.json: the compare in this run dir did not finish; "
                           "rerun it with --run-dir to resume")
-    run_stats = read_run_json(stats_file)
+    run_stats = read_run_file(stats_file, RunStats)
     if policy_file is not None:
         gates, policy = load_policy(policy_file), str(policy_file)
     else:  # the gates the run was decided by, as its manifest recorded them (a --policy file included)
-        recorded = run.manifest.get("policy") or {}
-        if "gates" not in recorded:
-            raise ConfigError(str(run.path / "manifest.json"), "policy", "the run recorded no policy; "
-                              "give one with --policy")
-        gates = validate(PolicyFile, {"gates": recorded["gates"]}, str(run.path / "manifest.json"), "policy").gates
-        policy = str(recorded.get("source", "the run's recorded policy"))
-    training = run.manifest.get("stages", {}).get("train", {}).get("results", {}) or {}
-    names = [s["name"] for s in run.manifest["suites"]]
+        recorded = run.manifest.policy
+        gates = validate(PolicyFile, {"gates": recorded.gates}, str(run.path / "manifest.json"), "policy").gates
+        policy = recorded.source
+    names = [s.name for s in run.manifest.suites]
     outputs = write_outputs(run, names, run.read("generations", GenerationRecord), run.read("checks", CheckRecord),
-                            run_stats, training, gates, policy)
+                            run_stats, run.manifest.training(), gates, policy)
     return run, outputs, run_stats

@@ -5,46 +5,36 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
+from harness.records.manifest import Manifest
+from harness.records.outcomes import answer_outcomes
+from harness.records.run_results import (
+    ForgettingStats,
+    JudgeSummary,
+    RoleRates,
+    RunStats,
+    SmokeOutcome,
+    SuiteVerdict,
+    TrainingResult,
+    Verdict,
+)
 from harness.records.stage_records import ROLES, CheckRecord, GenerationRecord
-from harness.render.formatting import ci_pts, ci_pts_raw, delta_pts, p_value, pct, removed_summary
+from harness.render.formatting import ci_pts, ci_raw, delta_pts, fraction, loss, p_value, pct, removed_summary, value
 from harness.verdict.gate import Decision
 
 EXAMPLES = 5
 
 
 @dataclass(frozen=True)
-class RoleRates:
-    answers: int
-    checked: int
-    """Answers with at least one check."""
-    passed: int
-    """Answers that passed every check."""
-    truncated: int
-    """Answers cut by max_tokens (finish_reason length)."""
-    mean_completion_tokens: float
-    checks: dict[str, float]
-    """Pass rate of each check type."""
-
-    @property
-    def pass_rate(self) -> float | None:
-        return self.passed / self.checked if self.checked else None
-
-
-@dataclass(frozen=True)
 class SuiteSummary:
+    """What the two sides' answers in one suite look like (the paired pass rates are in stats.json)."""
+
     suite: str
     base: RoleRates
     candidate: RoleRates
     identical: int
     """Answers where the candidate's text equals the base's."""
-
-    @property
-    def delta(self) -> float | None:
-        b, c = self.base.pass_rate, self.candidate.pass_rate
-        return None if b is None or c is None else c - b
 
 
 @dataclass(frozen=True)
@@ -68,14 +58,13 @@ class RunSummary:
 
 
 def _rates(gens: Sequence[GenerationRecord], checks: Sequence[CheckRecord]) -> RoleRates:
-    by_answer: dict[tuple[str, int], list[bool]] = defaultdict(list)
     by_check: dict[str, list[bool]] = defaultdict(list)
     for c in checks:
-        by_answer[(c.item_id, c.sample_index)].append(c.passed)
         by_check[c.check].append(c.passed)
+    outcomes = answer_outcomes(checks)
     tokens = [g.completion_tokens for g in gens]
     return RoleRates(
-        answers=len(gens), checked=len(by_answer), passed=sum(all(v) for v in by_answer.values()),
+        answers=len(gens), checked=len(outcomes), passed=sum(outcomes.values()),
         truncated=sum(g.finish_reason == "length" for g in gens),
         mean_completion_tokens=sum(tokens) / len(tokens) if tokens else 0.0,
         checks={name: sum(v) / len(v) for name, v in sorted(by_check.items())})
@@ -87,11 +76,9 @@ def summarize(suite_names: Sequence[str], generations: Sequence[GenerationRecord
     for g in generations:
         gens[(g.suite, g.role)].append(g)
     chks: dict[tuple[str, str], list[CheckRecord]] = defaultdict(list)
-    outcome: dict[tuple[str, str, str, int], bool] = {}
     for c in checks:
         chks[(c.suite, c.role)].append(c)
-        key = (c.role, c.suite, c.item_id, c.sample_index)
-        outcome[key] = outcome.get(key, True) and c.passed
+    outcome = answer_outcomes(checks)
     texts = {(g.role, g.suite, g.item_id, g.sample_index): g.text for g in generations}
 
     suites: list[SuiteSummary] = []
@@ -129,18 +116,21 @@ def summarize(suite_names: Sequence[str], generations: Sequence[GenerationRecord
     return RunSummary(suites, examples, warnings, sum(len(v) for v in flipped.values()))
 
 
-def verdict(summary: RunSummary, training: dict[str, dict[str, Any]] | None, decision: Decision) -> dict[str, Any]:
-    """verdict.json: the gate decision, the per-suite rates and the smoke verdicts."""
-    return {
-        "schema_version": 2,
-        **decision.as_json(),
-        "train": {role: {"smoke_passed": t["smoke"]["passed"], "reasons": t["smoke"]["reasons"]}
-                  for role, t in (training or {}).items()},
-        "suites": {s.suite: {"base_pass_rate": s.base.pass_rate, "candidate_pass_rate": s.candidate.pass_rate,
-                             "delta": s.delta, "base": asdict(s.base), "candidate": asdict(s.candidate),
-                             "identical_answers": s.identical} for s in summary.suites},
-        "warnings": summary.warnings,
-    }
+def verdict(summary: RunSummary, training: dict[str, TrainingResult], decision: Decision,
+            run_stats: RunStats) -> Verdict:
+    """verdict.json: the gate decision, the per-suite paired rates and the smoke verdicts."""
+    def suite(s: SuiteSummary) -> SuiteVerdict:
+        paired = run_stats.suites.get(s.suite)
+        return SuiteVerdict(base_pass_rate=paired.base_rate if paired else None,
+                            candidate_pass_rate=paired.candidate_rate if paired else None,
+                            delta=paired.delta if paired else None, base=s.base, candidate=s.candidate,
+                            identical_answers=s.identical)
+
+    return Verdict(outcome=decision.outcome, exit_code=decision.exit_code, reason=decision.reason,
+                   policy=decision.policy, gates=decision.gates,
+                   train={role: SmokeOutcome(smoke_passed=t.smoke.passed, reasons=t.smoke.reasons)
+                          for role, t in training.items()},
+                   suites={s.suite: suite(s) for s in summary.suites}, warnings=summary.warnings)
 
 
 OUTCOME_TEXT = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE", "skipped": "skipped",
@@ -156,11 +146,9 @@ def gate_lines(decision: Decision) -> list[str]:
     lines += ["## Gates", "", "| gate | metric | outcome | value | threshold | 95% CI | p | reason |",
               "|---|---|---|---:|---:|---|---:|---|"]
     for g in decision.gates:
-        value = "n/a" if g.value is None else (str(g.value).lower() if isinstance(g.value, bool) else f"{g.value:.3f}")
-        ci = "n/a" if g.ci is None else f"[{g.ci[0]:.3f}, {g.ci[1]:.3f}]"
         threshold = "" if g.threshold is None else f"{g.threshold:g}"
-        lines.append(f"| {g.label} | {g.metric} ({g.test}) | {OUTCOME_TEXT[g.outcome]} | {value} | {threshold} | "
-                     f"{ci} | {p_value(g.p_value)} | {_cell(g.reason, 200)} |")
+        lines.append(f"| {g.label} | {g.metric} ({g.test}) | {OUTCOME_TEXT[g.outcome]} | {value(g.value)} | "
+                     f"{threshold} | {ci_raw(g.ci)} | {p_value(g.p_value)} | {_cell(g.reason, 200)} |")
     return lines + [""]
 
 
@@ -187,51 +175,44 @@ def junit_xml(decision: Decision, run_id: str) -> str:
 FLAG_TEXT = {"ok": "ok", "warn": "**warn**", "fail": "**FAIL**"}
 
 
-def forgetting_lines(forgetting: dict[str, Any] | None, base: str, cand: str) -> list[str]:
+def forgetting_lines(forgetting: ForgettingStats | None, base: str, cand: str) -> list[str]:
     """The forgetting table: per lm-eval task, both accuracies and the paired drop."""
-    if not forgetting:
+    if forgetting is None:
         return []
     lines = ["", "## Forgetting (lm-eval)", "",
-             f"Accuracy on the same items; a drop beyond {100 * forgetting['warn_drop']:.0f} points warns, beyond "
-             f"{100 * forgetting['fail_drop']:.0f} fails. lm-eval {forgetting.get('lm_eval_version')}.", "",
+             f"Accuracy on the same items; a drop beyond {100 * forgetting.warn_drop:.0f} points warns, beyond "
+             f"{100 * forgetting.fail_drop:.0f} fails. lm-eval {forgetting.lm_eval_version}.", "",
              f"| task | items | {base} | {cand} | delta | 95% CI | p (Holm) | flag |",
              "|---|---:|---:|---:|---:|---|---:|---|"]
-    for task, t in forgetting["tasks"].items():
-        lines.append(f"| {task} | {t['n']} | {pct(t['base_rate'])} ± {pct(t['base_stderr'])} | "
-                     f"{pct(t['candidate_rate'])} ± {pct(t['candidate_stderr'])} | {delta_pts(t['delta'])} | "
-                     f"{ci_pts(t['delta_ci'])} | {p_value(t.get('p_holm', t['p_value']))} | {FLAG_TEXT[t['flag']]} |")
+    for task, t in forgetting.tasks.items():
+        lines.append(f"| {task} | {t.n} | {pct(t.base_rate)} ± {pct(t.base_stderr)} | "
+                     f"{pct(t.candidate_rate)} ± {pct(t.candidate_stderr)} | {delta_pts(t.delta)} | "
+                     f"{ci_pts(t.delta_ci)} | {p_value(t.p_holm)} | {FLAG_TEXT[t.flag]} |")
     return lines
 
 
-def _rate(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
-
-
-def judge_lines(judge: dict[str, Any] | None) -> list[str]:
+def judge_lines(judge: JudgeSummary | None) -> list[str]:
     """Win / tie / loss with the judge named, its reliability figures and the canary outcome."""
-    if not judge:
+    if judge is None:
         return []
-    who = f"{judge['judge']} ({judge['kind']}" + (f", model {judge['model']})" if judge.get("model") else
-                                                   ", offline: no model)")
-    ci = judge.get("win_rate_ci") or [None, None]
-    canaries = judge.get("canaries") or {}
-    won = ", ".join(canaries.get("won") or []) or "none"
-    note = (judge.get("length_control") or {}).get("fallback")
+    who = f"{judge.judge} ({judge.kind}" + (f", model {judge.model})" if judge.model else ", offline: no model)")
+    won = ", ".join(judge.canaries.won) or "none"
+    note = judge.length_control.fallback
     fallback = f" ({note})" if note else ""
     return ["", "## Pairwise judge", "",
             f"Judge: {who}. Each pair is judged in both orders; a side wins only when both agree.", "",
             "| pairs | candidate wins | base wins | ties | inconsistent | unparsed | failed | win rate (ties half) "
             "| 95% CI | sign test p |", "|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
-            f"| {judge['n']} | {judge['wins']} | {judge['losses']} | {judge['ties']} | {judge['inconsistent']} | "
-            f"{judge['unparsed']} | {judge['failed']} | {_rate(judge.get('win_rate'))} | "
-            f"{ci_pts_raw(ci)} | {p_value(judge.get('sign_test_p'))} |", "",
-            f"Reliability: swap consistency {_rate(judge.get('swap_consistency'))}, parse failures "
-            f"{_rate(judge.get('parse_failure_rate'))}, call failures {_rate(judge.get('failure_rate'))}, ties "
-            f"{_rate(judge.get('tie_rate'))}. Length: base {_words(judge.get('base_words_mean'))} words, candidate "
-            f"{_words(judge.get('candidate_words_mean'))}; length-controlled win rate "
-            f"{_rate(judge.get('length_controlled_win_rate'))}{fallback}. Canaries: {canaries.get('wins', 0)} of "
-            f"{canaries.get('total', 0)} beat the base (won: {won}). Judge calls: {judge.get('calls', 0)} "
-            f"({judge.get('cached', 0)} pairs from cache)."]
+            f"| {judge.n} | {judge.wins} | {judge.losses} | {judge.ties} | {judge.inconsistent} | "
+            f"{judge.unparsed} | {judge.failed} | {fraction(judge.win_rate)} | "
+            f"{ci_raw(judge.win_rate_ci)} | {p_value(judge.sign_test_p)} |", "",
+            f"Reliability: swap consistency {fraction(judge.swap_consistency)}, parse failures "
+            f"{fraction(judge.parse_failure_rate)}, call failures {fraction(judge.failure_rate)}, ties "
+            f"{fraction(judge.tie_rate)}. Length: base {_words(judge.base_words_mean)} words, candidate "
+            f"{_words(judge.candidate_words_mean)}; length-controlled win rate "
+            f"{fraction(judge.length_controlled_win_rate)}{fallback}. Canaries: {judge.canaries.wins} of "
+            f"{judge.canaries.total} beat the base (won: {won}). Judge calls: {judge.calls} "
+            f"({judge.cached} pairs from cache)."]
 
 
 def _words(value: float | None) -> str:
@@ -243,27 +224,24 @@ def _cell(text: str, limit: int = 160) -> str:
     return (flat[:limit] + "…") if len(flat) > limit else flat or "(empty)"
 
 
-def markdown(summary: RunSummary, manifest: dict[str, Any], decision: Decision,
-             training: dict[str, dict[str, Any]] | None = None, run_stats: dict[str, Any] | None = None) -> str:
-    base, cand = manifest["checkpoints"]["base"], manifest["checkpoints"]["candidate"]
-    lines = [f"# {base['name']} vs {cand['name']}", "", f"Run `{manifest['run_id']}`.", ""]
+def markdown(summary: RunSummary, manifest: Manifest, decision: Decision, training: dict[str, TrainingResult],
+             run_stats: RunStats) -> str:
+    base, cand = manifest.checkpoints["base"].name, manifest.checkpoints["candidate"].name
+    lines = [f"# {base} vs {cand}", "", f"Run `{manifest.run_id}`.", ""]
     lines += gate_lines(decision)
     lines += [w for warning in summary.warnings for w in (f"> **Warning:** {warning}", "")]
-    for role, result in (training or {}).items():
-        lines += training_lines(manifest["checkpoints"][role]["name"], result)
-    paired = (run_stats or {}).get("suites", {})
-    lines += ["## Pass rates", "", "Paired on the same items: 95% bootstrap CI of the difference, exact McNemar "
-              "p-value (Holm-adjusted across suites and tasks).", "",
-              f"| suite | answers | {base['name']} | {cand['name']} | delta | 95% CI | p (Holm) |",
+    for role, result in training.items():
+        lines += training_lines(manifest.checkpoints[role].name, result)
+    lines += ["## Pass rates", "", "Paired on the same items (answered and checked on both sides): 95% bootstrap "
+              "CI of the difference, exact McNemar p-value (Holm-adjusted across suites and tasks).", "",
+              f"| suite | items | {base} | {cand} | delta | 95% CI | p (Holm) |",
               "|---|---:|---:|---:|---:|---|---:|"]
-    for s in summary.suites:
-        st = paired.get(s.suite, {})
-        lines.append(f"| {s.suite} | {s.base.answers} | {pct(s.base.pass_rate)} | "
-                     f"{pct(s.candidate.pass_rate)} | {delta_pts(s.delta)} | {ci_pts(st.get('delta_ci'))} | "
-                     f"{p_value(st.get('p_holm'))} |")
-    lines += judge_lines((run_stats or {}).get("judge"))
-    lines += forgetting_lines((run_stats or {}).get("forgetting"), base["name"], cand["name"])
-    lines += ["", "## Checks", "", f"| suite | check | {base['name']} | {cand['name']} |", "|---|---|---:|---:|"]
+    for name, st in run_stats.suites.items():
+        lines.append(f"| {name} | {st.n} | {pct(st.base_rate)} | {pct(st.candidate_rate)} | {delta_pts(st.delta)} | "
+                     f"{ci_pts(st.delta_ci)} | {p_value(st.p_holm)} |")
+    lines += judge_lines(run_stats.judge)
+    lines += forgetting_lines(run_stats.forgetting, base, cand)
+    lines += ["", "## Checks", "", f"| suite | check | {base} | {cand} |", "|---|---|---:|---:|"]
     for s in summary.suites:
         for check in sorted(set(s.base.checks) | set(s.candidate.checks)):
             lines.append(f"| {s.suite} | {check} | {pct(s.base.checks.get(check))} | "
@@ -272,7 +250,7 @@ def markdown(summary: RunSummary, manifest: dict[str, Any], decision: Decision,
         lines += ["", "## Answers that changed outcome", "",
                   f"{len(summary.examples)} of the {summary.changed} answers whose pass/fail changed, from each suite "
                   "in turn; `harness report` lists them all.", "",
-                  f"| suite | item | {base['name']} | {cand['name']} |", "|---|---|---|---|"]
+                  f"| suite | item | {base} | {cand} |", "|---|---|---|---|"]
         for e in summary.examples:
             mark = {True: "pass", False: "fail"}
             lines.append(f"| {e.suite} | {e.item_id} | {mark[e.base_passed]}: {_cell(e.base)} | "
@@ -280,21 +258,16 @@ def markdown(summary: RunSummary, manifest: dict[str, Any], decision: Decision,
     return "\n".join(lines) + "\n"
 
 
-def _loss(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
-
-
-def training_lines(name: str, result: dict[str, Any]) -> list[str]:
+def training_lines(name: str, result: TrainingResult) -> list[str]:
     """The smoke verdict of one SFT run, as markdown."""
-    smoke, data = result["smoke"], result["data"]
-    state = "passed" if smoke["passed"] else "FAILED"
+    smoke, data = result.smoke, result.data
+    state = "passed" if smoke.passed else "FAILED"
     lines = [f"## Smoke-test SFT of {name}: {state}", "",
-             f"{result['steps']} steps in {result['seconds']} s ({result['tokens_per_second']} tokens/s), "
-             f"peak memory {result['peak_memory_mib']} MiB, final eval loss {_loss(result['eval_loss'])}.", "",
+             f"{result.steps} steps in {result.seconds} s ({result.tokens_per_second} tokens/s), "
+             f"peak memory {result.peak_memory_mib} MiB, final eval loss {loss(result.eval_loss)}.", "",
              "| check | result | measured |", "|---|---|---|"]
-    lines += [f"| {c['name']} | {'pass' if c['passed'] else 'FAIL'} | {_cell(c['detail'])} |" for c in smoke["checks"]]
-    removed = removed_summary(data["curation"])
-    lines += ["", f"Data: {data['rows']} rows, {data['bad_rows']} unparsable, curation removed {removed}; "
-              f"{data['train']} train / {data['validation']} validation; "
-              f"{data['flagged_refusals']} flagged refusals.", ""]
+    lines += [f"| {c.name} | {'pass' if c.passed else 'FAIL'} | {_cell(c.detail)} |" for c in smoke.checks]
+    removed = removed_summary(data.curation)
+    lines += ["", f"Data: {data.rows} rows, {data.bad_rows} unparsable, curation removed {removed}; "
+              f"{data.train} train / {data.validation} validation; {data.flagged_refusals} flagged refusals.", ""]
     return lines

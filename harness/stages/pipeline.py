@@ -6,7 +6,6 @@ after that, so bad input leaves nothing behind.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -20,8 +19,10 @@ from harness.config.suites import Suite, load_suites
 from harness.engines.checkpoint import ResolvedCheckpoint, resolve_checkpoint
 from harness.errors import ConfigError
 from harness.records.cache import Cache, content_key, default_cache_dir
+from harness.records.manifest import Manifest
 from harness.records.provenance import git_commit, hardware, numeric_environment, package_versions
 from harness.records.run_dir import RunDir, new_run_id
+from harness.records.run_results import RunStats, TrainingResult, Verdict
 from harness.records.stage_records import CheckRecord, ForgettingRecord, GenerationRecord, JudgmentRecord, Role
 from harness.render.decision_files import policy_for, write_outputs
 from harness.render.run_summary import RunSummary
@@ -57,13 +58,15 @@ class Inputs:
 class CompareResult:
     run_dir: Path
     summary: RunSummary
-    verdict: dict[str, Any]
+    verdict: Verdict
     stats: dict[str, Any]
-    training: dict[str, dict[str, Any]]
+    """The generation stage's counters."""
+    training: dict[str, TrainingResult]
     """Per trained role: the smoke verdict, data counts and timings of its SFT run."""
-    run_stats: dict[str, Any]
-    """What stats.json holds: paired tests per suite and forgetting task."""
+    run_stats: RunStats
+    """What stats.json holds: paired tests per suite and forgetting task, and the judge summary."""
     decision: Decision
+    manifest: Manifest
 
 
 def prepare(base_file: Path, candidate_file: Path, plan_file: Path | None = None,
@@ -75,9 +78,8 @@ def prepare(base_file: Path, candidate_file: Path, plan_file: Path | None = None
         raise ConfigError(str(candidate_file), "name", f"the base is also named {base.name!r}; give each its own name")
     plan = choose_plan(candidate, base, plan_file, str(candidate_file), str(base_file))
     for config, file in ((base, base_file), (candidate, candidate_file)):
-        env = config.endpoint.api_key_env if config.endpoint else None
-        if env and not os.environ.get(env):
-            raise ConfigError(str(file), "endpoint.api_key_env", f"environment variable {env} is not set")
+        if config.endpoint is not None:
+            config.endpoint.api_key(str(file), "endpoint.api_key_env")  # set, before any model loads
     source = str(plan_file) if plan_file else (str(candidate_file) if candidate.plan else "defaults")
     suites = load_suites(plan.suites, source if source != "defaults" else "plan")
     where = "forgetting" if plan_file else "plan.forgetting"
@@ -91,7 +93,7 @@ def prepare(base_file: Path, candidate_file: Path, plan_file: Path | None = None
                   {"base": base, "candidate": candidate}, plan, source, suites, tasks, gates, policy, judge)
 
 
-def _manifest(inputs: Inputs, checkpoints: dict[Role, ResolvedCheckpoint], run_id: str) -> dict[str, Any]:
+def _manifest(inputs: Inputs, checkpoints: dict[Role, ResolvedCheckpoint], run_id: str) -> Manifest:
     suites = [{"name": s.name, "path": str(s.path), "sha256": s.content_hash, "items": len(s.items)}
               for s in inputs.suites]
     resolved = {role: {"name": c.name, "file": c.file, "model_path": c.model_path, "fingerprint": c.fingerprint,
@@ -110,8 +112,8 @@ def _manifest(inputs: Inputs, checkpoints: dict[Role, ResolvedCheckpoint], run_i
                                # Gates decide from the records; they change no record, so a run may resume
                                # under another policy.
                                "plan": inputs.plan.model_dump(mode="json", exclude={"gates"})})
-    return {
-        "schema_version": 1, "run_id": run_id, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    return Manifest.model_validate({
+        "run_id": run_id, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "inputs_hash": inputs_hash, "checkpoints": resolved,
         "plan": {"source": inputs.plan_source, **inputs.plan.model_dump(mode="json")}, "suites": suites,
         "forgetting": {"lm_eval_version": lm_eval_version() if tasks else None, "tasks": tasks},
@@ -121,7 +123,7 @@ def _manifest(inputs: Inputs, checkpoints: dict[Role, ResolvedCheckpoint], run_i
                    "gates": [g.model_dump(mode="json", exclude_unset=True) for g in inputs.gates]},
         "seeds": {"plan": inputs.plan.seed, **{r: c.config.sampling.seed for r, c in checkpoints.items()}},
         "packages": package_versions(), "git": git_commit(PROJECT_ROOT), "hardware": hardware(), "stages": {},
-    }
+    })
 
 
 def _same_tokenizer(trained: ResolvedCheckpoint, other: ResolvedCheckpoint) -> None:
@@ -145,7 +147,7 @@ def _check_tokenizers_before_training(inputs: Inputs, cache: Cache) -> None:
     _same_tokenizer(starts[role], starts["candidate" if role == "base" else "base"])
 
 
-def _record_training(run: RunDir, trained: dict[Role, TrainOutcome], seconds: float) -> dict[str, dict[str, Any]]:
+def _record_training(run: RunDir, trained: dict[Role, TrainOutcome], seconds: float) -> dict[str, TrainingResult]:
     """The train stage's records (per-step curves) and its result, copied into the run. Training ran
     before the run dir existed (its name needs the trained checkpoint): `seconds` is its wall time."""
     if not trained:
@@ -153,9 +155,10 @@ def _record_training(run: RunDir, trained: dict[Role, TrainOutcome], seconds: fl
     started = run.stage_started("train") - seconds
     steps = [s.model_copy(update={"role": role}) for role, outcome in trained.items() for s in outcome.steps]
     run.append("train", steps)
-    training: dict[str, dict[str, Any]] = {role: {**o.result, "output_dir": str(o.output_dir), "reused": o.reused}
-                                           for role, o in trained.items()}
-    run.stage_done("train", started, steps, results=training)
+    training: dict[str, TrainingResult] = {
+        role: o.result.model_copy(update={"output_dir": str(o.output_dir), "reused": o.reused})
+        for role, o in trained.items()}
+    run.stage_done("train", started, steps, results={r: t.model_dump(mode="json") for r, t in training.items()})
     return training
 
 
@@ -190,18 +193,17 @@ def _forgetting_stage(inputs: Inputs, run: RunDir, checkpoints: dict[Role, Resol
     return records
 
 
-def _run_stats(inputs: Inputs, manifest: dict[str, Any], checks: list[CheckRecord],
-               judgments: list[JudgmentRecord] | None, forgetting: list[ForgettingRecord] | None) -> dict[str, Any]:
+def _run_stats(inputs: Inputs, manifest: Manifest, checks: list[CheckRecord],
+               judgments: list[JudgmentRecord] | None, forgetting: list[ForgettingRecord] | None) -> RunStats:
     """stats.json: paired tests per suite and forgetting task (Holm-adjusted together) and the judge summary.
     Every random draw comes from the plan seed, one generator per subject."""
     seed = inputs.plan.seed
-    run_stats: dict[str, Any] = {"schema_version": 1, "seed": seed,
-                                 "suites": suite_stats([s.name for s in inputs.suites], checks, seed)}
+    run_stats = RunStats(seed=seed, suites=suite_stats([s.name for s in inputs.suites], checks, seed))
     if inputs.plan.forgetting and forgetting is not None:
-        run_stats["forgetting"] = {"lm_eval_version": manifest["forgetting"]["lm_eval_version"],
-                                   **forgetting_stats(forgetting, inputs.plan.forgetting, seed)}
+        run_stats.forgetting = forgetting_stats(forgetting, inputs.plan.forgetting, seed).model_copy(
+            update={"lm_eval_version": manifest.forgetting.lm_eval_version})
     if judgments is not None:
-        run_stats["judge"] = summarize_judgments(judgments, subject_rng(seed, "judge"))
+        run_stats.judge = summarize_judgments(judgments, subject_rng(seed, "judge"))
     return apply_holm(run_stats)
 
 
@@ -233,6 +235,7 @@ def run_compare(inputs: Inputs, runs_dir: Path, run_dir: Path | None = None, cac
         run_id = new_run_id(checkpoints["base"].name, checkpoints["candidate"].name)
         run = RunDir.create(run_dir or runs_dir / run_id, _manifest(inputs, checkpoints, run_id),
                             resume=run_dir is not None)
+        run.keep_suites([(s.name, s.path, s.content_hash) for s in inputs.suites])
         training = _record_training(run, trained, train_seconds)
 
         started = run.stage_started("generations")
@@ -255,13 +258,14 @@ def run_compare(inputs: Inputs, runs_dir: Path, run_dir: Path | None = None, cac
 
         names = [s.name for s in inputs.suites]
         run_stats = _run_stats(inputs, run.manifest, checks, judgments, forgetting)
-        run.write_json("stats.json", run_stats)
+        run.write_json("stats.json", run_stats.model_dump(mode="json"))
         outputs = write_outputs(run, names, generations, checks, run_stats, training, inputs.gates, inputs.policy)
         # Again at the end: an engine started after the manifest was first written may have loaded torch.
-        run.manifest["hardware"]["numeric"] = numeric_environment()
-        run.manifest["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        run.manifest.hardware["numeric"] = numeric_environment()
+        run.manifest.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         run.save_manifest()
-        return CompareResult(run.path, outputs.summary, outputs.verdict, stats, training, run_stats, outputs.decision)
+        return CompareResult(run.path, outputs.summary, outputs.verdict, stats, training, run_stats, outputs.decision,
+                             run.manifest)
     finally:
         if run is not None:
             run.close()

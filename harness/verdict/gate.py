@@ -9,16 +9,18 @@ effect the gate asks about) cannot pass a gate by luck nor fail it by noise.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from harness.config.schema import GateConfig, PolicyFile
 from harness.config.yamlio import read_yaml, validate
+from harness.errors import EXIT_FAIL, EXIT_INCONCLUSIVE_OR_INFRA, EXIT_PASS
+from harness.records.run_results import GateOutcome as Outcome
+from harness.records.run_results import GateResult, PairedRates, RunStats, TrainingResult
 
 DEFAULT_POLICY = Path(__file__).with_name("default_policy.yaml")
-Outcome = Literal["pass", "fail", "inconclusive", "skipped"]
-EXIT_CODES = {"pass": 0, "ungated": 0, "fail": 1, "inconclusive": 3}
+EXIT_CODES = {"pass": EXIT_PASS, "ungated": EXIT_PASS, "fail": EXIT_FAIL, "inconclusive": EXIT_INCONCLUSIVE_OR_INFRA}
 
 
 @dataclass(frozen=True)
@@ -39,25 +41,6 @@ class Observation:
 
 
 @dataclass(frozen=True)
-class GateResult:
-    name: str
-    metric: str
-    test: str
-    subject: str | None
-    outcome: Outcome
-    value: float | bool | None
-    threshold: float | None
-    ci: tuple[float, float] | None
-    p_value: float | None
-    mde: float | None
-    reason: str
-
-    @property
-    def label(self) -> str:
-        return self.name if self.subject is None else f"{self.name}[{self.subject}]"
-
-
-@dataclass(frozen=True)
 class Decision:
     outcome: Literal["pass", "fail", "inconclusive", "ungated"]
     exit_code: int
@@ -65,10 +48,6 @@ class Decision:
     gates: list[GateResult]
     policy: str = "none"
     """Where the gates came from: a policy file, the plan, or the shipped default."""
-
-    def as_json(self) -> dict[str, Any]:
-        return {"outcome": self.outcome, "exit_code": self.exit_code, "reason": self.reason, "policy": self.policy,
-                "gates": [{**asdict(g), "label": g.label} for g in self.gates]}
 
 
 def load_policy(path: Path) -> list[GateConfig]:
@@ -80,44 +59,48 @@ def default_policy() -> list[GateConfig]:
 
 
 # ---------------------------------------------------------------------------- observations
-def _pair(value: Any) -> tuple[float, float] | None:
-    if not value or value[0] is None or value[1] is None:
+def _pair(value: tuple[float | None, float | None] | None) -> tuple[float, float] | None:
+    if value is None or value[0] is None or value[1] is None:
         return None
     return float(value[0]), float(value[1])
 
 
-def _paired(subject: str, entry: dict[str, Any]) -> Observation:
-    return Observation(subject, entry.get("delta"), _pair(entry.get("delta_ci")),
-                       entry.get("p_holm", entry.get("p_value")), entry.get("mde"),
-                       entry.get("delta_lower_one_sided"), entry.get("n"))
+def _paired(subject: str, entry: PairedRates) -> Observation:
+    p = entry.p_holm if entry.p_holm is not None else entry.p_value
+    return Observation(subject, entry.delta, _pair(entry.delta_ci), p, entry.mde, entry.delta_lower_one_sided,
+                       entry.n)
 
 
-def observations(metric: str, run_stats: dict[str, Any], training: dict[str, Any]) -> list[Observation]:
+JUDGE_FIELDS = ("parse_failure_rate", "failure_rate", "swap_consistency")
+"""judge.* metrics read as they are from the judge summary."""
+
+
+def observations(metric: str, run_stats: RunStats, training: dict[str, TrainingResult]) -> list[Observation]:
     """Every value the run holds for a metric; empty when the stage that makes it did not run."""
-    suites = run_stats.get("suites", {})
-    tasks = (run_stats.get("forgetting") or {}).get("tasks", {})
-    judge = run_stats.get("judge")
+    tasks = run_stats.forgetting.tasks if run_stats.forgetting else {}
+    judge = run_stats.judge
     if metric == "suite.pass_rate_delta":
-        return [_paired(name, e) for name, e in suites.items()]
+        return [_paired(name, e) for name, e in run_stats.suites.items()]
     if metric == "suite.candidate_pass_rate":
-        return [Observation(name, e.get("candidate_rate"), _pair(e.get("candidate_ci")), n=e.get("n"))
-                for name, e in suites.items()]
+        return [Observation(name, e.candidate_rate, _pair(e.candidate_ci), n=e.n)
+                for name, e in run_stats.suites.items()]
     if metric == "forgetting.delta":
         return [_paired(name, e) for name, e in tasks.items()]
     if metric == "train.smoke_passed":
-        return [Observation(role, bool(t["smoke"]["passed"]), detail="; ".join(t["smoke"].get("reasons") or []))
-                for role, t in training.items()]
+        return [Observation(role, t.smoke.passed, detail="; ".join(t.smoke.reasons)) for role, t in training.items()]
     if judge is None:
         return []
     if metric == "judge.win_rate":
-        mde = judge.get("min_detectable_win_rate")
-        return [Observation(None, judge.get("win_rate"), _pair(judge.get("win_rate_ci")), judge.get("sign_test_p"),
-                            None if mde is None else mde - 0.5, n=judge.get("judged", judge.get("n")))]
+        mde = judge.min_detectable_win_rate
+        return [Observation(None, judge.win_rate, _pair(judge.win_rate_ci), judge.sign_test_p,
+                            None if mde is None else mde - 0.5, n=judge.judged)]
     if metric == "judge.canary_wins":  # no canary judged: nothing was measured, not zero wins
-        canaries = judge.get("canaries") or {}
-        return [Observation(None, canaries.get("wins") if canaries.get("total") else None)]
+        return [Observation(None, judge.canaries.wins if judge.canaries.total else None)]
     field = metric.split(".", 1)[1]
-    return [Observation(None, judge.get(field))]
+    if field not in JUDGE_FIELDS:
+        raise ValueError(f"no observation for metric {metric!r}")
+    value: float | None = getattr(judge, field)
+    return [Observation(None, value)]
 
 
 # ---------------------------------------------------------------------------- tests
@@ -184,13 +167,15 @@ MISSING = {"suite": "the run has no suites", "forgetting": "the run has no forge
 HINT = " (a gate with required: false skips it; or leave the gate out of the plan's gates:)"
 
 
-def evaluate_gate(gate: GateConfig, run_stats: dict[str, Any], training: dict[str, Any]) -> list[GateResult]:
+def evaluate_gate(gate: GateConfig, run_stats: RunStats, training: dict[str, TrainingResult]) -> list[GateResult]:
     found = observations(gate.metric, run_stats, training)
     threshold = gate.margin if gate.test == "non_inferiority" else (None if gate.test == "is_true" else gate.threshold)
 
     def result(o: Observation, outcome: Outcome, reason: str) -> GateResult:
-        return GateResult(gate.name, gate.metric, gate.test, o.subject, outcome, o.value, threshold, o.ci,
-                          o.p_value, o.mde, reason)
+        label = gate.name if o.subject is None else f"{gate.name}[{o.subject}]"
+        return GateResult(name=gate.name, metric=gate.metric, test=gate.test, subject=o.subject, outcome=outcome,
+                          value=o.value, threshold=threshold, ci=o.ci, p_value=o.p_value, mde=o.mde, reason=reason,
+                          label=label)
 
     if gate.subjects is not None:
         named = {o.subject: o for o in found}
@@ -206,9 +191,9 @@ def evaluate_gate(gate: GateConfig, run_stats: dict[str, Any], training: dict[st
     return [result(o, *judge_gate(gate, o)) for o in found]
 
 
-def decide(gates: Sequence[GateConfig], run_stats: dict[str, Any], training: dict[str, Any]) -> Decision:
+def decide(gates: Sequence[GateConfig], run_stats: RunStats, training: dict[str, TrainingResult]) -> Decision:
     if not gates:
-        return Decision("ungated", 0, "no release gates are configured", [])
+        return Decision("ungated", EXIT_CODES["ungated"], "no release gates are configured", [])
     results = [r for gate in gates for r in evaluate_gate(gate, run_stats, training)]
     failed = [r.label for r in results if r.outcome == "fail"]
     unsure = [r.label for r in results if r.outcome == "inconclusive"]
@@ -217,4 +202,4 @@ def decide(gates: Sequence[GateConfig], run_stats: dict[str, Any], training: dic
     if unsure:
         return Decision("inconclusive", EXIT_CODES["inconclusive"], f"inconclusive: {', '.join(unsure)}", results)
     passed = sum(r.outcome == "pass" for r in results)
-    return Decision("pass", 0, f"all {passed} gate checks passed", results)
+    return Decision("pass", EXIT_CODES["pass"], f"all {passed} gate checks passed", results)

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.records.run_results import JudgeSummary
 from harness.records.stage_records import JudgmentRecord
 from harness.verdict.stats import length_controlled_win_rate, min_detectable_win_rate, paired_bootstrap, sign_test
 
@@ -61,7 +62,7 @@ def _canaries(records: Sequence[JudgmentRecord]) -> dict[str, Any]:
     }
 
 
-def summarize_judgments(records: Sequence[JudgmentRecord], rng: np.random.Generator) -> dict[str, Any]:
+def summarize_judgments(records: Sequence[JudgmentRecord], rng: np.random.Generator) -> JudgeSummary:
     """Counts, rates, tests and costs of a judge stage (JSON-serialisable; NaN becomes None)."""
     real = [r for r in records if r.canary is None]
     judged = [r for r in real if r.preference in SCORE]
@@ -108,8 +109,7 @@ def summarize_judgments(records: Sequence[JudgmentRecord], rng: np.random.Genera
         "by_suite": {suite: {**_counts(rs), "win_rate": _mean_score(rs)}
                      for suite, rs in _by_suite(real).items()},
     }
-    cleaned: dict[str, Any] = _clean(summary)
-    return cleaned
+    return JudgeSummary.model_validate(_clean(summary))
 
 
 def _by_suite(records: Sequence[JudgmentRecord]) -> dict[str, list[JudgmentRecord]]:

@@ -13,11 +13,12 @@ import hashlib
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
 from harness.config.schema import ForgettingConfig
+from harness.records.outcomes import answer_outcomes, paired_outcomes
+from harness.records.run_results import ForgettingStats, ForgettingTask, PairedRates, RunStats
 from harness.records.stage_records import CheckRecord, ForgettingRecord
 from harness.verdict import stats
 
@@ -34,7 +35,7 @@ def _finite(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
-def paired_binary(base: Sequence[bool], cand: Sequence[bool], rng: np.random.Generator) -> dict[str, Any]:
+def paired_binary(base: Sequence[bool], cand: Sequence[bool], rng: np.random.Generator) -> PairedRates:
     """Both sides' rates with Wilson intervals, the paired difference with a bootstrap CI, the one-sided
     95% bounds non-inferiority gates read, the exact McNemar p-value and the smallest difference this
     many items can detect.
@@ -46,20 +47,17 @@ def paired_binary(base: Sequence[bool], cand: Sequence[bool], rng: np.random.Gen
     two_sided = stats.paired_bootstrap(base, cand, rng, confidence=CONFIDENCE)
     one_sided = stats.newcombe_paired_interval(base, cand, confidence=1 - 2 * (1 - CONFIDENCE))
     b_ci, c_ci = stats.wilson_interval(sum(base), n), stats.wilson_interval(sum(cand), n)
-    return {
-        "n": n,
-        "base_rate": _finite(mc.base_rate), "candidate_rate": _finite(mc.cand_rate),
-        "base_ci": [b_ci.low, b_ci.high], "candidate_ci": [c_ci.low, c_ci.high],
-        "base_stderr": _stderr(mc.base_rate, n), "candidate_stderr": _stderr(mc.cand_rate, n),
-        "delta": _finite(mc.delta),
-        "delta_ci": [_finite(two_sided.low), _finite(two_sided.high)],
-        "delta_lower_one_sided": _finite(one_sided.low) if n else None,
-        "delta_upper_one_sided": _finite(one_sided.high) if n else None,
-        "p_value": mc.p_value, "mid_p_value": mc.mid_p_value, "test": "mcnemar_exact",
-        "base_only": mc.b, "candidate_only": mc.c,
-        "mde": _finite(_mde(n, (mc.b + mc.c) / n if n else 0.0)),
-        "cohens_h": _finite(stats.cohens_h(mc.cand_rate, mc.base_rate)) if n else None,
-    }
+    return PairedRates(
+        n=n, base_rate=_finite(mc.base_rate), candidate_rate=_finite(mc.cand_rate),
+        base_ci=(b_ci.low, b_ci.high), candidate_ci=(c_ci.low, c_ci.high),
+        base_stderr=_stderr(mc.base_rate, n), candidate_stderr=_stderr(mc.cand_rate, n),
+        delta=_finite(mc.delta), delta_ci=(_finite(two_sided.low), _finite(two_sided.high)),
+        delta_lower_one_sided=_finite(one_sided.low) if n else None,
+        delta_upper_one_sided=_finite(one_sided.high) if n else None,
+        p_value=mc.p_value, mid_p_value=mc.mid_p_value, test="mcnemar_exact",
+        base_only=mc.b, candidate_only=mc.c,
+        mde=_finite(_mde(n, (mc.b + mc.c) / n if n else 0.0)),
+        cohens_h=_finite(stats.cohens_h(mc.cand_rate, mc.base_rate)) if n else None)
 
 
 def _mde(n: int, discordant: float) -> float:
@@ -76,24 +74,18 @@ def _stderr(rate: float, n: int) -> float | None:
 
 
 # ---------------------------------------------------------------------------- suites
-def suite_stats(suite_names: Sequence[str], checks: Sequence[CheckRecord], seed: int) -> dict[str, dict[str, Any]]:
-    """Per suite: an answer passes when every check on it passes; pairs are the same item and sample."""
-    outcome: dict[tuple[str, str, str, int], bool] = {}
-    for c in checks:
-        key = (c.role, c.suite, c.item_id, c.sample_index)
-        outcome[key] = outcome.get(key, True) and c.passed
+def suite_stats(suite_names: Sequence[str], checks: Sequence[CheckRecord], seed: int) -> dict[str, PairedRates]:
+    """Per suite, the paired pass rates (records/outcomes.py says what passing and pairing mean)."""
+    outcomes = answer_outcomes(checks)
     result = {}
     for name in suite_names:
-        pairs = sorted({(item, idx) for role, suite, item, idx in outcome if suite == name})
-        pairs = [p for p in pairs if ("base", name, *p) in outcome and ("candidate", name, *p) in outcome]
-        base = [outcome[("base", name, *p)] for p in pairs]
-        cand = [outcome[("candidate", name, *p)] for p in pairs]
-        result[name] = paired_binary(base, cand, subject_rng(seed, f"suite:{name}"))
+        pairs = paired_outcomes(outcomes, name)
+        result[name] = paired_binary(pairs.base, pairs.candidate, subject_rng(seed, f"suite:{name}"))
     return result
 
 
 # ---------------------------------------------------------------------------- forgetting
-def forgetting_stats(records: Sequence[ForgettingRecord], config: ForgettingConfig, seed: int) -> dict[str, Any]:
+def forgetting_stats(records: Sequence[ForgettingRecord], config: ForgettingConfig, seed: int) -> ForgettingStats:
     """Per task: both accuracies, the paired drop and a flag at the plan's warn/fail thresholds."""
     by_task: dict[str, dict[str, dict[int, bool]]] = defaultdict(lambda: {"base": {}, "candidate": {}})
     for r in records:
@@ -103,9 +95,8 @@ def forgetting_stats(records: Sequence[ForgettingRecord], config: ForgettingConf
         docs = sorted(set(sides["base"]) & set(sides["candidate"]))
         entry = paired_binary([sides["base"][d] for d in docs], [sides["candidate"][d] for d in docs],
                               subject_rng(seed, f"forgetting:{task}"))
-        entry["flag"] = forgetting_flag(entry["delta"], config)
-        tasks[task] = entry
-    return {"warn_drop": config.warn_drop, "fail_drop": config.fail_drop, "tasks": tasks}
+        tasks[task] = ForgettingTask(**entry.model_dump(), flag=forgetting_flag(entry.delta, config))
+    return ForgettingStats(warn_drop=config.warn_drop, fail_drop=config.fail_drop, tasks=tasks)
 
 
 def forgetting_flag(delta: float | None, config: ForgettingConfig) -> str:
@@ -120,11 +111,11 @@ def forgetting_flag(delta: float | None, config: ForgettingConfig) -> str:
 
 
 # ---------------------------------------------------------------------------- the run
-def apply_holm(run_stats: dict[str, Any]) -> dict[str, Any]:
+def apply_holm(run_stats: RunStats) -> RunStats:
     """Holm-adjust the p-values of every suite and forgetting task of the run together (in place)."""
-    entries = list(run_stats.get("suites", {}).values())
-    entries += list(run_stats.get("forgetting", {}).get("tasks", {}).values())
-    adjusted = stats.holm([e["p_value"] for e in entries])
+    entries: list[PairedRates] = list(run_stats.suites.values())
+    entries += list(run_stats.forgetting.tasks.values()) if run_stats.forgetting else []
+    adjusted = stats.holm([e.p_value for e in entries])
     for entry, p in zip(entries, adjusted):
-        entry["p_holm"] = p
+        entry.p_holm = float(p)
     return run_stats

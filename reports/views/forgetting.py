@@ -9,20 +9,20 @@ import streamlit as st
 from harness.report import item_data, run_data
 
 md = report_ui.md
-run = report_ui.require_run()
 st.title("Forgetting")
+run = report_ui.require_run()
 if report_ui.stage_note(run, "forgetting"):
     st.stop()
 
-forgetting = (run.stats or {}).get("forgetting") or {}
-table = run_data.forgetting_table(run.stats)
-if table.empty:
-    st.info("The forgetting statistics are not written yet (no stats.json): the flips below are the raw records.")
+forgetting = run.stats.forgetting if run.stats is not None else None
+if forgetting is None:
+    st.info("No forgetting statistics to show (stats.json is not written yet, or cannot be read): the flips below "
+            "are the raw records.")
 else:
-    st.caption(f"lm-evaluation-harness {md(forgetting.get('lm_eval_version', '?'))}; accuracy per task, candidate "
+    st.caption(f"lm-evaluation-harness {md(forgetting.lm_eval_version or '?')}; accuracy per task, candidate "
                "minus base, with the CI and Holm-corrected p-value the stats stage stored.")
-    report_ui.table(table)
-    report_charts.show_deltas(run_data.delta_points(run_data.forgetting_tasks(run.stats)), "candidate - base accuracy")
+    report_ui.table(run_data.forgetting_table(run))
+    report_charts.show_deltas(run_data.delta_points(run.forgetting_tasks), "candidate - base accuracy")
 
 records = report_ui.records(run, "forgetting")
 if records is None or records.empty:

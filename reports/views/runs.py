@@ -1,4 +1,5 @@
-"""Runs: every run in the directory, two runs side by side, and trends of one base."""
+"""Runs: every run in the directory (and those that cannot be read, with why), two runs side by side, and
+trends of one base."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ import streamlit as st
 from harness.report import run_data
 
 st.title("Runs")
+for unreadable in report_ui.unreadable_runs():
+    st.warning(report_ui.md(f"{unreadable.name} cannot be read: {unreadable.reason}"))
 runs = report_ui.all_runs()
+for run in runs:
+    report_ui.show_problems(run, prefix=f"{run.name}: ")
 if not runs:
     st.info(f"No run dirs in {report_ui.md(report_ui.runs_dir())}. Run `harness compare BASE.yaml CANDIDATE.yaml` "
             "(or `harness demo`) to make one.")
@@ -29,7 +34,7 @@ if chosen:
 current = report_ui.selected_run()
 assert current is not None
 st.subheader("Over time: runs of the same base")
-st.caption(f"Base {report_ui.md(current.checkpoint('base').get('name', '?'))} "
+st.caption(f"Base {report_ui.md(current.checkpoint_name('base'))} "
            f"(fingerprint {report_ui.md(current.base_identity[:12])}): stored win rates and forgetting deltas "
            "of every run of it, with their CIs.")
 trend = run_data.trend_frame(runs, current.base_identity)

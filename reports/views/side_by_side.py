@@ -100,7 +100,8 @@ def show_item(run: RunInfo, row: pd.Series) -> None:
         head.markdown(f"**{md(row['suite'])} / {md(row['item_id'])}**{sample} {tags} · [link]({link})")
         button.button("Only this item", key=f"focus-{row['key']}", on_click=_set_item, args=(row["key"],))
         if row["prompt"] is None:
-            st.caption("Prompt not available: the suite file is gone or no longer holds this item.")
+            st.caption("Prompt not available: the run has no readable copy of this suite, or it does not hold "
+                       "this item.")
         else:
             st.markdown("  \n".join(f"**{md(role)}:** {md(content)}" for role, content in row["prompt"]))
         if isinstance(row["reference"], str):
@@ -109,16 +110,16 @@ def show_item(run: RunInfo, row: pd.Series) -> None:
         cand_text = row["candidate_text"] if isinstance(row["candidate_text"], str) else ""
         segments = word_diff(base_text, cand_text)
         left, right = st.columns(2)
-        answer_column(left, "base", run.checkpoint("base").get("name", "base"), row, segments)
-        answer_column(right, "candidate", run.checkpoint("candidate").get("name", "candidate"), row, segments)
+        answer_column(left, "base", run.checkpoint_name("base"), row, segments)
+        answer_column(right, "candidate", run.checkpoint_name("candidate"), row, segments)
         judge_block(row)
         with st.expander("Exact text"):
             st.code(base_text, language=None, wrap_lines=True)
             st.code(cand_text, language=None, wrap_lines=True)
 
 
-run = report_ui.require_run()
 st.title("Side by side")
+run = report_ui.require_run()
 if report_ui.stage_note(run, "generations"):
     st.stop()
 judges = item_data.judge_names(report_ui.records(run, "judge"))

@@ -15,8 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from harness.config.schema import SamplingConfig
-from harness.engines.base import ChatRequest, Completion
-from harness.engines.openai_backend import Caller, CallFailure, OpenAIBackend
+from harness.engines.base import Caller, CallFailure, CallingBackend, ChatRequest, Completion
 from harness.records.cache import content_key
 from harness.stages.judge.prompt import LoadedDefinition, Parsed, delimiter_tag, parse_reply, render
 
@@ -112,7 +111,7 @@ def _failed(failure: CallFailure, calls: int, raw: str | None = None) -> Outcome
 OnChunk = Callable[[dict[str, Outcome]], None]
 
 
-def run_tasks(backend: OpenAIBackend, chunks: Sequence[Sequence[Task]], loaded: LoadedDefinition,
+def run_tasks(backend: CallingBackend, chunks: Sequence[Sequence[Task]], loaded: LoadedDefinition,
               sampling: SamplingConfig, on_chunk: OnChunk) -> None:
     """Chunks run one after another (each concurrent within the endpoint's bound); on_chunk sees each
     chunk's outcomes as soon as it is whole, so a killed stage loses at most one chunk."""

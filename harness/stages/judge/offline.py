@@ -20,13 +20,11 @@ in both orders like any judge.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
 from harness.config.checks import normalize
 from harness.config.suites import Suite, SuiteItem
-from harness.records.stage_records import CheckRecord
 
 REFERENCE_CHECKS = ("equals_reference", "number_matches_reference")
 Side = Literal["base", "candidate", "tie"]
@@ -48,13 +46,6 @@ def check_outcomes(suite: Suite, item: SuiteItem, text: str) -> dict[str, bool]:
         name = check.type if seen[check.type] == 1 else f"{check.type}#{seen[check.type]}"
         outcomes[name] = check.run(text, item.reference)[0]
     return outcomes
-
-
-def outcomes_by_answer(records: Iterable[CheckRecord]) -> dict[tuple[str, str, str, int], dict[str, bool]]:
-    grouped: dict[tuple[str, str, str, int], dict[str, bool]] = {}
-    for r in records:
-        grouped.setdefault((r.role, r.suite, r.item_id, r.sample_index), {})[r.check] = r.passed
-    return grouped
 
 
 def _contains(text: str, phrase: str) -> bool:

@@ -13,7 +13,6 @@ need no model and make no call.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -27,9 +26,10 @@ from harness.config.suites import Suite
 from harness.engines.vllm_server import served
 from harness.errors import ConfigError
 from harness.records.cache import Cache
+from harness.records.outcomes import checks_by_answer
 from harness.records.stage_records import CheckRecord, GenerationRecord, JudgmentRecord, Verdict
 from harness.stages.judge.llm import NAMESPACE, Outcome, Task, from_cache, make_task, run_tasks, sampling_of
-from harness.stages.judge.offline import check_outcomes, decide, outcomes_by_answer
+from harness.stages.judge.offline import check_outcomes, decide
 from harness.stages.judge.pairs import CANARIES, Pair, build_pairs
 from harness.stages.judge.prompt import LoadedDefinition, load_definition
 
@@ -60,9 +60,7 @@ def load_judge(plan: JudgeConfig, file: str) -> Judge:
         return Judge(plan, file, plan.kind, None)
     loaded = load_definition(plan.definition, file)
     if plan.endpoint is not None:
-        env = plan.endpoint.api_key_env
-        if env and not os.environ.get(env):
-            raise ConfigError(file, "judge.endpoint.api_key_env", f"environment variable {env} is not set")
+        plan.endpoint.api_key(file, "judge.endpoint.api_key_env")  # set, before any model loads
         return Judge(plan, file, loaded.definition.name, plan.endpoint.model, loaded)
     assert plan.checkpoint is not None
     checkpoint = load_checkpoint(Path(plan.checkpoint))
@@ -134,7 +132,7 @@ _ORDERS: dict[str, tuple[Verdict, Verdict]] = {"base": ("A", "B"), "candidate": 
 
 
 def _judge_offline(judge: Judge, pairs: Sequence[Pair], checks: Sequence[CheckRecord]) -> list[JudgmentRecord]:
-    known = outcomes_by_answer(checks)
+    known = checks_by_answer(checks)
     records = []
     for p in pairs:
         base = (p.base, _outcomes(known, p, "base", p.base))
@@ -176,7 +174,7 @@ def _tasks(judge: Judge, pair: Pair, identity: dict[str, Any], seed: int) -> tup
 
 def _judge_llm(judge: Judge, pairs: Sequence[Pair], cache: Cache, emit: Emit, seed: int, stats: JudgeStats,
                progress: OnProgress | None) -> list[JudgmentRecord]:
-    from harness.engines.openai_backend import OpenAIBackend
+    from harness.engines import open_endpoint
 
     assert judge.definition is not None
     identity = _identity(judge, cache)
@@ -213,7 +211,7 @@ def _judge_llm(judge: Judge, pairs: Sequence[Pair], cache: Cache, emit: Emit, se
 
         with _endpoint(judge) as endpoint:
             started = time.perf_counter()
-            backend = OpenAIBackend(endpoint, endpoint.model or judge.name, judge.file)
+            backend = open_endpoint(endpoint, endpoint.model or judge.name, judge.file)
             run_tasks(backend, calls, judge.definition, sampling_of(judge.definition, seed), on_chunk)
             stats.retries = backend.retries_used
             stats.judge_seconds = round(time.perf_counter() - started, 3)

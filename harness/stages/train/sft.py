@@ -11,7 +11,6 @@ temp dir that is renamed into place only when complete.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -29,6 +28,7 @@ from harness.engines.checkpoint import directory_fingerprint, local_model_dir, s
 from harness.errors import ConfigError, InfraError, MissingDependency
 from harness.locks import exclusive_lock
 from harness.records.cache import Cache, content_key, default_cache_dir
+from harness.records.run_results import TrainingResult
 from harness.records.stage_records import TrainStepRecord
 from harness.render.formatting import removed_summary
 from harness.stages.train.curation import curate
@@ -46,7 +46,7 @@ class TrainOutcome:
     checkpoint: CheckpointConfig
     """The same checkpoint with `model` (and `adapter` for LoRA) pointing at the trained weights."""
     output_dir: Path
-    result: dict[str, Any]
+    result: TrainingResult
     """Smoke verdict, curation counts, timings and the config hash (train.json)."""
     steps: list[TrainStepRecord]
     reused: bool
@@ -77,14 +77,13 @@ def ensure_trained(config: CheckpointConfig, file: str, cache: Cache, force: boo
         if not reused:
             tmp = out.with_name(f".tmp-{out.name}-{os.getpid()}")
             try:
-                result = run_training(train, base_dir, tmp, file)
-                result["train_hash"] = digest
-                (tmp / RESULT_FILE).write_text(json.dumps(result, indent=1), encoding="utf-8")
+                result = run_training(train, base_dir, tmp, file).model_copy(update={"train_hash": digest})
+                (tmp / RESULT_FILE).write_text(result.model_dump_json(indent=1), encoding="utf-8")
                 shutil.rmtree(out, ignore_errors=True)
                 os.replace(tmp, out)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
-    result = json.loads((out / RESULT_FILE).read_text(encoding="utf-8"))
+    result = TrainingResult.model_validate_json((out / RESULT_FILE).read_text(encoding="utf-8"))
     steps = [TrainStepRecord.model_validate_json(line)
              for line in (out / LOG_FILE).read_text(encoding="utf-8").splitlines() if line]
     if train.lora is not None:
@@ -108,13 +107,15 @@ def checkpoint_to_serve(file: Path) -> CheckpointConfig:
 
 
 def _up_to_date(out: Path, digest: str) -> bool:
+    """A whole train.json of this harness for the same inputs (anything else is trained again)."""
     try:
-        return bool(json.loads((out / RESULT_FILE).read_text(encoding="utf-8")).get("train_hash") == digest)
-    except (OSError, ValueError):
+        result = TrainingResult.model_validate_json((out / RESULT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # pydantic's ValidationError included
         return False
+    return result.train_hash == digest
 
 
-def run_training(train: TrainConfig, base_dir: Path, out: Path, file: str) -> dict[str, Any]:
+def run_training(train: TrainConfig, base_dir: Path, out: Path, file: str) -> TrainingResult:
     try:
         import torch
         from transformers import AutoTokenizer
@@ -160,7 +161,7 @@ def run_training(train: TrainConfig, base_dir: Path, out: Path, file: str) -> di
     (out / LOG_FILE).write_text("".join(s.model_dump_json() + "\n" for s in steps), encoding="utf-8")
     seconds = time.perf_counter() - started
     tokens = float(trainer.state.num_input_tokens_seen or 0)
-    return {
+    return TrainingResult.model_validate({
         "smoke": {"passed": verdict.passed, "checks": [asdict(c) for c in verdict.checks], "reasons": verdict.reasons},
         "data": {"files": loaded.formats, "rows": len(loaded.conversations) + len(loaded.bad_rows),
                  "bad_rows": len(loaded.bad_rows), "bad_examples": [asdict(b) for b in loaded.bad_rows[:5]],
@@ -170,7 +171,7 @@ def run_training(train: TrainConfig, base_dir: Path, out: Path, file: str) -> di
         "steps": len(steps), "eval_loss": eval_loss, "train_sample_loss": train_loss, "seconds": round(seconds, 2),
         "tokens_per_second": round(tokens / seconds, 1) if seconds else None,
         "peak_memory_mib": _peak_memory_mib(torch, device), "device": device, "lora": train.lora is not None,
-    }
+    })
 
 
 def make_trainer(train: TrainConfig, base_dir: Path, tok: Any, train_rows: list[Conversation],

@@ -1,0 +1,264 @@
+"""What a run decided and measured, as typed files: stats.json (RunStats), verdict.json
+(Verdict) and a smoke-test SFT run's result (TrainingResult, train.json).
+
+The verdict package computes them, the render and report packages read them through attributes.
+A value that cannot be computed (no items, a diverging fit) is None, which JSON writes as null.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+SCHEMA_VERSION = 2
+"""Of every run file (manifest, stats, verdict). 2: the run keeps a copy of its suites."""
+
+Flag = Literal["ok", "warn", "fail"]
+GateOutcome = Literal["pass", "fail", "inconclusive", "skipped"]
+Interval = tuple[float | None, float | None]
+
+
+class RunFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---------------------------------------------------------------------------- stats.json
+class PairedRates(RunFile):
+    """Both sides' rates on the same items, and their paired difference (suites and forgetting tasks)."""
+
+    n: int
+    base_rate: float | None
+    candidate_rate: float | None
+    base_ci: Interval
+    candidate_ci: Interval
+    base_stderr: float | None
+    candidate_stderr: float | None
+    delta: float | None
+    """candidate_rate - base_rate."""
+    delta_ci: Interval
+    """Two-sided 95%, paired bootstrap."""
+    delta_lower_one_sided: float | None
+    """One-sided 95% bounds (Newcombe's paired score interval): what non-inferiority gates read."""
+    delta_upper_one_sided: float | None
+    p_value: float
+    mid_p_value: float
+    test: Literal["mcnemar_exact"]
+    base_only: int
+    """Items only the base got right."""
+    candidate_only: int
+    mde: float | None
+    """Smallest difference detectable at 80% power with this many items."""
+    cohens_h: float | None
+    p_holm: float | None = None
+    """Holm-adjusted across every suite and forgetting task of the run."""
+
+
+class ForgettingTask(PairedRates):
+    flag: Flag
+    """ok, warn or fail at the plan's thresholds, on the point estimate."""
+
+
+class ForgettingStats(RunFile):
+    lm_eval_version: str | None = None
+    warn_drop: float
+    fail_drop: float
+    tasks: dict[str, ForgettingTask]
+
+
+class DecisiveRate(RunFile):
+    estimate: float | None
+    low: float | None
+    high: float | None
+    method: str
+
+
+class LengthControl(RunFile):
+    n: int
+    raw_win_rate: float | None
+    win_rate: float | None
+    intercept: float | None
+    length_coef: float | None
+    length_sd: float | None
+    separable: bool
+    fallback: str | None
+
+
+class CanaryWin(RunFile):
+    kind: str
+    suite: str
+    item_id: str
+
+
+class KindCount(RunFile):
+    total: int
+    wins: int
+
+
+class CanarySummary(RunFile):
+    total: int = 0
+    wins: int = 0
+    won: list[str] = []
+    won_items: list[CanaryWin] = []
+    unparsed: int = 0
+    failed: int = 0
+    by_kind: dict[str, KindCount] = {}
+
+
+class JudgeCounts(RunFile):
+    n: int
+    wins: int
+    losses: int
+    ties: int
+    unparsed: int
+    failed: int
+
+
+class SuiteJudgeCounts(JudgeCounts):
+    win_rate: float | None
+
+
+class JudgeSummary(JudgeCounts):
+    """A judge stage over real pairs (canaries apart); see harness/verdict/judge_stats.py."""
+
+    judge: str | None
+    kind: str | None
+    model: str | None
+    decided_by: dict[str, int]
+    judged: int
+    inconsistent: int
+    win_rate: float | None
+    win_rate_ci: Interval
+    win_rate_ci_method: str
+    min_detectable_win_rate: float | None
+    decisive_win_rate: DecisiveRate
+    sign_test_p: float | None
+    sign_test_tie_split_p: float | None
+    swap_consistency: float | None
+    tie_rate: float | None
+    parse_failure_rate: float | None
+    failure_rate: float | None
+    length_controlled_win_rate: float | None
+    length_control: LengthControl
+    base_words_mean: float | None
+    candidate_words_mean: float | None
+    canaries: CanarySummary
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cached: int
+    by_suite: dict[str, SuiteJudgeCounts]
+
+
+class RunStats(RunFile):
+    schema_version: int = SCHEMA_VERSION
+    seed: int
+    suites: dict[str, PairedRates]
+    forgetting: ForgettingStats | None = None
+    judge: JudgeSummary | None = None
+
+
+# ---------------------------------------------------------------------------- train.json
+class SmokeCheckResult(RunFile):
+    name: str
+    passed: bool
+    detail: str
+
+
+class SmokeResult(RunFile):
+    passed: bool
+    checks: list[SmokeCheckResult]
+    reasons: list[str]
+
+
+class TrainData(RunFile):
+    files: dict[str, str]
+    """Each data file and the format it was read as."""
+    rows: int
+    bad_rows: int
+    bad_examples: list[dict[str, Any]]
+    curation: dict[str, int]
+    """Rows each curation filter removed."""
+    flagged_refusals: int
+    kept: int
+    train: int
+    validation: int
+
+
+class TrainingResult(RunFile):
+    """One smoke-test SFT run: its verdict, data counts and timings."""
+
+    smoke: SmokeResult
+    data: TrainData
+    preflight: dict[str, Any]
+    steps: int
+    eval_loss: float | None
+    train_sample_loss: float | None
+    seconds: float
+    tokens_per_second: float | None
+    peak_memory_mib: float | None
+    device: str
+    lora: bool
+    train_hash: str | None = None
+    output_dir: str | None = None
+    """Where the trained weights are (set when a run records the result)."""
+    reused: bool | None = None
+    """The weights were already trained from the same inputs."""
+
+
+# ---------------------------------------------------------------------------- verdict.json
+class GateResult(RunFile):
+    name: str
+    metric: str
+    test: str
+    subject: str | None
+    outcome: GateOutcome
+    value: bool | int | float | None
+    threshold: float | None
+    ci: tuple[float, float] | None
+    p_value: float | None
+    mde: float | None
+    reason: str
+    label: str
+    """name, or name[subject]."""
+
+
+class RoleRates(RunFile):
+    """One side of a suite, described: answers, truncations, length and each check's pass rate."""
+
+    answers: int
+    checked: int
+    """Answers with at least one check."""
+    passed: int
+    """Checked answers that passed every check."""
+    truncated: int
+    """Answers cut by max_tokens (finish_reason length)."""
+    mean_completion_tokens: float
+    checks: dict[str, float]
+
+
+class SuiteVerdict(RunFile):
+    base_pass_rate: float | None
+    candidate_pass_rate: float | None
+    delta: float | None
+    """The paired rates the gates decide on (items answered and checked on both sides)."""
+    base: RoleRates
+    candidate: RoleRates
+    identical_answers: int
+
+
+class SmokeOutcome(RunFile):
+    smoke_passed: bool
+    reasons: list[str]
+
+
+class Verdict(RunFile):
+    schema_version: int = SCHEMA_VERSION
+    outcome: Literal["pass", "fail", "inconclusive", "ungated"]
+    exit_code: int
+    reason: str
+    policy: str
+    gates: list[GateResult]
+    train: dict[str, SmokeOutcome]
+    suites: dict[str, SuiteVerdict]
+    warnings: list[str]
