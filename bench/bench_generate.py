@@ -18,7 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.config.schema import DEFAULT_SUITES_DIR, CheckpointConfig, SamplingConfig
+from harness.config.engine import SamplingConfig
+from harness.config.schema import DEFAULT_SUITES_DIR, CheckpointConfig
 from harness.config.suites import load_suites
 from harness.demo.build import ensure_demo_models
 from harness.engines import open_backend

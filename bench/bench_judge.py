@@ -21,7 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness.config.schema import EndpointConfig, JudgeConfig  # noqa: E402
+from harness.config.engine import EndpointConfig
+from harness.config.schema import JudgeConfig  # noqa: E402
 from harness.records.cache import Cache  # noqa: E402
 from harness.stages.judge.stage import run_judging  # noqa: E402
 from tests.judge_fixtures import generations, make_suite  # noqa: E402

@@ -8,7 +8,8 @@ from typing import Any
 
 import yaml
 
-from harness.config.schema import EndpointConfig, JudgeConfig
+from harness.config.engine import EndpointConfig
+from harness.config.schema import JudgeConfig
 from harness.config.suites import Suite, load_suite
 from harness.records.cache import Cache
 from harness.records.stage_records import GenerationRecord, JudgmentRecord

@@ -25,7 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 BLOCK = re.compile(r"<<ANSWER-([0-9a-f]+)>>\n(.*?)\n<<END-\1>>", re.DOTALL)
-FAULTS = ("500", "429", "400", "timeout", "truncated", "malformed", "html")
+FAULTS = ("500", "429", "503", "400", "timeout", "truncated", "malformed", "html")
+REASONING = re.compile(r"^(o\d|gpt-5)")
 POLICIES = ("longer", "always_a", "marker", "garbage", "fix_on_reask", "fenced")
 MARKER = "GOOD"
 """policy marker: the answer holding this word wins (tie when both or neither do); graders give it 9, else 3."""
@@ -42,6 +43,13 @@ class State:
     """How long a `timeout` fault sleeps (longer than the client's timeout)."""
     delay_s: float = 0.0
     """Every request waits this long (to make requests overlap)."""
+    retry_after: str | None = None
+    """Retry-After header sent with a 429 or 503 fault."""
+    strict: bool = False
+    """Enforce OpenAI's current rules: max_tokens is refused (max_completion_tokens is the name), and
+    reasoning models (o1, o3, gpt-5, ...) refuse temperature and top_p."""
+    times: list[float] = field(default_factory=list)
+    """When each request arrived (time.monotonic)."""
     requests: int = 0
     served: Counter[str] = field(default_factory=Counter)
     """Outcomes by kind: ok, or the fault's name."""
@@ -63,6 +71,8 @@ def decide(policy: str, messages: list[dict[str, str]]) -> str:
     """The judge's reply text for a conversation."""
     first_user = next(m["content"] for m in messages if m["role"] == "user")
     answers = [body for _tag, body in BLOCK.findall(first_user)]
+    if not answers:  # not a judge prompt: the server stands in for a checkpoint behind an endpoint
+        return "The answer is 42."
     reasked = sum(m["role"] == "user" for m in messages) > 1
     if policy == "garbage" or (policy == "fix_on_reask" and not reasked):
         return "Both answers have merits. I think the first one is somewhat better overall."
@@ -82,6 +92,15 @@ def decide(policy: str, messages: list[dict[str, str]]) -> str:
     return f"Here is my judgment:\n```json\n{reply}\n```" if policy == "fenced" else reply
 
 
+def _refused(body: dict[str, Any]) -> str | None:
+    """What OpenAI's API refuses today, as an `unsupported:<param>` fault (None: nothing)."""
+    if "max_tokens" in body:
+        return "unsupported:max_tokens"
+    if REASONING.match(str(body.get("model", ""))):
+        return next((f"unsupported:{p}" for p in ("temperature", "top_p") if p in body), None)
+    return None
+
+
 def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -93,6 +112,7 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
             body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
             messages = body["messages"]
             with state.lock:
+                state.times.append(time.monotonic())
                 state.requests += 1
                 state.in_flight += 1
                 state.peak = max(state.peak, state.in_flight)
@@ -100,7 +120,8 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
                 state.blocks.append(len(BLOCK.findall(first_user)))
             try:
                 time.sleep(state.delay_s)
-                fault = state.next_fault(json.dumps(messages))
+                fault = _refused(body) if state.strict else None
+                fault = fault or state.next_fault(json.dumps(messages))
                 with state.lock:
                     state.served[fault or "ok"] += 1
                 self._answer(fault, body)
@@ -109,8 +130,15 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
                     state.in_flight -= 1
 
         def _answer(self, fault: str | None, body: dict[str, Any]) -> None:
-            if fault in ("500", "429", "400"):
-                self._send(int(fault), b'{"error": {"message": "injected"}}')
+            if fault in ("500", "429", "503", "400"):
+                headers = {"retry-after": state.retry_after} if state.retry_after and fault in ("429", "503") else {}
+                self._send(int(fault), b'{"error": {"message": "injected"}}', headers=headers)
+                return
+            if fault is not None and fault.startswith("unsupported:"):
+                param = fault.split(":", 1)[1]
+                error = {"message": f"Unsupported parameter: '{param}' is not supported with this model.",
+                         "type": "invalid_request_error", "param": param, "code": "unsupported_parameter"}
+                self._send(400, json.dumps({"error": error}).encode())
                 return
             if fault == "timeout":
                 time.sleep(state.slow_s)
@@ -130,9 +158,11 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
                 self._send(200, payload)
 
         def _send(self, status: int, data: bytes, content_type: str = "application/json",
-                  length: int | None = None) -> None:
+                  length: int | None = None, headers: dict[str, str] | None = None) -> None:
             try:
                 self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("content-type", content_type)
                 self.send_header("content-length", str(len(data) if length is None else length))
                 self.end_headers()

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.config.schema import CheckpointConfig, SamplingConfig
+from harness.config.engine import SamplingConfig
+from harness.config.schema import CheckpointConfig
 from harness.config.suites import load_suite
 from harness.engines import open_backend
 from harness.engines.checkpoint import ResolvedCheckpoint, resolve_checkpoint

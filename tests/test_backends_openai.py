@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.config.schema import EndpointConfig, SamplingConfig
+from harness.config.engine import EndpointConfig, SamplingConfig
 from harness.engines.base import ChatRequest
 from harness.engines.openai_backend import OpenAIBackend
 from harness.errors import InfraError
@@ -171,3 +171,52 @@ def test_chat_api_matches_local_transformers(vllm_server: str, demo_models, tmp_
     assert all(a.prompt_tokens > 0 and a.completion_tokens > 0 for a in answers)
     completions = OpenAIBackend(EndpointConfig(base_url=vllm_server, api="completions"), "demo-base")
     assert [a.text for a in completions.generate(requests, GREEDY)] == [e.text for e in expected]
+
+
+# --------------------------------------------------------------------- hosted APIs as they are today
+@pytest.mark.parametrize("model", ["gpt-4.1-mini", "o3-mini", "gpt-5"])
+def test_requests_follow_openais_current_rules(model: str) -> None:
+    """max_completion_tokens, and no temperature or top_p to a reasoning model: a server enforcing
+    OpenAI's rules answers every request (before, each got HTTP 400, which is never retried)."""
+    from tests.judge_server import JudgeServer
+
+    with JudgeServer(strict=True) as server:
+        backend = OpenAIBackend(EndpointConfig(base_url=server.url, model=model, max_retries=0), model)
+        [answer] = backend.generate([chat("hi")], GREEDY)
+        assert answer.text == "The answer is 42." and server.state.served["ok"] == 1
+
+
+def test_a_server_that_refuses_a_setting_names_it_in_one_line() -> None:
+    from tests.judge_server import JudgeServer
+
+    with JudgeServer(strict=True) as server:
+        endpoint = EndpointConfig(base_url=server.url, model="o3", send_sampling=["temperature"], max_retries=3)
+        with pytest.raises(InfraError, match=r"HTTP 400: .*Unsupported parameter: 'temperature'"):
+            OpenAIBackend(endpoint, "o3").generate([chat("hi")], GREEDY)
+        assert server.state.requests == 1  # a client error is not retried
+        old = EndpointConfig(base_url=server.url, model="m", length_field="max_tokens", max_retries=0)
+        with pytest.raises(InfraError, match="'max_tokens' is not supported"):
+            OpenAIBackend(old, "m").generate([chat("hi")], GREEDY)
+
+
+@pytest.mark.parametrize("status", ["429", "503"])
+def test_retry_after_is_honoured(status: str) -> None:
+    from tests.judge_server import JudgeServer
+
+    with JudgeServer(faults=[status], retry_after="1.5") as server:
+        endpoint = EndpointConfig(base_url=server.url, model="m", max_retries=2, backoff_s=0.01)
+        [answer] = OpenAIBackend(endpoint, "m").generate([chat("hi")], GREEDY)
+        first, second = server.state.times
+    assert answer.text == "The answer is 42." and second - first >= 1.45
+
+
+def test_retry_after_forms_and_cap() -> None:
+    from email.utils import formatdate
+
+    from harness.engines.openai_backend import retry_after_s
+
+    assert retry_after_s({"retry-after": "3"}, 60) == 3.0
+    assert retry_after_s({"retry-after-ms": "250", "retry-after": "3"}, 60) == 0.25
+    assert retry_after_s({"retry-after": "600"}, 60) == 60  # capped: max_retry_after_s
+    assert 8 <= (retry_after_s({"retry-after": formatdate(time.time() + 10, usegmt=True)}, 60) or 0) <= 10
+    assert retry_after_s({"retry-after": "soon"}, 60) is None and retry_after_s({}, 60) is None

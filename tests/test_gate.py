@@ -268,3 +268,18 @@ def test_no_canary_judged_is_not_zero_canary_wins() -> None:
     judge = {**JUDGE, "canaries": {"total": 0, "wins": 0}}
     [r] = evaluate_gate(gate(metric="judge.canary_wins", test="at_most", threshold=0), {"judge": judge}, {})
     assert r.outcome == "inconclusive"
+
+
+@pytest.mark.parametrize("spec, expected", [
+    (dict(metric="judge.failure_rate", test="at_most", threshold=0), "inconclusive"),
+    (dict(metric="judge.win_rate", test="superiority", threshold=0.5), "inconclusive"),
+    (dict(metric="judge.canary_wins", test="at_most", threshold=0), "fail"),  # a canary that won did win
+    (dict(metric="judge.parse_failure_rate", test="at_most", threshold=0.0), "fail"),  # the judge answered
+])
+def test_judge_calls_that_failed_leave_what_they_could_not_decide_inconclusive(spec: dict[str, Any],
+                                                                               expected: str) -> None:
+    judge = {**JUDGE, "win_rate": 0.3, "win_rate_ci": [0.2, 0.4], "failed": 3, "failure_rate": 0.03}
+    [result] = evaluate_gate(gate(**spec), {"judge": judge}, {})
+    assert result.outcome == expected, result.reason
+    if expected == "inconclusive":
+        assert "3 of 100 judge pairs failed" in result.reason

@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 
 import harness.stages.generate as generate
-from harness.config.schema import CheckpointConfig, SamplingConfig
+from harness.config.engine import SamplingConfig
+from harness.config.schema import CheckpointConfig
 from harness.config.suites import Suite, SuiteItem
 from harness.engines.base import ChatRequest, Completion
 from harness.engines.checkpoint import ResolvedCheckpoint
+from harness.errors import InfraError
 from harness.records.cache import Cache
 
 
@@ -85,7 +87,7 @@ def test_a_changed_fingerprint_misses_the_cache(cache_path: Path) -> None:
 def test_a_failed_run_resumes_without_redoing_finished_chunks(cache_path: Path) -> None:
     cache = Cache(cache_path)
     FakeEngine.fail_after = 2
-    with pytest.raises(RuntimeError, match="engine died"):
+    with pytest.raises(InfraError, match="the fake engine failed generating for b: RuntimeError: engine died"):
         run(cache, base=checkpoint("b", "fp1"), candidate=checkpoint("c", "fp2"))
     FakeEngine.fail_after, FakeEngine.calls = None, []
     records, stats = run(cache, base=checkpoint("b", "fp1"), candidate=checkpoint("c", "fp2"))

@@ -88,7 +88,8 @@ def test_non_answers_never_win(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def demo_answers(demo_models, tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Suite], list, list]:
     """Real greedy answers of the demo base and candidate on the shipped suites (transformers)."""
-    from harness.config.schema import CheckpointConfig, SamplingConfig
+    from harness.config.engine import SamplingConfig
+    from harness.config.schema import CheckpointConfig
     from harness.engines.checkpoint import resolve_checkpoint
     from harness.stages.generate import run_generation
 

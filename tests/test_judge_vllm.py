@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.config.schema import EndpointConfig, JudgeConfig
+from harness.config.engine import EndpointConfig
+from harness.config.schema import JudgeConfig
 from harness.records.cache import Cache
 from harness.verdict.judge_stats import summarize_judgments
 from tests.judge_fixtures import generations, judge, make_suite

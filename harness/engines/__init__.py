@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from harness.config.schema import EndpointConfig
+from harness.config.engine import EndpointConfig
 from harness.engines.base import Backend, CallingBackend, ChatRequest, Completion
 
 if TYPE_CHECKING:  # checkpoint.py imports engines.base; avoid the cycle at run time

@@ -7,7 +7,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
-from harness.config.schema import SamplingConfig
+from harness.config.engine import SamplingConfig
 
 
 @dataclass(frozen=True)

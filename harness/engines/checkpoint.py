@@ -143,6 +143,9 @@ def resolve_checkpoint(config: CheckpointConfig, file: str, cache: Cache) -> Res
         served = config.endpoint.model or config.model or config.name
         parts: dict[str, Any] = {"endpoint": config.endpoint.base_url, "model": served,
                                  "revision": config.revision}
+        sent = config.endpoint.sampling_sent(served)
+        if sent != ["temperature", "top_p", "seed"]:  # a setting not sent is not applied: other answers
+            parts["sampling_sent"] = sent
         tok, source, tok_path = None, "server", None
         if config.endpoint.api == "completions":
             tok_path = config.tokenizer or config.model or served

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from harness.config.schema import EndpointConfig, SamplingConfig
+from harness.config.engine import EndpointConfig, SamplingConfig
 from harness.engines.base import Caller, CallFailure, ChatRequest, Completion
 from harness.errors import InfraError, MissingDependency
 
@@ -84,6 +84,7 @@ class OpenAIBackend:
     async def _with_retries(self, client: Any, request: ChatRequest, sampling: SamplingConfig) -> Completion:
         openai = self._openai
         for attempt in range(self.endpoint.max_retries + 1):
+            asked: float | None = None
             try:
                 return await self._call(client, request, sampling)
             except (openai.APITimeoutError, openai.APIConnectionError) as exc:
@@ -92,7 +93,7 @@ class OpenAIBackend:
                 if exc.status_code < 500 and exc.status_code not in RETRYABLE_STATUS:
                     raise EndpointError(f"{self.endpoint.base_url}: HTTP {exc.status_code}: {_short(exc)}",
                                         attempt + 1) from None
-                error = exc
+                error, asked = exc, retry_after_s(exc.response.headers, self.endpoint.max_retry_after_s)
             except (_BadResponse, openai.APIResponseValidationError, ValueError) as exc:
                 # A 200 whose body is not a completion (truncated JSON, an HTML error page): the
                 # server or a proxy misbehaved, which may pass; the openai client lets
@@ -102,13 +103,12 @@ class OpenAIBackend:
                 raise EndpointError(f"{self.endpoint.base_url}: gave up after {attempt + 1} attempts: "
                                     f"{_short(error)}", attempt + 1) from None
             self.retries_used += 1
-            delay = self.endpoint.backoff_s * (2 ** attempt)
-            await asyncio.sleep(delay * (0.5 + random.random() / 2))  # jitter spreads retry storms
+            delay = self.endpoint.backoff_s * (2 ** attempt) * (0.5 + random.random() / 2)  # jitter spreads storms
+            await asyncio.sleep(max(delay, asked or 0.0))  # a server that says when to come back is believed
         raise AssertionError("unreachable")
 
     async def _call(self, client: Any, request: ChatRequest, sampling: SamplingConfig) -> Completion:
-        common: dict[str, Any] = dict(model=self.model, temperature=sampling.temperature, top_p=sampling.top_p,
-                                      max_tokens=sampling.max_tokens, seed=request.seed)
+        common = self._settings(request, sampling)
         started = time.perf_counter()
         if self.endpoint.api == "chat":
             response = await client.chat.completions.create(
@@ -128,12 +128,40 @@ class OpenAIBackend:
                           completion_tokens=_count(getattr(usage, "completion_tokens", 0)),
                           finish_reason=str(getattr(first, "finish_reason", None) or "stop"), latency_s=latency)
 
+    def _settings(self, request: ChatRequest, sampling: SamplingConfig) -> dict[str, Any]:
+        """What a request says besides its messages: the reply limit under the name the API takes, and
+        the sampling settings this endpoint's model accepts (EndpointConfig.sampling_sent)."""
+        length = self.endpoint.length_field if self.endpoint.api == "chat" else "max_tokens"
+        values = {"temperature": sampling.temperature, "top_p": sampling.top_p, "seed": request.seed}
+        return {"model": self.model, length: sampling.max_tokens,
+                **{name: values[name] for name in self.endpoint.sampling_sent(self.model)}}
+
     def close(self) -> None:
         return None
 
 
 class _BadResponse(Exception):
     pass
+
+
+def retry_after_s(headers: Any, cap: float) -> float | None:
+    """Seconds a 429 or 503 asks the client to wait (Retry-After: seconds or an HTTP date; OpenAI's
+    retry-after-ms), at most `cap`; None when it does not say."""
+    from email.utils import parsedate_to_datetime
+
+    raw_ms, raw = headers.get("retry-after-ms"), headers.get("retry-after")
+    seconds: float | None = None
+    try:
+        if raw_ms is not None:
+            seconds = float(raw_ms) / 1000
+        elif raw is not None:
+            seconds = float(raw)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(raw).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return None if seconds is None else min(max(seconds, 0.0), cap)
 
 
 def _count(value: object) -> int:

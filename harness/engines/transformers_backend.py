@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 from typing import Any
 
-from harness.config.schema import EngineConfig, SamplingConfig
+from harness.config.engine import EngineConfig, SamplingConfig
 from harness.engines.base import ChatRequest, Completion
 from harness.errors import InfraError, MissingDependency
 

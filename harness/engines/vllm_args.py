@@ -4,9 +4,10 @@ vllm model (stages/forgetting.py) all start from, so a setting reaches every eng
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from harness.config.schema import EngineConfig
+from harness.config.engine import EngineConfig
 
 
 def engine_args(engine: EngineConfig, lora: bool = False) -> dict[str, Any]:
@@ -19,7 +20,7 @@ def engine_args(engine: EngineConfig, lora: bool = False) -> dict[str, Any]:
         args["max_model_len"] = engine.max_model_len
     if lora:
         args.update(enable_lora=True, max_lora_rank=engine.max_lora_rank)
-    return args
+    return {**args, **engine.extra}  # extra cannot name a key above (the schema refuses it)
 
 
 def server_flags(args: dict[str, Any]) -> list[str]:
@@ -29,6 +30,8 @@ def server_flags(args: dict[str, Any]) -> list[str]:
         flag = "--" + name.replace("_", "-")
         if value is True:
             flags.append(flag)
+        elif isinstance(value, (dict, list)):  # vLLM parses structured arguments as JSON
+            flags += [flag, json.dumps(value)]
         elif value is not False and value is not None:
             flags += [flag, str(value)]
     return flags

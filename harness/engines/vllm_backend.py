@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from harness.config.schema import EngineConfig, SamplingConfig
+from harness.config.engine import EngineConfig, SamplingConfig
 from harness.engines.base import ChatRequest, Completion
 from harness.engines.vllm_args import engine_args
 from harness.errors import InfraError, MissingDependency

@@ -65,13 +65,15 @@ class StageEntry(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    status: Literal["running", "done"]
+    status: Literal["running", "done", "failed"]
     started_at: str
     finished_at: str | None = None
     seconds: float | None = None
     records: int | None = None
     results: dict[str, TrainingResult] | None = None
     """The train stage's result per trained role."""
+    error: str | None = None
+    """Why a failed stage stopped (an engine, endpoint or lm-eval failure)."""
 
     @property
     def counters(self) -> dict[str, Any]:
@@ -100,6 +102,10 @@ class Manifest(RunFile):
 
     def stage(self, name: str) -> StageEntry | None:
         return self.stages.get(name)
+
+    def running_stage(self) -> str | None:
+        """The stage this run was in when it stopped (None between stages)."""
+        return next((name for name, s in self.stages.items() if s.status == "running"), None)
 
     def training(self) -> dict[str, TrainingResult]:
         """The train stage's results per role ({} when nothing was trained)."""

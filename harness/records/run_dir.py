@@ -165,6 +165,14 @@ class RunDir:
             "seconds": round(time.perf_counter() - started, 3), "records": len(records), **stats})
         self.save_manifest()
 
+    def stage_failed(self, stage: str, error: str) -> None:
+        """The stage stopped on an engine, endpoint or lm-eval failure: say so, with why. Its records so
+        far stay in the JSONL; a rerun with --run-dir redoes only what they lack."""
+        entry = self.manifest.stages[stage]
+        self.manifest.stages[stage] = entry.model_copy(update={"status": "failed", "finished_at": _now(),
+                                                               "error": error})
+        self.save_manifest()
+
     def stage_status(self, stage: str) -> str | None:
         entry = self.manifest.stages.get(stage)
         return entry.status if entry is not None else None

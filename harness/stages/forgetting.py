@@ -29,7 +29,7 @@ from harness.config.schema import CheckpointConfig, ForgettingConfig
 from harness.engines import gpu_vllm
 from harness.engines.checkpoint import ResolvedCheckpoint
 from harness.engines.vllm_args import engine_args
-from harness.errors import ConfigError, InfraError, MissingDependency
+from harness.errors import ConfigError, HarnessError, InfraError, MissingDependency
 from harness.records.cache import Cache, content_key
 from harness.records.stage_records import ROLES, ForgettingRecord, Role
 
@@ -336,7 +336,9 @@ def _evaluate(engine: str, args: dict[str, Any], tasks: Sequence[TaskSpec], conf
         except ImportError as exc:  # an engine's optional packages (lm-eval[api], vllm) are missing
             extra = {"local-completions": "api", "vllm": "vllm"}.get(engine, engine)
             raise MissingDependency(f"lm-eval[{extra}]", " ".join(str(exc).split())[:300]) from None
-        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        except HarnessError:
+            raise
+        except Exception as exc:  # anything lm-eval or its engine raises: could not evaluate, not worse
             said = [line for line in log.getvalue().splitlines() if line.strip()][-1:]
             detail = " ".join(f"{exc} {' '.join(said)}".split())[:300]
             raise InfraError(f"lm-eval ({engine}) failed: {detail}") from None

@@ -18,8 +18,9 @@ from typing import Any
 
 from harness.config.suites import Suite, SuiteItem
 from harness.engines import choose_backend, open_backend
-from harness.engines.base import ChatRequest, Completion
+from harness.engines.base import Backend, ChatRequest, Completion
 from harness.engines.checkpoint import RenderedPrompt, ResolvedCheckpoint
+from harness.errors import HarnessError, InfraError
 from harness.records.cache import Cache, content_key
 from harness.records.stage_records import GenerationRecord, Role
 
@@ -61,6 +62,8 @@ def generation_key(checkpoint: ResolvedCheckpoint, rendered: RenderedPrompt, see
     }
     if sampling.temperature > 0:  # greedy answers do not depend on the seed
         parts["seed"] = seed
+    if checkpoint.config.engine.extra:  # (absent otherwise, so that earlier answers keep their key)
+        parts["engine_extra"] = checkpoint.config.engine.extra
     return content_key(parts)
 
 
@@ -167,14 +170,29 @@ def _generate_group(roles: list[Role], checkpoints: dict[Role, ResolvedCheckpoin
             todo = collector.from_cache(pending[role], checkpoint, cache)
             for chunk in _chunks(todo, checkpoint.config.engine.chunk_size):
                 started = time.perf_counter()
-                completions = backend.generate([w.request for w in chunk], checkpoint.config.sampling,
-                                               adapter=checkpoint.config.adapter)
+                completions = _generate(backend, chunk, checkpoint)
                 collector.stats.engine_seconds += time.perf_counter() - started
                 collector.add(_store(chunk, completions, checkpoint, cache), cached=False)
     finally:
         closing = time.perf_counter()
         backend.close()
         collector.stats.open_seconds += time.perf_counter() - closing
+
+
+def _generate(backend: Backend, chunk: Sequence[WorkItem], checkpoint: ResolvedCheckpoint) -> list[Completion]:
+    try:
+        return backend.generate([w.request for w in chunk], checkpoint.config.sampling,
+                                adapter=checkpoint.config.adapter)
+    except HarnessError:
+        raise
+    except Exception as exc:  # the engine broke mid-run (out of memory, a dead worker): not the input's fault
+        raise InfraError(f"the {backend.name} engine failed generating for {checkpoint.name}: "
+                         f"{type(exc).__name__}: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else "(no message)"
 
 
 def _store(chunk: Sequence[WorkItem], completions: Sequence[Completion], checkpoint: ResolvedCheckpoint,

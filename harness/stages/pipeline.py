@@ -17,7 +17,7 @@ from harness.config.loading import choose_plan, load_checkpoint
 from harness.config.schema import PROJECT_ROOT, CheckpointConfig, GateConfig, PlanConfig
 from harness.config.suites import Suite, load_suites
 from harness.engines.checkpoint import ResolvedCheckpoint, resolve_checkpoint
-from harness.errors import ConfigError
+from harness.errors import ConfigError, InfraError
 from harness.records.cache import Cache, content_key, default_cache_dir
 from harness.records.manifest import Manifest
 from harness.records.provenance import git_commit, hardware, numeric_environment, package_versions
@@ -266,6 +266,15 @@ def run_compare(inputs: Inputs, runs_dir: Path, run_dir: Path | None = None, cac
         run.save_manifest()
         return CompareResult(run.path, outputs.summary, outputs.verdict, stats, training, run_stats, outputs.decision,
                              run.manifest)
+    except InfraError as exc:
+        # Could not evaluate is not "the candidate is worse": exit 3 naming the stage, which the run
+        # dir marks failed (a rerun with --run-dir resumes it).
+        stage = run.manifest.running_stage() if run is not None else None
+        if stage is None or run is None:
+            raise
+        run.stage_failed(stage, str(exc))
+        raise InfraError(f"{stage} stage: {exc}; the run dir {run.path} marks it failed (rerun with --run-dir "
+                         "to resume)") from exc
     finally:
         if run is not None:
             run.close()

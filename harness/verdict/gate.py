@@ -188,7 +188,20 @@ def evaluate_gate(gate: GateConfig, run_stats: RunStats, training: dict[str, Tra
         missing = Observation(None, None)
         reason = MISSING[gate.metric.split(".")[0]]
         return [result(missing, "inconclusive", reason + HINT) if gate.required else result(missing, "skipped", reason)]
-    return [result(o, *judge_gate(gate, o)) for o in found]
+    return [result(o, *_unless_judge_failed(gate, run_stats, *judge_gate(gate, o))) for o in found]
+
+
+UNREACHED = ("judge.win_rate", "judge.failure_rate")
+"""Metrics that judge calls which failed (no reply at all) leave undecided: a failure says nothing
+about the candidate. Unparsed replies and canary wins are the judge's own answers and still fail."""
+
+
+def _unless_judge_failed(gate: GateConfig, run_stats: RunStats, outcome: Outcome, reason: str) -> tuple[Outcome, str]:
+    judge = run_stats.judge
+    if outcome != "fail" or gate.metric not in UNREACHED or judge is None or not judge.failed:
+        return outcome, reason
+    return "inconclusive", (f"{reason}, but {judge.failed} of {judge.n} judge pairs failed (no reply after "
+                            "retries): the judge could not evaluate them, which says nothing about the candidate")
 
 
 def decide(gates: Sequence[GateConfig], run_stats: RunStats, training: dict[str, TrainingResult]) -> Decision:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from harness.config.schema import SamplingConfig
+from harness.config.engine import SamplingConfig
 from harness.engines.base import Caller, CallFailure, CallingBackend, ChatRequest, Completion
 from harness.records.cache import content_key
 from harness.stages.judge.prompt import LoadedDefinition, Parsed, delimiter_tag, parse_reply, render

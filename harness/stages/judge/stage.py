@@ -20,8 +20,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from harness.config.engine import EndpointConfig
 from harness.config.loading import load_checkpoint
-from harness.config.schema import CheckpointConfig, EndpointConfig, JudgeConfig
+from harness.config.schema import CheckpointConfig, JudgeConfig
 from harness.config.suites import Suite
 from harness.engines.vllm_server import served
 from harness.errors import ConfigError
@@ -156,7 +157,11 @@ def _identity(judge: Judge, cache: Cache) -> dict[str, Any]:
         return {"checkpoint": resolve_checkpoint(judge.checkpoint, str(judge.config.checkpoint), cache).fingerprint}
     endpoint = judge.config.endpoint
     assert endpoint is not None
-    return {"base_url": endpoint.base_url, "model": endpoint.model}
+    identity: dict[str, Any] = {"base_url": endpoint.base_url, "model": endpoint.model}
+    sent = endpoint.sampling_sent(endpoint.model or judge.name)
+    if sent != ["temperature", "top_p", "seed"]:  # a setting not sent is not applied: other replies
+        identity["sampling_sent"] = sent
+    return identity
 
 
 def _tasks(judge: Judge, pair: Pair, identity: dict[str, Any], seed: int) -> tuple[Task, Task]:
