@@ -100,6 +100,7 @@ def test_healthy_run_passes_and_an_unchanged_rerun_is_reused(demo_models, tmp_pa
     assert len(outcome.steps) == 30 and outcome.steps[-1].loss < outcome.steps[0].loss
     assert any(s.eval_loss is not None for s in outcome.steps)
     assert outcome.result.preflight["rows_without_stop_token"] == 0
+    assert outcome.result.preflight["training_template"] == "tokenizer (has generation markers)"
     assert outcome.result.data.train + outcome.result.data.validation == 400
     assert outcome.checkpoint.model == str(tmp_path / "out") and outcome.checkpoint.train is None
     assert (tmp_path / "out" / "model.safetensors").is_file()
@@ -165,10 +166,15 @@ def with_template(base: Path, tmp: Path, edit: Any) -> Path:
     return copy
 
 
-def test_template_without_generation_markers_is_refused_before_training(demo_models, tmp_path: Path) -> None:
+def test_template_without_markers_that_trl_cannot_patch_is_refused_before_training(demo_models,
+                                                                                     tmp_path: Path) -> None:
+    """Stock templates TRL ships train through its patched copy (test_train_templates.py); any other
+    template needs the markers."""
     base = with_template(demo_models.base, tmp_path, lambda t: t.replace("{% generation %}", "")
                          .replace("{% endgeneration %}", ""))
-    with pytest.raises(ConfigError, match=r"no \{% generation %\} markers"):
+    with pytest.raises(ConfigError, match=r"^x\.yaml: train\.base: the chat template of .*edited-base \(sha256 \w+\) "
+                       r"has no generation markers and TRL [\w.]+ cannot patch it .* put \{% generation %\} \.\.\. "
+                       r"\{% endgeneration %\} around each assistant turn .*chat_template"):
         ensure_trained(small_candidate(tmp_path, base), "x.yaml", Cache(tmp_path / "c.sqlite"))
     assert not (tmp_path / "out").exists()
 
@@ -185,7 +191,7 @@ def test_stop_token_outside_the_mask_is_refused(demo_models, tmp_path: Path) -> 
 
 
 def test_lora_checkpoint_is_base_plus_adapter_and_generates(demo_models, tmp_path: Path) -> None:
-    from harness.config.schema import SamplingConfig
+    from harness.config.engine import SamplingConfig
     from harness.config.suites import load_suite
     from harness.engines import open_backend
     from harness.engines.checkpoint import resolve_checkpoint

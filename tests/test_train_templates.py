@@ -154,7 +154,7 @@ def test_harness_train_trains_with_trls_copy_and_the_checkpoint_stops_under_the_
     from transformers import AutoTokenizer
     from trl.chat_template_utils import get_training_chat_template
 
-    from harness.config.schema import SamplingConfig
+    from harness.config.engine import SamplingConfig
     from harness.config.suites import Message
     from harness.engines import open_backend
     from harness.engines.checkpoint import resolve_checkpoint
@@ -173,7 +173,7 @@ def test_harness_train_trains_with_trls_copy_and_the_checkpoint_stops_under_the_
     sha = lambda text: hashlib.sha256(text.encode()).hexdigest()  # noqa: E731
     assert result.preflight["training_template"] == f"trl:{family.name}"
     assert result.preflight["training_template_sha256"] == sha(training)
-    assert result.preflight["checkpoint_template_sha256"] == sha(stock)
+    assert result.preflight["generation_template_sha256"] == sha(stock)
     assert result.preflight["rows_without_stop_token"] == 0
     tok = AutoTokenizer.from_pretrained(out)
     assert tok.chat_template == stock  # the checkpoint generates with the stock template, not TRL's copy

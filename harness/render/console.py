@@ -44,6 +44,9 @@ def print_training(name: str, result: TrainingResult, reused: bool) -> None:
     out.print(f"{result.steps} steps, {result.seconds} s, {result.tokens_per_second} tokens/s; "
               f"data: {data.rows} rows, curation removed {removed}, "
               f"{data.train} train / {data.validation} validation", highlight=False)
+    template = result.preflight.get("training_template")
+    if template:
+        out.print(f"chat template trained: {template}", highlight=False)
 
 
 def progress_bar() -> Any:

@@ -1,12 +1,14 @@
 """Smoke-test SFT: produce a candidate checkpoint from a base with TRL and say
 whether the run itself was healthy.
 
-Flow: load data (three formats) -> curate -> split -> preflight (chat template,
-assistant mask, stop token) -> TRL SFTTrainer (loss on assistant tokens only,
-optionally LoRA) -> smoke verdict -> save. The output directory is named by a
-content hash of base + data + settings, so an unchanged candidate is trained
-once and a changed one is retrained. Writes are atomic: the run trains into a
-temp dir that is renamed into place only when complete.
+Flow: load data (three formats) -> curate -> split -> training template (the
+tokenizer's own when it has {% generation %} markers, else TRL's patched copy of a
+stock template it ships; template.py) -> TRL SFTTrainer (loss on assistant tokens
+only, optionally LoRA) -> preflight on TRL's tokenized rows (assistant mask, stop
+token) -> train -> smoke verdict -> save, with the stock template. The output
+directory is named by a content hash of base + data + settings, so an unchanged
+candidate is trained once and a changed one is retrained. Writes are atomic: the
+run trains into a temp dir that is renamed into place only when complete.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import math
 import os
 import random
-import re
 import resource
 import shutil
 import time
@@ -34,6 +35,7 @@ from harness.render.formatting import removed_summary
 from harness.stages.train.curation import curate
 from harness.stages.train.data import Conversation, load_conversations, split
 from harness.stages.train.smoke import smoke_verdict
+from harness.stages.train.template import FILE, TOKENIZER, TrainingTemplate, confirm, stop_token_ids, training_template
 
 RECIPE_VERSION = 2  # bump when the training recipe changes what a config produces
 RESULT_FILE = "train.json"
@@ -52,10 +54,13 @@ class TrainOutcome:
     reused: bool
 
 
-def train_hash(train: TrainConfig, base_dir: Path, cache: Cache) -> str:
-    return content_key({"recipe": RECIPE_VERSION, "base": directory_fingerprint(base_dir, cache),
-                        "data": [sha256_file(Path(p)) for p in train.data],
-                        "settings": train.model_dump(mode="json", exclude={"output_dir", "data"})})
+def train_hash(train: TrainConfig, base_dir: Path, cache: Cache, chat_template: Path | None = None) -> str:
+    parts: dict[str, Any] = {"recipe": RECIPE_VERSION, "base": directory_fingerprint(base_dir, cache),
+                             "data": [sha256_file(Path(p)) for p in train.data],
+                             "settings": train.model_dump(mode="json", exclude={"output_dir", "data"})}
+    if chat_template is not None:  # (absent otherwise, so that earlier results keep their hash)
+        parts["chat_template"] = sha256_file(chat_template)
+    return content_key(parts)
 
 
 def ensure_trained(config: CheckpointConfig, file: str, cache: Cache, force: bool = False) -> TrainOutcome:
@@ -63,7 +68,8 @@ def ensure_trained(config: CheckpointConfig, file: str, cache: Cache, force: boo
     train = config.train
     assert train is not None
     base_dir = local_model_dir(train.base, None, file, "train.base")
-    digest = train_hash(train, base_dir, cache)
+    template_file = Path(config.chat_template) if config.chat_template else None
+    digest = train_hash(train, base_dir, cache, template_file)
     out = Path(train.output_dir) if train.output_dir else default_cache_dir() / "train" / f"{config.name}-{digest[:16]}"
     if out.exists() and not (out / RESULT_FILE).is_file() and any(out.iterdir()):
         # Never delete a directory this stage did not write (output_dir: . would be the user's folder).
@@ -77,7 +83,8 @@ def ensure_trained(config: CheckpointConfig, file: str, cache: Cache, force: boo
         if not reused:
             tmp = out.with_name(f".tmp-{out.name}-{os.getpid()}")
             try:
-                result = run_training(train, base_dir, tmp, file).model_copy(update={"train_hash": digest})
+                result = run_training(train, base_dir, tmp, file, template_file).model_copy(
+                    update={"train_hash": digest})
                 (tmp / RESULT_FILE).write_text(result.model_dump_json(indent=1), encoding="utf-8")
                 shutil.rmtree(out, ignore_errors=True)
                 os.replace(tmp, out)
@@ -115,7 +122,10 @@ def _up_to_date(out: Path, digest: str) -> bool:
     return result.train_hash == digest
 
 
-def run_training(train: TrainConfig, base_dir: Path, out: Path, file: str) -> TrainingResult:
+def run_training(train: TrainConfig, base_dir: Path, out: Path, file: str,
+                 chat_template: Path | None = None) -> TrainingResult:
+    """chat_template: the checkpoint's template file, which replaces the base tokenizer's for training
+    (the saved checkpoint keeps the base's own; the checkpoint's file goes on applying at generation)."""
     try:
         import torch
         from transformers import AutoTokenizer
@@ -123,14 +133,17 @@ def run_training(train: TrainConfig, base_dir: Path, out: Path, file: str) -> Tr
         raise MissingDependency(exc.name or "trl", "install the project: pip install -e '.[cpu]'") from None
     started = time.perf_counter()
     tok = AutoTokenizer.from_pretrained(base_dir)
-    check_template(tok, base_dir, file)
+    base_template = tok.chat_template
+    if chat_template is not None:
+        tok.chat_template = chat_template.read_text(encoding="utf-8")
+    template = check_template(tok, base_dir, file, chat_template)
 
     loaded = load_conversations([Path(p) for p in train.data], train.format, train.max_bad_share)
     count = _token_counter(tok)
     curated = curate(loaded.conversations, train.curation, count)
     # TRL would cut anything longer than max_length (losing the stop token): drop it instead,
     # measured on the text the model actually sees, and count it with the other long ones.
-    fits = [c for c in curated.kept if count(tok.apply_chat_template(c, tokenize=False)) <= train.max_length]
+    fits = [c for c in curated.kept if count(_render(tok, template, c, file)) <= train.max_length]
     curated.counts["too_long"] += len(curated.kept) - len(fits)
     curated.kept = fits
     if len(curated.kept) < 2:
@@ -139,7 +152,9 @@ def run_training(train: TrainConfig, base_dir: Path, out: Path, file: str) -> Tr
     train_rows, eval_rows = split(curated.kept, train.validation_share, train.seed)
 
     trainer, device = make_trainer(train, base_dir, tok, train_rows, eval_rows, out)
-    preflight = _preflight(trainer.train_dataset, len(train_rows), tok, file)
+    confirm(template, trainer)  # TRL tokenized with the template chosen above: the preflight checks its mask
+    preflight = {**_preflight(trainer.train_dataset, len(train_rows), tok, stop_token_ids(base_dir, tok), file),
+                 **template.record()}
 
     crashed = None
     try:
@@ -155,6 +170,7 @@ def run_training(train: TrainConfig, base_dir: Path, out: Path, file: str) -> Tr
     verdict = smoke_verdict([s.loss for s in steps], [s.grad_norm for s in steps if s.grad_norm is not None],
                             eval_loss, crashed, final_train_loss=train_loss)
     out.mkdir(parents=True, exist_ok=True)
+    tok.chat_template = base_template  # the checkpoint keeps the base's template (TRL's copy never entered tok)
     trainer.save_model(str(out))  # full weights, or the peft adapter dir for LoRA
     tok.save_pretrained(str(out))
     shutil.rmtree(out / "trainer", ignore_errors=True)
@@ -176,8 +192,9 @@ def run_training(train: TrainConfig, base_dir: Path, out: Path, file: str) -> Tr
 
 def make_trainer(train: TrainConfig, base_dir: Path, tok: Any, train_rows: list[Conversation],
                  eval_rows: list[Conversation], out: Path) -> tuple[Any, str]:
-    """TRL's SFTTrainer, loss on assistant tokens only (the template's {% generation %} spans,
-    which include the end-of-turn token), optionally with a LoRA adapter."""
+    """TRL's SFTTrainer, loss on assistant tokens only (the {% generation %} spans of the tokenizer's
+    template, or of TRL's training copy of it, which include the end-of-turn token), optionally with
+    a LoRA adapter."""
     import torch
     from datasets import Dataset, disable_progress_bars
     from transformers import AutoModelForCausalLM
@@ -230,12 +247,21 @@ def _eval_sets(dataset_cls: Any, train_rows: list[Conversation], eval_rows: list
             TRAIN_SAMPLE: dataset_cls.from_list([{"messages": c} for c in sample])}
 
 
-def check_template(tok: Any, base_dir: Path, file: str) -> None:
-    if not getattr(tok, "chat_template", None):
-        raise ConfigError(file, "train.base", f"the tokenizer at {base_dir} has no chat template to train with")
-    if not re.search(r"{%-?\s*generation\s*-?%}", tok.chat_template):
-        raise ConfigError(file, "train.base", "the chat template has no {% generation %} markers, so the "
-                          "assistant-token mask would be all zeros (TRL #5471); add them around assistant turns")
+def check_template(tok: Any, base_dir: Path, file: str, chat_template: Path | None = None) -> TrainingTemplate:
+    """The template TRL will train with (template.py); a ConfigError when it has none."""
+    if chat_template is not None:
+        return training_template(tok, str(chat_template), file, FILE)
+    return training_template(tok, str(base_dir), file, TOKENIZER)
+
+
+def _render(tok: Any, template: TrainingTemplate, conversation: Conversation, file: str) -> str:
+    from jinja2 import TemplateError
+
+    try:
+        return str(tok.apply_chat_template(conversation, tokenize=False, chat_template=template.patched))
+    except TemplateError as exc:  # e.g. Gemma's template raises on a system message
+        raise ConfigError(file, "train.data", f"the chat template ({template.source}) refuses a conversation: "
+                          f"{exc}; change the data (roles: {[m['role'] for m in conversation]})") from None
 
 
 def _token_counter(tok: Any) -> Any:
@@ -244,23 +270,28 @@ def _token_counter(tok: Any) -> Any:
     return count
 
 
-def _preflight(dataset: Any, rows_in: int, tok: Any, file: str) -> dict[str, Any]:
-    """Check TRL's own processed rows: every example trains some assistant tokens, and the
-    end-of-turn token is among them (else the model never learns to stop, TRL PR #5988)."""
+def _preflight(dataset: Any, rows_in: int, tok: Any, stop: list[int], file: str) -> dict[str, Any]:
+    """Check TRL's own processed rows (tokenized with the template it trains with): every example
+    trains some assistant tokens, and a stop token (the ids generation stops on: the generation
+    config's eos and the tokenizer's) is among them, else the model never learns to stop (TRL PR #5988)."""
     rows_out = len(dataset)
     if rows_out == 0:
         raise ConfigError(file, "train.data", "the assistant-token mask is all zeros for every example; "
                           "check the chat template's {% generation %} markers")
-    stop = tok.eos_token_id
+    if not stop:
+        raise ConfigError(file, "train.base", "the base names no stop token (no eos_token in its tokenizer, no "
+                          "eos_token_id in its generation_config.json), so generation could never stop")
     without_stop = 0
     trained_tokens = 0
     for row in dataset:
         labels = [t for t in row["labels"] if t != -100]
         trained_tokens += len(labels)
-        without_stop += stop not in labels
+        without_stop += not set(stop) & set(labels)
     if without_stop == rows_out:
-        raise ConfigError(file, "train.base", f"the stop token {tok.eos_token!r} is outside the loss mask in every "
-                          "example, so the model would never learn to stop; put it inside {% generation %}")
+        names = ", ".join(repr(name) for name in tok.convert_ids_to_tokens(stop))
+        raise ConfigError(file, "train.base", f"the stop token{'s' if len(stop) > 1 else ''} {names} "
+                          f"{'are' if len(stop) > 1 else 'is'} outside the loss mask in every example, so the "
+                          "model would never learn to stop; put the end-of-turn token inside {% generation %}")
     return {"rows": rows_out, "dropped_fully_masked": rows_in - rows_out, "rows_without_stop_token": without_stop,
             "trained_tokens": trained_tokens}
 
