@@ -39,8 +39,8 @@ def guarded(fn: F) -> F:
 @app.command()
 @guarded
 def compare(
-    base: Annotated[Path, typer.Argument(help="Checkpoint YAML of the base model.")],
-    candidate: Annotated[Path, typer.Argument(help="Checkpoint YAML of the candidate.")],
+    base: Annotated[str, typer.Argument(help="The base: a checkpoint YAML, a model directory or a hub id.")],
+    candidate: Annotated[str, typer.Argument(help="The candidate: a checkpoint YAML, a model directory or a hub id.")],
     plan: Annotated[Path | None,
                     typer.Option(help="Plan YAML (else the candidate's plan: block, else defaults).")] = None,
     runs_dir: Annotated[Path, typer.Option(help="Where new run dirs are created.")] = Path("runs"),
@@ -49,11 +49,19 @@ def compare(
                      typer.Option(help="SQLite cache file (default: $HARNESS_CACHE_DIR/cache.sqlite).")] = None,
     policy: Annotated[Path | None,
                       typer.Option(help="Gate policy YAML (else the plan's gates:, else the default).")] = None,
+    adapter: Annotated[str | None, typer.Option(help="A LoRA adapter (directory or hub id) for the candidate.")] = None,
+    backend: Annotated[str | None, typer.Option(help="Engine for both: auto, vllm, transformers.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N items of each suite and task.")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override a field: [base.|candidate.|plan.]field.path=value (YAML value); repeatable; "
+        "without a prefix it applies to both checkpoints.")] = None,
 ) -> None:
     """Run both checkpoints on the plan, gate the result, write a run dir; the exit code is the verdict."""
+    from harness.records.manifest import CommandLine
     from harness.stages.pipeline import prepare, run_compare
 
-    inputs = prepare(base, candidate, plan, policy)
+    asked = CommandLine(overrides=set_ or [], adapter=adapter, backend=backend, limit=limit)
+    inputs = prepare(base, candidate, plan, policy, asked)
     with progress_bar() as progress:
         result = run_compare(inputs, runs_dir, run_dir, cache, progress=progress)
     print_result(result)
@@ -137,68 +145,11 @@ def validate(
     file: Annotated[Path, typer.Argument(help="A checkpoint, plan, policy, suite, judge or forgetting task file.")],
     kind: Annotated[str, typer.Option(help="checkpoint, plan, policy, suite, judge, task, or auto.")] = "auto",
 ) -> None:
-    """Check one file without loading any model (suites and forgetting tasks it names included)."""
-    from harness.config.loading import load_checkpoint, load_plan
-    from harness.config.suites import load_suite, load_suites
-    from harness.config.yamlio import read_yaml
-    from harness.errors import ConfigError
-    from harness.stages.forgetting import load_task_file, resolve_tasks
-    from harness.stages.judge.prompt import load_definition
-    from harness.stages.judge.stage import load_judge
-    from harness.verdict.gate import load_policy
+    """Check one file without loading any model (suites, forgetting tasks and training data it names included)."""
+    from harness.stages.validate import validate_file
 
-    if file.is_dir():
-        raise ConfigError(str(file), None, "is a directory; give one file (a suite directory is checked through "
-                          "the plan that names it)")
-    if kind == "auto":
-        kind = _guess_kind(file, read_yaml)
-    if kind == "checkpoint":
-        config = load_checkpoint(file)
-        if config.plan is not None:
-            load_suites(config.plan.suites, str(file))
-            if config.plan.forgetting:
-                resolve_tasks(config.plan.forgetting, str(file))
-            if config.plan.judge:
-                load_judge(config.plan.judge, str(file))
-        source = config.model or f"trained from {config.train.base if config.train else '?'}"
-        detail = f"checkpoint {config.name!r} ({source}, backend {config.backend})"
-    elif kind == "plan":
-        plan = load_plan(file)
-        tasks = resolve_tasks(plan.forgetting, str(file), "forgetting") if plan.forgetting else []
-        if plan.judge:
-            load_judge(plan.judge, str(file))
-        detail = f"plan with {len(load_suites(plan.suites, str(file)))} suite(s), {len(tasks)} forgetting task(s)"
-    elif kind == "judge":
-        loaded = load_definition(str(file.resolve()), str(file))
-        detail = f"judge {loaded.definition.name!r} ({loaded.definition.mode})"
-    elif kind == "task":
-        detail = f"lm-eval task {load_task_file(file).name!r}"
-    elif kind == "policy":
-        detail = f"policy with {len(load_policy(file))} gate(s)"
-    elif kind == "suite":
-        suite = load_suite(file)
-        detail = f"suite {suite.name!r} with {len(suite.items)} items"
-    else:
-        raise ConfigError(None, "--kind", f"unknown kind {kind!r}; expected checkpoint, plan, policy, suite, judge, "
-                          "task or auto")
-    typer.echo(f"ok: {file}: {detail}")
+    typer.echo(f"ok: {file}: {validate_file(file, kind)}")
 
-
-def _guess_kind(file: Path, read_yaml: Callable[[Path], Any]) -> str:
-    if file.suffix == ".jsonl":
-        return "suite"
-    data = read_yaml(file)
-    if isinstance(data, dict) and "items" in data:
-        return "suite"
-    if isinstance(data, dict) and set(data) == {"gates"}:
-        return "policy"
-    if isinstance(data, dict) and {"mode", "user"} <= set(data):
-        return "judge"
-    if isinstance(data, dict) and "task" in data and ({"dataset_path", "output_type", "include"} & set(data)):
-        return "task"
-    if isinstance(data, dict) and {"model", "train", "name", "backend"} & set(data):
-        return "checkpoint"
-    return "plan"
 
 
 @app.command()

@@ -20,7 +20,7 @@ def plan_file(tmp_path: Path, text: str) -> Path:
 
 
 def test_the_default_judge_is_the_offline_rules_judge(tmp_path: Path) -> None:
-    judge = load_plan(plan_file(tmp_path, "")).judge
+    judge = load_plan(plan_file(tmp_path, "{}\n")).judge
     assert judge == JudgeConfig() and judge.kind == "rules" and judge.canaries == 8
     loaded = load_judge(judge, "plan.yaml")
     assert (loaded.name, loaded.kind, loaded.model, loaded.definition) == ("rules", "rules", None, None)

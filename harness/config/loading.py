@@ -8,15 +8,15 @@ means the same thing from any working directory.
 from __future__ import annotations
 
 import os
-import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.config.schema import DEMO_MODELS, DEMO_SCHEME, CheckpointConfig, PlanConfig
-from harness.config.yamlio import read_yaml, validate
+from harness.config.files import HUB_ID as HUB_ID
+from harness.config.files import check_checkpoint_files, check_plan_files
+from harness.config.schema import DEMO_SCHEME, CheckpointConfig, PlanConfig
+from harness.config.yamlio import read_mapping, read_yaml, validate
 from harness.errors import ConfigError
-
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
 def _looks_like_path(value: str) -> bool:
@@ -28,29 +28,31 @@ def _is_task_path(value: str) -> bool:
 
 
 def _resolve_path(value: str, base: Path) -> Path:
-    return (base / os.path.expanduser(value)).resolve()
+    """`value` against `base`, symlinks resolved where they can be. Never raises: a path that cannot be
+    resolved (a symlink loop, a name too long) stays as written, made absolute, and is reported on its
+    field after the fields are validated (harness/config/files.py)."""
+    path = base / os.path.expanduser(value)
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError, ValueError):
+        return Path(os.path.abspath(path))
 
 
-def _resolve_model_field(raw: dict[str, Any], key: str, base: Path, file: str, must_have: str,
-                         label: str | None = None) -> None:
+def _is_there(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return True  # something that cannot be looked at is a path (the check after validation says why)
+
+
+def _resolve_model_field(raw: dict[str, Any], key: str, base: Path) -> None:
+    """A directory (existing, or written like a path) becomes absolute; a hub id or demo name stays."""
     value = raw.get(key)
-    label = label or key
-    if not isinstance(value, str) or not value:
-        return
-    if key == "model" and value.startswith(DEMO_SCHEME):
-        if value[len(DEMO_SCHEME):] not in DEMO_MODELS:
-            raise ConfigError(file, label, f"unknown demo model {value!r}; expected one of: "
-                              + ", ".join(DEMO_SCHEME + m for m in DEMO_MODELS))
+    if not isinstance(value, str) or not value or (key == "model" and value.startswith(DEMO_SCHEME)):
         return
     path = _resolve_path(value, base)
-    if path.exists() or _looks_like_path(value) or key == "adapter":
-        if not path.is_dir():
-            raise ConfigError(file, label, f"directory {path} does not exist")
-        if must_have and not (path / must_have).is_file():
-            raise ConfigError(file, label, f"{path} has no {must_have}; expected a saved model directory")
+    if key in ("adapter", "chat_template") or _looks_like_path(value) or _is_there(path):
         raw[key] = str(path)
-    elif not HUB_ID.match(value):
-        raise ConfigError(file, label, f"{value!r} is neither an existing directory nor a hub id like 'org/name'")
 
 
 def resolve_plan_paths(plan: Any, base: Path) -> Any:
@@ -75,58 +77,69 @@ def resolve_plan_paths(plan: Any, base: Path) -> Any:
     return plan
 
 
-def load_checkpoint(path: Path) -> CheckpointConfig:
+def load_checkpoint(path: Path, overrides: Sequence[tuple[str, Any]] = ()) -> CheckpointConfig:
+    """A checkpoint file, with `--set` overrides (dotted field, value) applied before validation."""
     file = str(path)
     raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(file, None, "expected a mapping of checkpoint settings (name, model, ...)")
-    base = path.resolve().parent
-    raw = dict(raw)
-    if raw.get("backend") != "openai":
-        _resolve_model_field(raw, "model", base, file, "config.json")
-        _resolve_model_field(raw, "tokenizer", base, file, "")
-    elif isinstance(raw.get("tokenizer"), str):
-        _resolve_model_field(raw, "tokenizer", base, file, "")
-    _resolve_model_field(raw, "adapter", base, file, "adapter_config.json")
-    if isinstance(raw.get("chat_template"), str):
-        template = _resolve_path(raw["chat_template"], base)
-        if not template.is_file():
-            raise ConfigError(file, "chat_template", f"file {template} does not exist")
-        raw["chat_template"] = str(template)
+    return checkpoint_from_raw(apply_overrides(dict(raw), overrides), path.resolve().parent, file)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[tuple[str, Any]]) -> dict[str, Any]:
+    """Set each dotted field (sampling.temperature) in a checkpoint's raw settings. A path given on the
+    command line means what it says from the current directory, not from the file's."""
+    for key, value in overrides:
+        target = raw
+        *parents, leaf = key.split(".")
+        for part in parents:
+            nested = target.get(part)
+            target[part] = dict(nested) if isinstance(nested, dict) else {}
+            target = target[part]
+        if key in COMMAND_LINE_PATHS and isinstance(value, str) and (_looks_like_path(value) or _is_there(Path(value))):
+            value = str(_resolve_path(value, Path.cwd()))  # never raises: the checks after validation say why
+        target[leaf] = value
+    return raw
+
+
+COMMAND_LINE_PATHS = ("model", "tokenizer", "adapter", "chat_template", "train.base", "train.output_dir")
+
+
+def checkpoint_from_raw(raw: dict[str, Any], base: Path, file: str) -> CheckpointConfig:
+    """Validate a checkpoint's settings, resolving its relative paths against `base`: first every field
+    (an unknown key, a bad value), then what the paths hold on disk."""
+    if "model" not in raw and "train" not in raw and set(raw) <= set(CheckpointConfig.model_fields):
+        raise ConfigError(file, "model", "required field is missing (or give a 'train' block that produces it)")
+    for key in ("model", "tokenizer", "adapter", "chat_template"):
+        if key != "model" or raw.get("backend") != "openai":  # an endpoint's model is the name it serves
+            _resolve_model_field(raw, key, base)
     if "plan" in raw:
         raw["plan"] = resolve_plan_paths(raw["plan"], base)
-    if "model" not in raw and "train" not in raw:
-        raise ConfigError(file, "model", "required field is missing (or give a 'train' block that produces it)")
     if isinstance(raw.get("train"), dict):
-        raw["train"] = _resolve_train_paths(dict(raw["train"]), base, file)
-    return validate(CheckpointConfig, raw, file)
+        raw["train"] = _resolve_train_paths(dict(raw["train"]), base)
+    config = validate(CheckpointConfig, raw, file)
+    check_checkpoint_files(config, file)
+    return config
 
 
-def _resolve_train_paths(train: dict[str, Any], base: Path, file: str) -> dict[str, Any]:
-    if isinstance(train.get("base"), str):
-        holder = {"model": train["base"]}
-        _resolve_model_field(holder, "model", base, file, "config.json", label="train.base")
+def _resolve_train_paths(train: dict[str, Any], base: Path) -> dict[str, Any]:
+    holder = {"model": train.get("base")}
+    _resolve_model_field(holder, "model", base)
+    if isinstance(holder["model"], str):
         train["base"] = holder["model"]
     if isinstance(train.get("data"), list):
-        data = []
-        for index, entry in enumerate(train["data"]):
-            if isinstance(entry, str):
-                path = _resolve_path(entry, base)
-                if not path.is_file():
-                    raise ConfigError(file, f"train.data[{index}]", f"data file {path} does not exist")
-                entry = str(path)
-            data.append(entry)
-        train["data"] = data
+        train["data"] = [str(_resolve_path(e, base)) if isinstance(e, str) else e for e in train["data"]]
     if isinstance(train.get("output_dir"), str):
         train["output_dir"] = str(_resolve_path(train["output_dir"], base))
     return train
 
 
 def load_plan(path: Path) -> PlanConfig:
-    raw = read_yaml(path)
-    if raw is not None and not isinstance(raw, dict):
-        raise ConfigError(str(path), None, "expected a mapping of plan settings (suites, seed, ...)")
-    return validate(PlanConfig, resolve_plan_paths(raw or {}, path.resolve().parent), str(path))
+    """A plan file: a mapping (an empty file is not a plan; `{}` is the defaults), fields first, then paths."""
+    raw = read_mapping(path, "a mapping of plan settings (suites, seed, ...; {} for the defaults)")
+    plan = validate(PlanConfig, resolve_plan_paths(raw, path.resolve().parent), str(path))
+    check_plan_files(plan, str(path))
+    return plan
 
 
 def choose_plan(candidate: CheckpointConfig, base: CheckpointConfig, plan_file: Path | None,

@@ -8,6 +8,7 @@ no templating, no code. Each suite's content hash goes into the run.
 from __future__ import annotations
 
 import hashlib
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -15,7 +16,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from harness.config.checks import Check
-from harness.config.yamlio import read_jsonl, read_yaml, validate
+from harness.config.yamlio import os_problem, read_jsonl, read_mapping, stat_path, validate
 from harness.errors import ConfigError
 
 SUITE_SUFFIXES = (".yaml", ".yml", ".jsonl")
@@ -79,7 +80,8 @@ class Suite:
 
 def load_suite(path: Path) -> Suite:
     file = str(path)
-    if not path.is_file():
+    found = stat_path(path, file, None)
+    if found is None or not stat.S_ISREG(found.st_mode):
         raise ConfigError(file, None, "suite file not found")
     if path.suffix == ".jsonl":
         rows = read_jsonl(path)
@@ -87,9 +89,7 @@ def load_suite(path: Path) -> Suite:
             raise ConfigError(file, None, "suite has no items")
         data: object = {"name": path.stem, "items": rows}
     else:
-        data = read_yaml(path)
-        if not isinstance(data, dict):
-            raise ConfigError(file, None, "expected a mapping with 'name' and 'items'")
+        data = read_mapping(path, "a mapping with 'name' and 'items'")
     spec = validate(SuiteFile, data, file)
     seen: set[str] = set()
     for index, item in enumerate(spec.items):
@@ -104,18 +104,22 @@ def expand_suite_paths(entries: list[str], file: str) -> list[Path]:
     """Files as given; directories expand to their suite files in name order."""
     paths: list[Path] = []
     for index, entry in enumerate(entries):
-        path = Path(entry)
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix in SUITE_SUFFIXES)
+        path, field = Path(entry), f"plan.suites[{index}]"
+        kind = stat_path(path, file, field)
+        if kind is not None and stat.S_ISDIR(kind.st_mode):
+            try:
+                found = sorted(p for p in path.iterdir() if p.suffix in SUITE_SUFFIXES)
+            except OSError as exc:
+                raise ConfigError(file, field, os_problem(path, exc)) from None
             if not found:
-                raise ConfigError(file, f"plan.suites[{index}]", f"directory {path} holds no suite files")
+                raise ConfigError(file, field, f"directory {path} holds no suite files")
             paths.extend(found)
-        elif path.is_file():
+        elif kind is not None:
             if path.suffix not in SUITE_SUFFIXES:
-                raise ConfigError(file, f"plan.suites[{index}]", f"{path} is not a .yaml, .yml or .jsonl file")
+                raise ConfigError(file, field, f"{path} is not a .yaml, .yml or .jsonl file")
             paths.append(path)
         else:
-            raise ConfigError(file, f"plan.suites[{index}]", f"suite file {path} does not exist")
+            raise ConfigError(file, field, f"suite file {path} does not exist")
     return paths
 
 

@@ -1,8 +1,12 @@
-"""Loading YAML/JSONL into pydantic models with one-line, file-and-field errors."""
+"""Loading YAML/JSONL into pydantic models with one-line, file-and-field errors, and looking at paths
+without a traceback (a symlink loop, a name too long or a denied directory is the user's mistake)."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -13,24 +17,123 @@ from pydantic import BaseModel, ValidationError
 from harness.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
+NAME_MAX = 255
+"""The longest file name (one path component, in bytes) common file systems take."""
+
+
+def os_problem(path: Path | str, exc: BaseException) -> str:
+    """What an OSError (or pathlib's RuntimeError for a symlink loop) from looking at `path` means."""
+    code = getattr(exc, "errno", None)
+    if isinstance(exc, RuntimeError) or code == errno.ELOOP:
+        return f"{_short(path)} is a symlink loop (or a chain of too many links); point it at a real file"
+    if code == errno.ENAMETOOLONG:
+        longest = max(Path(path).parts, key=lambda part: len(os.fsencode(part)), default="")
+        size = len(os.fsencode(longest))
+        if size > NAME_MAX:
+            return f"file name {_short(longest)} is {size} bytes long; at most {NAME_MAX} are allowed"
+        return f"path {_short(path)} is too long ({len(os.fsencode(str(path)))} bytes)"
+    if code in (errno.EACCES, errno.EPERM):
+        return f"permission denied for {_short(path)}"
+    if isinstance(exc, ValueError):
+        return f"{_short(path)} is not a usable path ({exc})"
+    return f"cannot read {_short(path)} ({getattr(exc, 'strerror', None) or exc})"
+
+
+def _short(path: Path | str, keep: int = 60) -> str:
+    text = str(path)
+    return text if len(text) <= keep * 2 else f"{text[:keep]}...{text[-keep:]}"
+
+
+def stat_path(path: Path, file: str | None, field: str | None) -> os.stat_result | None:
+    """stat() a path: None when nothing is there; any other failure is a ConfigError on `field`."""
+    try:
+        return path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (OSError, RuntimeError, ValueError) as exc:  # ValueError: a NUL in the name
+        raise ConfigError(file, field, os_problem(path, exc)) from None
+
+
+class DuplicateKeyError(yaml.constructor.ConstructorError):  # type: ignore[misc]
+    """A key given twice in one mapping: PyYAML would silently keep the last."""
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """The safe loader (libyaml's parser when present: several times faster on large suites) with
+    one change: a mapping that names a key twice is an error, not last-one-wins."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            own = [key_node for key_node, _ in node.value if key_node.tag != _MERGE_TAG]
+            self.flatten_mapping(node)  # `<<: *defaults` then a key of one's own overrides on purpose
+            seen: dict[Any, int] = {}
+            for key_node in own:
+                # A plain string key is its text; any other key is constructed (cached: the base class reuses it).
+                key = key_node.value if key_node.tag == _STR_TAG else self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:
+                    continue  # unhashable: the base class says so
+                if first is not None:
+                    raise DuplicateKeyError(None, None, f"duplicate key {key!r} (first given on line {first + 1}); "
+                                            "each key may appear once", key_node.start_mark)
+                seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
 
 
 def read_yaml(path: Path) -> Any:
-    """Parse a YAML file; a missing file or a syntax error is a ConfigError."""
-    if not path.is_file():
-        raise ConfigError(str(path), None, "file not found")
+    """Parse a YAML file; a missing file, a syntax error or a duplicate key is a ConfigError."""
+    found = stat_path(path, str(path), None)
+    if found is None or not stat.S_ISREG(found.st_mode):
+        raise ConfigError(str(path), None, "file not found" if found is None else "is not a file")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise ConfigError(str(path), None, "not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(str(path), None, os_problem(path, exc)) from None
     try:
-        # libyaml's safe loader when present: several times faster on large suites, same results.
-        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506  (a safe loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
         problem = getattr(exc, "problem", None) or "could not parse"
+        if isinstance(exc, DuplicateKeyError):
+            raise ConfigError(str(path), where, problem) from None
         raise ConfigError(str(path), where, f"invalid YAML ({problem})") from None
+
+
+class _AnyTagLoader(_UniqueKeyLoader):
+    """For YAML another loader reads (lm-eval task files, with `!function` tags): only the keys matter."""
+
+
+_AnyTagLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+def check_unique_keys(path: Path) -> None:
+    """A file read by someone else's YAML loader: a duplicate key is still a ConfigError (named by its line);
+    any other problem is left to that loader."""
+    try:
+        yaml.load(path.read_text(encoding="utf-8"), Loader=_AnyTagLoader)  # noqa: S506  (a safe loader)
+    except DuplicateKeyError as exc:
+        mark = exc.problem_mark
+        raise ConfigError(str(path), f"line {mark.line + 1}, column {mark.column + 1}", exc.problem) from None
+    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+        return
+
+
+def read_mapping(path: Path, expected: str) -> dict[str, Any]:
+    """A YAML file that must hold a mapping: an empty file (or only comments) is an error too."""
+    data = read_yaml(path)
+    if data is None:
+        raise ConfigError(str(path), None, f"the file is empty; expected {expected}")
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), None, f"expected {expected}")
+    return data
 
 
 def read_jsonl(path: Path) -> list[Any]:
@@ -108,13 +211,14 @@ def _model_of(annotation: Any) -> Any:
 
 
 def validate(model: type[M], data: Any, file: str, prefix: str = "") -> M:
-    """Validate data against a model; the first error becomes a ConfigError."""
+    """Validate data against a model; the first error (an unknown key before any other) becomes a ConfigError."""
     if data is None:
         data = {}
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        errors = exc.errors()
+        # An unknown key first: `modle:` is the cause of "model: required field is missing", not a second fault.
+        errors = sorted(exc.errors(), key=lambda error: error.get("type") != "extra_forbidden")
         first = errors[0]
         loc = field_path(tuple(first.get("loc", ())))
         field = ".".join(p for p in (prefix, loc) if p) or None

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.config.files import WEIGHT_SUFFIXES, compile_chat_template, trainer_file
 from harness.config.schema import DEMO_SCHEME, CheckpointConfig
 from harness.config.suites import Message
 from harness.engines.base import ChatRequest
@@ -23,11 +24,9 @@ from harness.records.cache import Cache, content_key
 METADATA_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
                   "special_tokens_map.json", "chat_template.jinja", "chat_template.json",
                   "tokenizer.model", "vocab.json", "merges.txt", "adapter_config.json")
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
-# What trainers leave beside the weights: they do not change what the model generates, and some
-# change every run (TRL's training_args.bin pickles the temp output path with the process id), so
+# Trainer files (harness/config/files.py: TRAINER_FILES) do not change what the model generates, and
+# some change every run (TRL's training_args.bin pickles the temp output path with the process id), so
 # hashing them would give bit-identical weights a new fingerprint and miss the cache.
-TRAINER_FILES = ("training_args.bin", "optimizer.pt", "optimizer.bin", "scheduler.pt", "scaler.pt")
 
 
 def sha256_file(path: Path) -> str:
@@ -38,10 +37,6 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _trainer_file(name: str) -> bool:
-    return name in TRAINER_FILES or name.startswith("rng_state")
-
-
 def directory_fingerprint(path: Path, cache: Cache) -> dict[str, str]:
     """Digests of the files that define what a model or adapter directory generates: weights, config,
     tokenizer and template; never training arguments, optimizer state or logs."""
@@ -49,7 +44,7 @@ def directory_fingerprint(path: Path, cache: Cache) -> dict[str, str]:
     for file in sorted(path.iterdir()):
         if file.name in METADATA_FILES:
             parts[file.name] = sha256_file(file)
-        elif file.suffix in WEIGHT_SUFFIXES and not _trainer_file(file.name):
+        elif file.suffix in WEIGHT_SUFFIXES and not trainer_file(file.name):
             parts[file.name] = cache.file_digest(file.resolve(), sha256_file)
     if not any(name.endswith(WEIGHT_SUFFIXES) for name in parts):
         raise ConfigError(None, None, f"{path} holds no weight files ({', '.join(WEIGHT_SUFFIXES)})")
@@ -124,13 +119,19 @@ def _load_tokenizer(path: str, config: CheckpointConfig, file: str) -> tuple[Any
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(path, trust_remote_code=config.engine.trust_remote_code)
-    source = "tokenizer"
+    source, field = "tokenizer", "tokenizer" if config.tokenizer else "model"
     if config.chat_template is not None:
         tok.chat_template = Path(config.chat_template).read_text(encoding="utf-8")
-        source = "file"
+        source, field = "file", "chat_template"
     if not getattr(tok, "chat_template", None):
         raise ConfigError(file, "chat_template", f"the tokenizer at {path} has no chat template; "
                           "give chat_template: PATH_TO_JINJA")
+    # Compiled here as apply_chat_template compiles it: a syntax error is bad input, found before the run
+    # dir exists (a hub tokenizer's template is first seen here; a local one was checked when read).
+    templates = tok.chat_template if isinstance(tok.chat_template, dict) else {"default": tok.chat_template}
+    for name, text in templates.items():
+        where = f"of the tokenizer at {path}" if source == "tokenizer" else config.chat_template or ""
+        compile_chat_template(str(text), file, field, where + (f" ({name})" if name != "default" else ""))
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok, source

@@ -60,6 +60,17 @@ class PolicyInfo(RunFile):
     """As written (unset fields stay unset), so `harness gate` re-decides by the same gates."""
 
 
+class CommandLine(RunFile):
+    """What the command line changed beyond the files: recorded so a run says how it was asked for."""
+
+    overrides: list[str] = []
+    """`--set` arguments as typed."""
+    adapter: str | None = None
+    backend: str | None = None
+    limit: int | None = None
+    """Items per suite and per forgetting task (the first N)."""
+
+
 class StageEntry(BaseModel):
     """A stage's progress. Each stage adds its own counters (cached, generated, calls, ...)."""
 
@@ -98,6 +109,7 @@ class Manifest(RunFile):
     packages: dict[str, str | None]
     git: dict[str, Any] | None
     hardware: dict[str, Any]
+    command_line: CommandLine = CommandLine()
     stages: dict[str, StageEntry] = {}
 
     def stage(self, name: str) -> StageEntry | None:

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from harness.config.loading import choose_plan, load_checkpoint
+from harness.config.arguments import load_checkpoint_argument, parse_overrides
+from harness.config.loading import choose_plan
+from harness.config.plans import limit_plan, limit_suite, with_plan_overrides
 from harness.config.schema import PROJECT_ROOT, CheckpointConfig, GateConfig, PlanConfig
 from harness.config.suites import Suite, load_suites
 from harness.engines.checkpoint import ResolvedCheckpoint, resolve_checkpoint
 from harness.errors import ConfigError, InfraError
 from harness.records.cache import Cache, content_key, default_cache_dir
-from harness.records.manifest import Manifest
+from harness.records.manifest import CommandLine, Manifest
 from harness.records.provenance import git_commit, hardware, numeric_environment, package_versions
 from harness.records.run_dir import RunDir, new_run_id
 from harness.records.run_results import RunStats, TrainingResult, Verdict
@@ -52,6 +54,7 @@ class Inputs:
     policy: str
     """Where the gates came from (for the verdict)."""
     judge: Judge | None
+    command_line: CommandLine = field(default_factory=CommandLine)
 
 
 @dataclass(frozen=True)
@@ -69,19 +72,24 @@ class CompareResult:
     manifest: Manifest
 
 
-def prepare(base_file: Path, candidate_file: Path, plan_file: Path | None = None,
-            policy_file: Path | None = None) -> Inputs:
-    """Load and validate every input file; no model is touched."""
-    base = load_checkpoint(base_file)
-    candidate = load_checkpoint(candidate_file)
+def prepare(base_arg: str | Path, candidate_arg: str | Path, plan_file: Path | None = None,
+            policy_file: Path | None = None, command_line: CommandLine | None = None) -> Inputs:
+    """Load and validate every input (checkpoint files, or models named on the command line); no model
+    is touched."""
+    asked = command_line or CommandLine()
+    overrides = parse_overrides(asked.overrides)
+    base, base_file = load_checkpoint_argument(str(base_arg), "base", overrides, None, asked.backend)
+    candidate, candidate_file = load_checkpoint_argument(str(candidate_arg), "candidate", overrides, asked.adapter,
+                                                         asked.backend)
     if base.name == candidate.name:
-        raise ConfigError(str(candidate_file), "name", f"the base is also named {base.name!r}; give each its own name")
-    plan = choose_plan(candidate, base, plan_file, str(candidate_file), str(base_file))
+        raise ConfigError(candidate_file, "name", f"the base is also named {base.name!r}; give each its own name")
+    plan = limit_plan(with_plan_overrides(choose_plan(candidate, base, plan_file, candidate_file, base_file),
+                                          overrides.plan), asked.limit)
     for config, file in ((base, base_file), (candidate, candidate_file)):
         if config.endpoint is not None:
             config.endpoint.api_key(str(file), "endpoint.api_key_env")  # set, before any model loads
-    source = str(plan_file) if plan_file else (str(candidate_file) if candidate.plan else "defaults")
-    suites = load_suites(plan.suites, source if source != "defaults" else "plan")
+    source = str(plan_file) if plan_file else (candidate_file if candidate.plan else "defaults")
+    suites = [limit_suite(s, asked.limit) for s in load_suites(plan.suites, source if source != "defaults" else "plan")]
     where = "forgetting" if plan_file else "plan.forgetting"
     tasks = resolve_tasks(plan.forgetting, source, where) if plan.forgetting else []
     for config in (base, candidate):
@@ -89,8 +97,8 @@ def prepare(base_file: Path, candidate_file: Path, plan_file: Path | None = None
             check_engine(plan.forgetting, config, source, where)
     judge = load_judge(plan.judge, source) if plan.judge else None
     gates, policy = policy_for(plan, policy_file)
-    return Inputs({"base": str(base_file), "candidate": str(candidate_file)},
-                  {"base": base, "candidate": candidate}, plan, source, suites, tasks, gates, policy, judge)
+    return Inputs({"base": base_file, "candidate": candidate_file},
+                  {"base": base, "candidate": candidate}, plan, source, suites, tasks, gates, policy, judge, asked)
 
 
 def _manifest(inputs: Inputs, checkpoints: dict[Role, ResolvedCheckpoint], run_id: str) -> Manifest:
@@ -106,12 +114,14 @@ def _manifest(inputs: Inputs, checkpoints: dict[Role, ResolvedCheckpoint], run_i
         d = inputs.judge.definition
         judge = {"name": inputs.judge.name, "kind": inputs.judge.kind, "model": inputs.judge.model,
                  "definition": str(d.path) if d else None, "definition_sha256": d.sha256 if d else None}
-    inputs_hash = content_key({"checkpoints": {r: (c["fingerprint"], c["config"]) for r, c in resolved.items()},
-                               "suites": [s["sha256"] for s in suites], "tasks": [t["sha256"] for t in tasks],
-                               "judge": judge,
-                               # Gates decide from the records; they change no record, so a run may resume
-                               # under another policy.
-                               "plan": inputs.plan.model_dump(mode="json", exclude={"gates"})})
+    hashed: dict[str, Any] = {
+        "checkpoints": {r: (c["fingerprint"], c["config"]) for r, c in resolved.items()},
+        "suites": [s["sha256"] for s in suites], "tasks": [t["sha256"] for t in tasks], "judge": judge,
+        # Gates decide from the records; they change no record, so a run may resume under another policy.
+        "plan": inputs.plan.model_dump(mode="json", exclude={"gates"})}
+    if inputs.command_line.limit is not None:  # fewer items than the suite files hold
+        hashed["limit"] = inputs.command_line.limit
+    inputs_hash = content_key(hashed)
     return Manifest.model_validate({
         "run_id": run_id, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "inputs_hash": inputs_hash, "checkpoints": resolved,
@@ -122,7 +132,8 @@ def _manifest(inputs: Inputs, checkpoints: dict[Role, ResolvedCheckpoint], run_i
         "policy": {"source": inputs.policy,
                    "gates": [g.model_dump(mode="json", exclude_unset=True) for g in inputs.gates]},
         "seeds": {"plan": inputs.plan.seed, **{r: c.config.sampling.seed for r, c in checkpoints.items()}},
-        "packages": package_versions(), "git": git_commit(PROJECT_ROOT), "hardware": hardware(), "stages": {},
+        "packages": package_versions(), "git": git_commit(PROJECT_ROOT), "hardware": hardware(),
+        "command_line": inputs.command_line.model_dump(), "stages": {},
     })
 
 

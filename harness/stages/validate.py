@@ -1,0 +1,102 @@
+"""`harness validate FILE`: check one file as `harness compare` would before it loads any model, and
+everything the file names (suites, forgetting tasks, the judge, a checkpoint's training data).
+
+Reading templates and data is fine here; loading a model is not. Bad input is a ConfigError.
+"""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+from typing import Any
+
+from harness.config.loading import load_checkpoint, load_plan
+from harness.config.schema import CheckpointConfig
+from harness.config.suites import load_suite, load_suites
+from harness.config.yamlio import check_unique_keys, read_yaml, stat_path
+from harness.errors import ConfigError
+
+KINDS = ("checkpoint", "plan", "policy", "suite", "judge", "task")
+
+
+def validate_file(file: Path, kind: str = "auto") -> str:
+    """What the file is (for the `ok:` line); a ConfigError when it, or anything it names, is bad."""
+    from harness.stages.forgetting import load_task_file, resolve_tasks
+    from harness.stages.judge.prompt import load_definition
+    from harness.stages.judge.stage import load_judge
+    from harness.verdict.gate import load_policy
+
+    if kind not in (*KINDS, "auto"):
+        raise ConfigError(None, "--kind", f"unknown kind {kind!r}; expected {', '.join(KINDS)} or auto")
+    found = stat_path(file, str(file), None)
+    if found is not None and stat.S_ISDIR(found.st_mode):
+        raise ConfigError(str(file), None, "is a directory; give one file (a suite directory is checked through "
+                          "the plan that names it)")
+    if kind == "auto":
+        kind = guess_kind(file)
+    if kind == "checkpoint":
+        config = load_checkpoint(file)
+        if config.plan is not None:
+            load_suites(config.plan.suites, str(file))
+            if config.plan.forgetting:
+                _unique_task_keys(resolve_tasks(config.plan.forgetting, str(file)))
+            if config.plan.judge:
+                load_judge(config.plan.judge, str(file))
+        source = config.model or f"trained from {config.train.base if config.train else '?'}"
+        return f"checkpoint {config.name!r} ({source}, backend {config.backend}){training_data(config)}"
+    if kind == "plan":
+        plan = load_plan(file)
+        tasks = resolve_tasks(plan.forgetting, str(file), "forgetting") if plan.forgetting else []
+        _unique_task_keys(tasks)
+        if plan.judge:
+            load_judge(plan.judge, str(file))
+        return f"plan with {len(load_suites(plan.suites, str(file)))} suite(s), {len(tasks)} forgetting task(s)"
+    if kind == "judge":
+        loaded = load_definition(str(file.resolve()), str(file))
+        return f"judge {loaded.definition.name!r} ({loaded.definition.mode})"
+    if kind == "task":
+        check_unique_keys(file)  # lm-eval's loader (include:, !function) keeps the last of two
+        return f"lm-eval task {load_task_file(file).name!r}"
+    if kind == "policy":
+        return f"policy with {len(load_policy(file))} gate(s)"
+    suite = load_suite(file)
+    return f"suite {suite.name!r} with {len(suite.items)} items"
+
+
+def _unique_task_keys(tasks: list[Any]) -> None:
+    for task in tasks:
+        if task.source != "lm-eval":  # a task YAML file (lm-eval's loader keeps the last of two keys)
+            check_unique_keys(Path(task.source))
+
+
+def training_data(config: CheckpointConfig) -> str:
+    """A train: block's data, read and parsed as training reads it (the same max_bad_share rule)."""
+    if config.train is None:
+        return ""
+    from harness.stages.train.data import load_conversations
+
+    train = config.train
+    loaded = load_conversations([Path(p) for p in train.data], train.format, train.max_bad_share)
+    bad = f", {len(loaded.bad_rows)} bad row(s) skipped" if loaded.bad_rows else ""
+    return f"; training data: {len(loaded.conversations)} conversation(s){bad}"
+
+
+def guess_kind(file: Path) -> str:
+    """The kind of file by its keys; an empty file is a mistake, not a plan of defaults."""
+    if file.suffix == ".jsonl":
+        return "suite"
+    data: Any = read_yaml(file)
+    if data is None:
+        raise ConfigError(str(file), None, "the file is empty; expected a checkpoint, plan, policy, suite, judge or "
+                          "task (a plan of defaults is written {})")
+    if isinstance(data, dict) and "items" in data:
+        return "suite"
+    if isinstance(data, dict) and set(data) == {"gates"}:
+        return "policy"
+    if isinstance(data, dict) and {"mode", "user"} <= set(data):
+        return "judge"
+    if isinstance(data, dict) and "task" in data and ({"dataset_path", "output_type", "include"} & set(data)):
+        return "task"
+    if isinstance(data, dict) and {"model", "train", "name", "backend"} & set(data):
+        return "checkpoint"
+    return "plan"
