@@ -43,6 +43,8 @@ class State:
     """How long a `timeout` fault sleeps (longer than the client's timeout)."""
     delay_s: float = 0.0
     """Every request waits this long (to make requests overlap)."""
+    answers: dict[str, str] = field(default_factory=dict)
+    """Standing in for checkpoints: the answer each model name gives (else "The answer is 42.")."""
     retry_after: str | None = None
     """Retry-After header sent with a 429 or 503 fault."""
     strict: bool = False
@@ -67,12 +69,12 @@ class State:
             return self.faults.pop(0) if self.faults else None
 
 
-def decide(policy: str, messages: list[dict[str, str]]) -> str:
-    """The judge's reply text for a conversation."""
+def decide(policy: str, messages: list[dict[str, str]], answer: str = "The answer is 42.") -> str:
+    """The judge's reply text for a conversation; `answer` for a prompt that is not a judge's."""
     first_user = next(m["content"] for m in messages if m["role"] == "user")
     answers = [body for _tag, body in BLOCK.findall(first_user)]
     if not answers:  # not a judge prompt: the server stands in for a checkpoint behind an endpoint
-        return "The answer is 42."
+        return answer
     reasked = sum(m["role"] == "user" for m in messages) > 1
     if policy == "garbage" or (policy == "fix_on_reask" and not reasked):
         return "Both answers have merits. I think the first one is somewhat better overall."
@@ -142,7 +144,7 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
                 return
             if fault == "timeout":
                 time.sleep(state.slow_s)
-            text = decide(state.policy, body["messages"])
+            text = decide(state.policy, body["messages"], state.answers.get(body["model"], "The answer is 42."))
             payload = json.dumps({
                 "id": "j", "object": "chat.completion", "created": 0, "model": body["model"],
                 "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],

@@ -65,6 +65,10 @@ def test_failed_judge_calls_make_the_judge_gates_inconclusive_not_failed(tmp_pat
     [gate] = verdict["gates"]
     assert (verdict["outcome"], gate["outcome"]) == ("inconclusive", "inconclusive")
     assert "1 of 1 judge pairs failed" in gate["reason"] and "says nothing about the candidate" in gate["reason"]
+    stage = json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]["judge"]
+    assert (stage["asked"], stage["failed"], stage["requests"]) == (1, 1, judge.state.requests)
+    summary = (tmp_path / "run" / "summary.md").read_text()
+    assert f"this run sent {judge.state.requests} requests to the judge, 0 of them retries" in summary
 
 
 class BrokenEngine:

@@ -71,6 +71,7 @@ def test_paired_gates(spec: dict[str, Any], entry: dict[str, Any], outcome: str,
 
 
 JUDGE = {"n": 100, "win_rate": 0.7, "win_rate_ci": [0.6, 0.8], "sign_test_p": 0.001, "min_detectable_win_rate": 0.64,
+         "decisive_consistency": 0.95,
          "parse_failure_rate": 0.01, "failure_rate": 0.0, "swap_consistency": 0.9, "canaries": {"total": 4, "wins": 1}}
 
 
@@ -283,3 +284,25 @@ def test_judge_calls_that_failed_leave_what_they_could_not_decide_inconclusive(s
     assert result.outcome == expected, result.reason
     if expected == "inconclusive":
         assert "3 of 100 judge pairs failed" in result.reason
+
+
+def test_a_judge_that_flips_with_the_order_is_named_as_biased_not_as_a_small_sample() -> None:
+    judge = {**JUDGE, "win_rate": 0.5, "win_rate_ci": [0.45, 0.55], "judged": 100, "inconsistent": 90,
+             "decisive_consistency": 0.1, "decisive_pairs": 100,
+             "position_bias": {"first": 88, "second": 2, "p_value": 1e-20}}
+    [win] = evaluate_gate(gate(metric="judge.win_rate", test="superiority", threshold=0.5), {"judge": judge}, {})
+    assert win.outcome != "pass"
+    assert "90 of 100 judged pairs were inconsistent: the judge flipped with the order" in win.reason
+    assert "position bias: it picked the first answer in 88 of the 90" in win.reason and "p = 1e-20" in win.reason
+    [consistent] = evaluate_gate(next(g for g in default_policy() if g.name == "judge-consistent"),
+                                 {"judge": judge}, {})
+    assert consistent.outcome == "fail"
+
+
+def test_an_always_tie_judge_cannot_pass_the_consistency_gate() -> None:
+    judge = {**JUDGE, "swap_consistency": 1.0, "decisive_consistency": None, "decisive_pairs": 0}
+    spec = next(g for g in default_policy() if g.name == "judge-consistent")
+    [result] = evaluate_gate(spec, {"judge": judge}, {})
+    assert result.outcome == "inconclusive"
+    [old] = evaluate_gate(gate(metric="judge.swap_consistency", test="at_least", threshold=0.8), {"judge": judge}, {})
+    assert old.outcome == "pass"  # why the default policy gates the decided pairs instead

@@ -46,7 +46,7 @@ def test_verdicts_count_only_when_both_orders_agree_and_a_rerun_makes_no_call(tm
         assert (records[0].verdict_ab, records[0].verdict_ba) == ("B", "A")  # candidate is B, then A
         assert sorted(sink.records, key=lambda r: r.item_id) == records  # emitted as they came, none lost
         assert len(sink.batches) == 3  # chunk_size 2: written chunk by chunk
-        assert (stats["calls"], stats["cached"], stats["judged"], stats["retries"]) == (12, 0, 6, 0)
+        assert (stats["calls"], stats["cached"], stats["asked"], stats["retries"]) == (12, 0, 6, 0)
         again, stats2, _ = judge(llm_plan(server.url), suite, gens, cache)
         assert server.state.requests == 12  # not one more call
     assert [r.preference for r in again] == [r.preference for r in records]
@@ -115,6 +115,7 @@ def test_faults_end_judged_or_failed_with_the_configured_retries(tmp_path: Path,
         assert [r.preference for r in records[4:]] == ["failed", "failed"]
         assert "HTTP 400" in records[4].error and records[5].error.count("gave up after 3 attempts") == 2
         assert stats["retries"] == 2 + 1 + 2 + 1 + 4 and stats["failed"] == 2
+        assert stats["requests"] == stats["calls"] + stats["retries"] == server.state.requests
         assert server.state.served["500"] == 7 and server.state.served["ok"] == 9
         assert sum(server.state.served.values()) == server.state.requests == 22
         # Failures were not cached; the orders that succeeded were: a rerun asks only for what failed.

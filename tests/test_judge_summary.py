@@ -96,3 +96,23 @@ def test_nothing_judged_gives_nones_not_nans() -> None:
     assert s.min_detectable_win_rate is None  # nothing judged: nothing detectable
     assert summarize_judgments([], np.random.default_rng(0)).judge is None
     json.dumps(s.model_dump(), allow_nan=False)
+
+
+def test_an_always_a_judge_is_named_as_position_biased_and_an_always_tie_one_decides_nothing() -> None:
+    """Counted here by hand: every pair of an always-"A" judge is inconsistent, each won by the first
+    position in both orders; an always-"tie" judge is consistent everywhere and decides nothing."""
+    from scipy.stats import binomtest
+
+    def pair(ab: str, ba: str) -> JudgmentRecord:
+        consistent = {"A": "base", "B": "candidate", "tie": "tie"}[ab] == {"A": "candidate", "B": "base",
+                                                                              "tie": "tie"}[ba]
+        return record("tie" if not consistent else {"A": "base", "B": "candidate", "tie": "tie"}[ab],
+                      consistent=consistent).model_copy(update={"verdict_ab": ab, "verdict_ba": ba})
+
+    always_a = summarize_judgments([pair("A", "A")] * 20 + [pair("A", "B")] * 2, np.random.default_rng(0))
+    assert (always_a.decisive_pairs, always_a.decisive_consistency) == (22, pytest.approx(2 / 22))
+    bias = always_a.position_bias
+    assert (bias.first, bias.second) == (20, 0) and bias.p_value == pytest.approx(binomtest(20, 20).pvalue)
+    always_tie = summarize_judgments([pair("tie", "tie")] * 20, np.random.default_rng(0))
+    assert always_tie.swap_consistency == 1.0 and always_tie.decisive_consistency is None
+    assert always_tie.decisive_pairs == 0 and always_tie.position_bias.p_value is None

@@ -94,6 +94,8 @@ GATE_METRICS: dict[str, str] = {
     "judge.parse_failure_rate": "share of judged items whose verdict could not be parsed",
     "judge.failure_rate": "share of judged items whose judge call failed",
     "judge.swap_consistency": "share of parsed items where both answer orders agree",
+    "judge.decisive_consistency": "share of the items some order decided where both orders agree (ties alone "
+                                  "decide nothing, so an always-tie judge has no value)",
     "judge.canary_wins": "number of canary answers (empty, injected, padded, ...) that beat the base",
     "train.smoke_passed": "per trained checkpoint: the smoke-test SFT verdict",
 }
@@ -107,7 +109,8 @@ class GateConfig(Strict):
     name: Annotated[str, Field(min_length=1, pattern=r"^[\w.-]+$")]
     metric: str
     """suite.pass_rate_delta, suite.candidate_pass_rate, forgetting.delta, judge.win_rate,
-    judge.parse_failure_rate, judge.failure_rate, judge.swap_consistency, judge.canary_wins or
+    judge.parse_failure_rate, judge.failure_rate, judge.swap_consistency, judge.decisive_consistency,
+    judge.canary_wins or
     train.smoke_passed (the README's metric table says what each is)."""
     test: Literal["superiority", "non_inferiority", "at_most", "at_least", "is_true"]
     """superiority: the CI's lower bound must clear `threshold` (and p < alpha where the metric has a p-value);

@@ -17,8 +17,8 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -104,21 +104,32 @@ class Cache:
     def get_many(self, namespace: str, keys: Iterable[str]) -> dict[str, Any]:
         wanted = list(dict.fromkeys(keys))
         found: dict[str, Any] = {}
-        for start in range(0, len(wanted), 500):  # SQLite caps bound parameters
-            chunk = wanted[start:start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(
-                f"SELECT key, value FROM results WHERE namespace = ? AND key IN ({marks})",
-                (namespace, *chunk))
-            found.update((key, json.loads(value)) for key, value in rows)
+        with self._damage_is_infrastructure():
+            for start in range(0, len(wanted), 500):  # SQLite caps bound parameters
+                chunk = wanted[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    f"SELECT key, value FROM results WHERE namespace = ? AND key IN ({marks})",
+                    (namespace, *chunk))
+                found.update((key, json.loads(value)) for key, value in rows)
         return found
 
     def put_many(self, namespace: str, items: Mapping[str, Any]) -> None:
         now = time.time()
-        with self._transaction():
+        with self._damage_is_infrastructure(), self._transaction():
             self._db.executemany(
                 "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?)",
                 [(namespace, k, json.dumps(v, ensure_ascii=False), now) for k, v in items.items()])
+
+    @contextmanager
+    def _damage_is_infrastructure(self) -> Iterator[None]:
+        """A cache file damaged on disk (truncated, overwritten) or a full disk stops the run with one
+        line and exit 3, never a traceback."""
+        try:
+            yield
+        except (sqlite3.DatabaseError, ValueError) as exc:  # ValueError: a stored value that is not JSON
+            raise InfraError(f"{self.path}: the cache is damaged or cannot be written ({exc}); delete it or "
+                             "choose another with --cache (it holds only answers that can be asked again)") from None
 
     def count(self, namespace: str) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM results WHERE namespace = ?", (namespace,)).fetchone()[0])

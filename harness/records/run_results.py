@@ -118,6 +118,15 @@ class SuiteJudgeCounts(JudgeCounts):
     win_rate: float | None
 
 
+class PositionBias(RunFile):
+    """Inconsistent pairs that both orders decided, by the position that won both times."""
+
+    first: int = 0
+    second: int = 0
+    p_value: float | None = None
+    """Exact two-sided binomial test of first against second (None with no such pair)."""
+
+
 class JudgeSummary(JudgeCounts):
     """A judge stage over real pairs (canaries apart); see harness/verdict/judge_stats.py."""
 
@@ -135,6 +144,10 @@ class JudgeSummary(JudgeCounts):
     sign_test_p: float | None
     sign_test_tie_split_p: float | None
     swap_consistency: float | None
+    decisive_consistency: float | None = None
+    """Among pairs some order decided (not a tie in both), the share both orders agree on."""
+    decisive_pairs: int = 0
+    position_bias: PositionBias = PositionBias()
     tie_rate: float | None
     parse_failure_rate: float | None
     failure_rate: float | None

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from harness.records.run_results import ForgettingStats, JudgeSummary, TrainingResult
 from harness.render.formatting import ci_pts, ci_raw, delta_pts, fraction, p_value, pct, removed_summary, value
+from harness.render.text import inert
 from harness.verdict.gate import Decision
 
 if TYPE_CHECKING:
@@ -144,6 +145,7 @@ def _print_forgetting(forgetting: ForgettingStats | None, names: dict[str, str])
 
 
 def _escape(text: str) -> str:
+    """Run text in a rich string: its markup escaped, its control characters (ANSI escapes) visible."""
     from rich.markup import escape
 
-    return escape(text)
+    return escape(inert(text))

@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from harness.records.manifest import Manifest
+from harness.records.manifest import Manifest, StageEntry
 from harness.records.outcomes import answer_outcomes
 from harness.records.run_results import (
     ForgettingStats,
@@ -21,6 +21,7 @@ from harness.records.run_results import (
 )
 from harness.records.stage_records import ROLES, CheckRecord, GenerationRecord
 from harness.render.formatting import ci_pts, ci_raw, delta_pts, fraction, loss, p_value, pct, removed_summary, value
+from harness.render.text import markdown_cell
 from harness.verdict.gate import Decision
 
 EXAMPLES = 5
@@ -191,7 +192,7 @@ def forgetting_lines(forgetting: ForgettingStats | None, base: str, cand: str) -
     return lines
 
 
-def judge_lines(judge: JudgeSummary | None) -> list[str]:
+def judge_lines(judge: JudgeSummary | None, stage: StageEntry | None = None) -> list[str]:
     """Win / tie / loss with the judge named, its reliability figures and the canary outcome."""
     if judge is None:
         return []
@@ -206,13 +207,31 @@ def judge_lines(judge: JudgeSummary | None) -> list[str]:
             f"| {judge.n} | {judge.wins} | {judge.losses} | {judge.ties} | {judge.inconsistent} | "
             f"{judge.unparsed} | {judge.failed} | {fraction(judge.win_rate)} | "
             f"{ci_raw(judge.win_rate_ci)} | {p_value(judge.sign_test_p)} |", "",
-            f"Reliability: swap consistency {fraction(judge.swap_consistency)}, parse failures "
+            f"Reliability: swap consistency {fraction(judge.swap_consistency)} (on the {judge.decisive_pairs} pairs "
+            f"some order decided: {fraction(judge.decisive_consistency)}){_position(judge)}, parse failures "
             f"{fraction(judge.parse_failure_rate)}, call failures {fraction(judge.failure_rate)}, ties "
             f"{fraction(judge.tie_rate)}. Length: base {_words(judge.base_words_mean)} words, candidate "
             f"{_words(judge.candidate_words_mean)}; length-controlled win rate "
             f"{fraction(judge.length_controlled_win_rate)}{fallback}. Canaries: {judge.canaries.wins} of "
             f"{judge.canaries.total} beat the base (won: {won}). Judge calls: {judge.calls} "
-            f"({judge.cached} pairs from cache)."]
+            f"({judge.cached} pairs from cache){_requests(stage)}."]
+
+
+def _requests(stage: StageEntry | None) -> str:
+    """What this run sent over the wire, retries included (the calls above are the verdicts' cost)."""
+    counters = stage.counters if stage is not None else {}
+    if "requests" not in counters:
+        return ""
+    return (f"; this run sent {counters['requests']} requests to the judge, {counters.get('retries', 0)} of them "
+            "retries")
+
+
+def _position(judge: JudgeSummary) -> str:
+    bias = judge.position_bias
+    if not bias.first + bias.second:
+        return ""
+    return (f", inconsistent pairs won by the first answer {bias.first}, by the second {bias.second} "
+            f"(binomial p {p_value(bias.p_value)})")
 
 
 def _words(value: float | None) -> str:
@@ -220,8 +239,7 @@ def _words(value: float | None) -> str:
 
 
 def _cell(text: str, limit: int = 160) -> str:
-    flat = " ".join(text.split()).replace("|", "\\|")
-    return (flat[:limit] + "…") if len(flat) > limit else flat or "(empty)"
+    return markdown_cell(text, limit)
 
 
 def markdown(summary: RunSummary, manifest: Manifest, decision: Decision, training: dict[str, TrainingResult],
@@ -239,7 +257,7 @@ def markdown(summary: RunSummary, manifest: Manifest, decision: Decision, traini
     for name, st in run_stats.suites.items():
         lines.append(f"| {name} | {st.n} | {pct(st.base_rate)} | {pct(st.candidate_rate)} | {delta_pts(st.delta)} | "
                      f"{ci_pts(st.delta_ci)} | {p_value(st.p_holm)} |")
-    lines += judge_lines(run_stats.judge)
+    lines += judge_lines(run_stats.judge, manifest.stage("judge"))
     lines += forgetting_lines(run_stats.forgetting, base, cand)
     lines += ["", "## Checks", "", f"| suite | check | {base} | {cand} |", "|---|---|---:|---:|"]
     for s in summary.suites:

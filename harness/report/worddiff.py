@@ -1,32 +1,25 @@
-"""Word diffs of two answers, and markdown that shows model text only as text.
+"""Word diffs of two answers, as markdown that shows model text only as text.
 
 Model answers and judge reasons are untrusted. The report renders them with
-Streamlit's markdown (which never renders raw HTML unless asked), and on top
-of that every ASCII punctuation character is backslash-escaped, which
-CommonMark defines as "show this character literally": no emphasis, links,
-headings, lists, code, LaTeX (`$`), colour directives (`:red[...]`),
-emoji or icon shortcodes, entities or tags can come from an answer. GFM
-still links bare URLs, `www.` names and e-mail addresses found in plain text
-(escapes do not stop it), so those are broken with an invisible word joiner.
-The exact bytes are shown elsewhere with st.code.
+Streamlit's markdown (which never renders raw HTML unless asked), escaped by
+harness.render.text.escape_markdown (the same escaping summary.md uses). The
+exact bytes are shown elsewhere with st.code.
 """
 
 from __future__ import annotations
 
 import re
-import string
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 from typing import Literal
 
+from harness.render.text import escape_markdown
+
+__all__ = ["Segment", "diff_markdown", "escape_markdown", "word_diff"]
+
 Op = Literal["equal", "delete", "insert"]
 Side = Literal["base", "candidate"]
 
-_PUNCT = frozenset(string.punctuation)
-_WORD_JOINER = "\u2060"
-# What GFM's autolink-literal extension looks for: scheme separators, www. and e-mail @.
-_AUTOLINK = re.compile(r"(:)(//)|(www)(\.)|()(@)", re.IGNORECASE)
-_LEADING_SPACE = re.compile(r"^[ \t]+", re.MULTILINE)
 _TOKEN = re.compile(r"\s*\S+\s*|\s+")
 _HIGHLIGHT: dict[Side, tuple[Op, str]] = {"base": ("delete", "red-background"),
                                           "candidate": ("insert", "green-background")}
@@ -62,15 +55,6 @@ def word_diff(base: str, candidate: str) -> list[Segment]:
         if j2 > j1:
             segments.append(Segment("insert", "", "".join(b[j1:j2])))
     return segments
-
-
-def escape_markdown(text: str) -> str:
-    """Text that Streamlit's markdown shows exactly as written (line breaks kept)."""
-    text = _AUTOLINK.sub(lambda m: _WORD_JOINER.join(g for g in m.groups() if g is not None), text)
-    # Leading spaces would start a code block or be dropped; keep the indentation visible instead.
-    text = _LEADING_SPACE.sub(lambda m: "\u00a0" * len(m.group().expandtabs(4)), text)
-    escaped = "".join("\\" + ch if ch in _PUNCT else ch for ch in text)
-    return escaped.replace("\r\n", "\n").replace("\n", "  \n")
 
 
 def _highlight(text: str, directive: str) -> str:

@@ -17,7 +17,7 @@ from harness.config.schema import GateConfig, PolicyFile
 from harness.config.yamlio import read_yaml, validate
 from harness.errors import EXIT_FAIL, EXIT_INCONCLUSIVE_OR_INFRA, EXIT_PASS
 from harness.records.run_results import GateOutcome as Outcome
-from harness.records.run_results import GateResult, PairedRates, RunStats, TrainingResult
+from harness.records.run_results import GateResult, JudgeSummary, PairedRates, RunStats, TrainingResult
 
 DEFAULT_POLICY = Path(__file__).with_name("default_policy.yaml")
 EXIT_CODES = {"pass": EXIT_PASS, "ungated": EXIT_PASS, "fail": EXIT_FAIL, "inconclusive": EXIT_INCONCLUSIVE_OR_INFRA}
@@ -71,7 +71,7 @@ def _paired(subject: str, entry: PairedRates) -> Observation:
                        entry.n)
 
 
-JUDGE_FIELDS = ("parse_failure_rate", "failure_rate", "swap_consistency")
+JUDGE_FIELDS = ("parse_failure_rate", "failure_rate", "swap_consistency", "decisive_consistency")
 """judge.* metrics read as they are from the judge summary."""
 
 
@@ -93,7 +93,7 @@ def observations(metric: str, run_stats: RunStats, training: dict[str, TrainingR
     if metric == "judge.win_rate":
         mde = judge.min_detectable_win_rate
         return [Observation(None, judge.win_rate, _pair(judge.win_rate_ci), judge.sign_test_p,
-                            None if mde is None else mde - 0.5, n=judge.judged)]
+                            None if mde is None else mde - 0.5, n=judge.judged, detail=bias_note(judge))]
     if metric == "judge.canary_wins":  # no canary judged: nothing was measured, not zero wins
         return [Observation(None, judge.canaries.wins if judge.canaries.total else None)]
     field = metric.split(".", 1)[1]
@@ -101,6 +101,20 @@ def observations(metric: str, run_stats: RunStats, training: dict[str, TrainingR
         raise ValueError(f"no observation for metric {metric!r}")
     value: float | None = getattr(judge, field)
     return [Observation(None, value)]
+
+
+def bias_note(judge: JudgeSummary) -> str | None:
+    """Why a win rate may say little: the judge flipped with the order, or leaned to one position."""
+    notes = []
+    if judge.judged and judge.inconsistent / judge.judged > 0.5:
+        notes.append(f"{judge.inconsistent} of {judge.judged} judged pairs were inconsistent: the judge flipped with "
+                     "the order of the answers, and those pairs count as ties")
+    bias = judge.position_bias
+    if bias.p_value is not None and bias.p_value < 0.05:
+        side, n = ("first", bias.first) if bias.first > bias.second else ("second", bias.second)
+        notes.append(f"position bias: it picked the {side} answer in {n} of the {bias.first + bias.second} "
+                     f"inconsistent pairs both orders decided (binomial p = {bias.p_value:.2g})")
+    return "; ".join(notes) or None
 
 
 # ---------------------------------------------------------------------------- tests
@@ -173,6 +187,8 @@ def evaluate_gate(gate: GateConfig, run_stats: RunStats, training: dict[str, Tra
 
     def result(o: Observation, outcome: Outcome, reason: str) -> GateResult:
         label = gate.name if o.subject is None else f"{gate.name}[{o.subject}]"
+        if o.detail and gate.test != "is_true" and outcome != "pass":  # what the value cannot say by itself
+            reason = f"{reason}; {o.detail}"
         return GateResult(name=gate.name, metric=gate.metric, test=gate.test, subject=o.subject, outcome=outcome,
                           value=o.value, threshold=threshold, ci=o.ci, p_value=o.p_value, mde=o.mde, reason=reason,
                           label=label)

@@ -21,7 +21,13 @@ import numpy as np
 
 from harness.records.run_results import JudgeSummary
 from harness.records.stage_records import JudgmentRecord
-from harness.verdict.stats import length_controlled_win_rate, min_detectable_win_rate, paired_bootstrap, sign_test
+from harness.verdict.stats import (
+    binomial_p,
+    length_controlled_win_rate,
+    min_detectable_win_rate,
+    paired_bootstrap,
+    sign_test,
+)
 
 RESAMPLES = 10_000
 SCORE = {"candidate": 1.0, "tie": 0.5, "base": 0.0}
@@ -94,6 +100,7 @@ def summarize_judgments(records: Sequence[JudgmentRecord], rng: np.random.Genera
         "sign_test_p": sign.p_value,
         "sign_test_tie_split_p": sign.tie_split_p_value,
         "swap_consistency": _rate(sum(bool(r.consistent) for r in orders), len(orders)),
+        **_decisive(orders),
         "tie_rate": _rate(counts["ties"], len(judged)),
         "parse_failure_rate": _rate(counts["unparsed"], answered),
         "failure_rate": _rate(counts["failed"], counts["n"]),
@@ -110,6 +117,18 @@ def summarize_judgments(records: Sequence[JudgmentRecord], rng: np.random.Genera
                      for suite, rs in _by_suite(real).items()},
     }
     return JudgeSummary.model_validate(_clean(summary))
+
+
+def _decisive(orders: Sequence[JudgmentRecord]) -> dict[str, Any]:
+    """Consistency where it means something, and the side an order-flipping judge leans to. A pair both
+    orders called a tie is consistent but decided nothing: counting it lets an always-tie judge score 1.0.
+    An inconsistent pair that both orders decided went to the same position twice: that is position bias."""
+    decided = [r for r in orders if "A" in (r.verdict_ab, r.verdict_ba) or "B" in (r.verdict_ab, r.verdict_ba)]
+    first = sum(not r.consistent and r.verdict_ab == r.verdict_ba == "A" for r in decided)
+    second = sum(not r.consistent and r.verdict_ab == r.verdict_ba == "B" for r in decided)
+    p = binomial_p(first, first + second) if first + second else None
+    return {"decisive_consistency": _rate(sum(bool(r.consistent) for r in decided), len(decided)),
+            "decisive_pairs": len(decided), "position_bias": {"first": first, "second": second, "p_value": p}}
 
 
 def _by_suite(records: Sequence[JudgmentRecord]) -> dict[str, list[JudgmentRecord]]:

@@ -119,7 +119,8 @@ def wilson_interval(successes: float, n: int, confidence: float = 0.95) -> Inter
     return Interval(p, max(0.0, centre - half), min(1.0, centre + half), n)
 
 
-def _binom_p(k: int, n: int) -> float:
+def binomial_p(k: int, n: int) -> float:
+    """Exact two-sided binomial test of k successes in n against one half."""
     return 1.0 if n == 0 else float(sps.binomtest(k, n, 0.5).pvalue)
 
 
@@ -133,10 +134,10 @@ def sign_test(wins: int, losses: int, ties: int = 0, confidence: float = 0.95) -
     if min(wins, losses, ties) < 0:
         raise ValueError(f"counts must be non-negative, got {wins}/{losses}/{ties}")
     decisive, total = wins + losses, wins + losses + ties
-    return SignTest(wins, losses, ties, _binom_p(wins, decisive),
+    return SignTest(wins, losses, ties, binomial_p(wins, decisive),
                     wilson_interval(wins, decisive, confidence),
                     wilson_interval(wins + ties / 2, total, confidence),
-                    _binom_p(wins + ties // 2, total))
+                    binomial_p(wins + ties // 2, total))
 
 
 def _vector(values: ArrayLike, name: str) -> np.ndarray:
@@ -168,7 +169,7 @@ def mcnemar_exact(base_pass: ArrayLike, cand_pass: ArrayLike) -> McNemar:
     mid = 1.0 if m == 0 else min(1.0, float(2 * sps.binom.cdf(k, m, 0.5) - sps.binom.pmf(k, m, 0.5)))
     base_rate = float(base.mean()) if n else math.nan
     cand_rate = float(cand.mean()) if n else math.nan
-    return McNemar(n, b, c, _binom_p(c, m), mid, base_rate, cand_rate, cand_rate - base_rate)
+    return McNemar(n, b, c, binomial_p(c, m), mid, base_rate, cand_rate, cand_rate - base_rate)
 
 
 def paired_bootstrap(base: ArrayLike, cand: ArrayLike, rng: np.random.Generator, resamples: int = 10_000,

@@ -80,10 +80,16 @@ class JudgeStats:
     canary_pairs: int = 0
     unpaired_samples: int = 0
     cached: int = 0
-    judged: int = 0
+    """Pairs (canaries included) whose verdicts came from the cache."""
+    asked: int = 0
+    """Pairs (canaries included) put to the judge in this run; `failed` of them got no reply. (stats.json's
+    `judged` counts something else: real pairs with a verdict.)"""
     failed: int = 0
     calls: int = 0
+    """Judge calls made in this run (one per order, a re-ask is another)."""
     retries: int = 0
+    requests: int = 0
+    """HTTP requests sent in this run: calls plus retries."""
     seconds: float = 0.0
     """The whole stage, a judge server's start-up included."""
     judge_seconds: float = 0.0
@@ -95,7 +101,7 @@ def run_judging(plan: JudgeConfig, suites: Sequence[Suite], generations: Sequenc
                 progress: OnProgress | None = None, file: str = "plan") -> tuple[list[JudgmentRecord], dict[str, Any]]:
     """Judge every base/candidate pair (and the canaries); records go to `emit` as they are final.
     `checks` feed the offline judges; `seed` draws the answer delimiters. Returns the records in pair
-    order and the stage's counts (pairs, cached, judged now, failed, calls made now, retries, seconds)."""
+    order and the stage's counts (JudgeStats: pairs, cached, asked now, failed, calls, retries, requests, seconds)."""
     started = time.perf_counter()
     judge = load_judge(plan, file)
     pairs, unpaired = build_pairs(suites, generations, plan.canaries)
@@ -103,13 +109,14 @@ def run_judging(plan: JudgeConfig, suites: Sequence[Suite], generations: Sequenc
     stats = JudgeStats(pairs=len(pairs) - canaries, canary_pairs=canaries, unpaired_samples=unpaired)
     if judge.definition is None:  # offline: no model, no call, nothing worth caching
         records = _judge_offline(judge, pairs, checks)
-        stats.judged = len(records)
+        stats.asked = len(records)
         emit(records)
         if progress:
             progress(len(records), len(pairs))
     else:
         records = _judge_llm(judge, pairs, cache, emit, seed, stats, progress)
     stats.failed = sum(r.preference == "failed" for r in records)
+    stats.requests = stats.calls + stats.retries
     stats.seconds = round(time.perf_counter() - started, 3)
     out = {"judge": judge.name, "kind": judge.kind, "model": judge.model}
     out.update(asdict(stats))
@@ -179,11 +186,19 @@ def _tasks(judge: Judge, pair: Pair, identity: dict[str, Any], seed: int) -> tup
 
 def _judge_llm(judge: Judge, pairs: Sequence[Pair], cache: Cache, emit: Emit, seed: int, stats: JudgeStats,
                progress: OnProgress | None) -> list[JudgmentRecord]:
-    from harness.engines import open_endpoint
-
     assert judge.definition is not None
     identity = _identity(judge, cache)
     tasks = [_tasks(judge, p, identity, seed) for p in pairs]
+    # One process at a time asks this judge about these pairs; another waits, then finds the verdicts cached.
+    with cache.work_lock("judge", sorted({t.key for ts in tasks for t in ts})):
+        return _judge_tasks(judge, pairs, tasks, cache, emit, seed, stats, progress)
+
+
+def _judge_tasks(judge: Judge, pairs: Sequence[Pair], tasks: Sequence[tuple[Task, Task]], cache: Cache, emit: Emit,
+                 seed: int, stats: JudgeStats, progress: OnProgress | None) -> list[JudgmentRecord]:
+    from harness.engines import open_endpoint
+
+    assert judge.definition is not None
     hits = {k: from_cache(v) for k, v in cache.get_many(NAMESPACE, (t.key for ts in tasks for t in ts)).items()}
     done: dict[int, JudgmentRecord] = {}
 
@@ -220,7 +235,7 @@ def _judge_llm(judge: Judge, pairs: Sequence[Pair], cache: Cache, emit: Emit, se
             run_tasks(backend, calls, judge.definition, sampling_of(judge.definition, seed), on_chunk)
             stats.retries = backend.retries_used
             stats.judge_seconds = round(time.perf_counter() - started, 3)
-        stats.judged = len(todo)
+        stats.asked = len(todo)
     return [done[i] for i in range(len(pairs))]
 
 
