@@ -43,15 +43,20 @@ class PairedRates(RunFile):
     delta_upper_one_sided: float | None
     p_value: float
     mid_p_value: float
-    test: Literal["mcnemar_exact"]
+    test: Literal["mcnemar_exact", "cluster_permutation"]
+    """mcnemar_exact with one sample per item; cluster_permutation (item-level sign-flip permutation
+    test, cluster bootstrap intervals; harness/verdict/clustered.py) with several."""
     base_only: int
-    """Items only the base got right."""
+    """Items only the base got right (several samples: items where the base's pass rate is higher)."""
     candidate_only: int
     mde: float | None
     """Smallest difference detectable at 80% power with this many items."""
     cohens_h: float | None
     p_holm: float | None = None
     """Holm-adjusted across every suite and forgetting task of the run."""
+    samples_per_item: float | None = None
+    """Mean paired samples per item when items were sampled several times (n then counts items);
+    None with one sample per item."""
 
 
 class ForgettingTask(PairedRates):
@@ -161,6 +166,12 @@ class JudgeSummary(JudgeCounts):
     completion_tokens: int
     cached: int
     by_suite: dict[str, SuiteJudgeCounts]
+    items: int | None = None
+    """Items judged, when some item has several judged pairs (sampling.n > 1); None otherwise."""
+    samples_per_item: float | None = None
+    """Mean judged pairs per item in that case: win rates, CIs and tests are then per item."""
+    significance_test: str = "exact sign test over decisive pairs"
+    """What sign_test_p is: the exact sign test, or with several samples per item a permutation test."""
 
 
 class RunStats(RunFile):

@@ -201,9 +201,10 @@ def judge_lines(judge: JudgeSummary | None, stage: StageEntry | None = None) -> 
     note = judge.length_control.fallback
     fallback = f" ({note})" if note else ""
     return ["", "## Pairwise judge", "",
-            f"Judge: {who}. Each pair is judged in both orders; a side wins only when both agree.", "",
+            f"Judge: {who}. Each pair is judged in both orders; a side wins only when both agree. "
+            f"p: {judge.significance_test}.", "",
             "| pairs | candidate wins | base wins | ties | inconsistent | unparsed | failed | win rate (ties half) "
-            "| 95% CI | sign test p |", "|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+            "| 95% CI | p |", "|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
             f"| {judge.n} | {judge.wins} | {judge.losses} | {judge.ties} | {judge.inconsistent} | "
             f"{judge.unparsed} | {judge.failed} | {fraction(judge.win_rate)} | "
             f"{ci_raw(judge.win_rate_ci)} | {p_value(judge.sign_test_p)} |", "",
@@ -251,7 +252,8 @@ def markdown(summary: RunSummary, manifest: Manifest, decision: Decision, traini
     for role, result in training.items():
         lines += training_lines(manifest.checkpoints[role].name, result)
     lines += ["## Pass rates", "", "Paired on the same items (answered and checked on both sides): 95% bootstrap "
-              "CI of the difference, exact McNemar p-value (Holm-adjusted across suites and tasks).", "",
+              "CI of the difference, exact McNemar p-value (Holm-adjusted across suites and tasks; with several "
+              "samples per item, a cluster bootstrap over items and a per-item permutation test).", "",
               f"| suite | items | {base} | {cand} | delta | 95% CI | p (Holm) |",
               "|---|---:|---:|---:|---:|---|---:|"]
     for name, st in run_stats.suites.items():

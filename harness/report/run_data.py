@@ -307,7 +307,8 @@ def judge_figures(judge: JudgeSummary) -> dict[str, str]:
 
 
 def judge_tests_line(judge: JudgeSummary) -> str:
-    return f"Win-rate CI {fmt.ci_raw(judge.win_rate_ci)}, sign test p = {fmt.p_value(judge.sign_test_p)}."
+    return (f"Win-rate CI {fmt.ci_raw(judge.win_rate_ci)}, p = {fmt.p_value(judge.sign_test_p)} "
+            f"({judge.significance_test}).")
 
 
 def forgetting_table(run: RunInfo) -> pd.DataFrame:

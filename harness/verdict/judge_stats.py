@@ -7,6 +7,11 @@ as half a win, over judged pairs only: unparsed and failed pairs are counted
 and shown, never folded into the rate. Its 95% interval is a percentile
 bootstrap over pairs (10,000 resamples, the caller's Generator); the sign
 test and its Wilson interval over decisive pairs come from verdict/stats.py.
+
+With several samples per item (some item has more than one judged pair) the item is the unit:
+the win rate is each item's mean pair score (1 / 0.5 / 0) averaged over items, its interval a
+cluster bootstrap over items, and the sign test becomes a sign-flip permutation test of the
+per-item scores against 0.5 (harness/verdict/clustered.py). One pair per item: unchanged.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import numpy as np
 
 from harness.records.run_results import JudgeSummary
 from harness.records.stage_records import JudgmentRecord
+from harness.verdict.clustered import item_means, sign_flip_p
 from harness.verdict.stats import (
     binomial_p,
     length_controlled_win_rate,
@@ -79,6 +85,7 @@ def summarize_judgments(records: Sequence[JudgmentRecord], rng: np.random.Genera
     base_words = np.array([r.base_words for r in judged], dtype=float)
     cand_words = np.array([r.candidate_words for r in judged], dtype=float)
     length = length_controlled_win_rate(scores, cand_words - base_words)
+    per_item = _per_item(judged, scores, rng) if _several_samples(judged) else {}
     orders = [r for r in real if r.consistent is not None]
     answered = counts["n"] - counts["failed"]
     first = records[0] if records else None
@@ -113,8 +120,9 @@ def summarize_judgments(records: Sequence[JudgmentRecord], rng: np.random.Genera
         "prompt_tokens": sum(r.prompt_tokens for r in records),
         "completion_tokens": sum(r.completion_tokens for r in records),
         "cached": sum(r.cached for r in records),
-        "by_suite": {suite: {**_counts(rs), "win_rate": _mean_score(rs)}
+        "by_suite": {suite: {**_counts(rs), "win_rate": _mean_score(rs, bool(per_item))}
                      for suite, rs in _by_suite(real).items()},
+        **per_item,
     }
     return JudgeSummary.model_validate(_clean(summary))
 
@@ -138,6 +146,41 @@ def _by_suite(records: Sequence[JudgmentRecord]) -> dict[str, list[JudgmentRecor
     return grouped
 
 
-def _mean_score(records: Sequence[JudgmentRecord]) -> float | None:
-    values = [SCORE[r.preference] for r in records if r.preference in SCORE]
+def _mean_score(records: Sequence[JudgmentRecord], by_item: bool = False) -> float | None:
+    judged = [r for r in records if r.preference in SCORE]
+    if by_item and judged:
+        _, means = item_means([(r.suite, r.item_id) for r in judged], [SCORE[r.preference] for r in judged])
+        return float(means.mean())
+    values = [SCORE[r.preference] for r in judged]
     return sum(values) / len(values) if values else None
+
+
+def _several_samples(judged: Sequence[JudgmentRecord]) -> bool:
+    items = [(r.suite, r.item_id) for r in judged]
+    return len(set(items)) < len(items)
+
+
+def _per_item(judged: Sequence[JudgmentRecord], scores: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
+    """The figures that change when items were sampled several times, the item as the unit: win rate
+    and its cluster bootstrap CI, the permutation p-value (replacing both sign-test p-values; a tie
+    already counts half, so there is nothing to split), the decisive win rate (per item over its
+    decisive pairs, items with one) and the MDE over items. The pair-level length control is kept."""
+    items, item_scores = item_means([(r.suite, r.item_id) for r in judged], scores)
+    boot = paired_bootstrap(np.zeros(len(item_scores)), item_scores, rng, resamples=RESAMPLES)
+    p = sign_flip_p(item_scores - 0.5, rng)
+    decisive = [r for r in judged if r.preference != "tie"]
+    _, decisive_rates = item_means([(r.suite, r.item_id) for r in decisive],
+                                   [SCORE[r.preference] for r in decisive])
+    dboot = paired_bootstrap(np.zeros(len(decisive_rates)), decisive_rates, rng, resamples=RESAMPLES)
+    return {
+        "items": len(items), "samples_per_item": len(judged) / len(items),
+        "win_rate": float(item_scores.mean()), "win_rate_ci": [boot.low, boot.high],
+        "win_rate_ci_method": (f"cluster bootstrap over items (each item's mean pair score), {RESAMPLES} "
+                               "resamples, 95%"),
+        "min_detectable_win_rate": min_detectable_win_rate(len(items)),
+        "decisive_win_rate": {"estimate": dboot.estimate, "low": dboot.low, "high": dboot.high,
+                              "method": "per-item share of decisive pairs won, mean over items; "
+                                        "cluster bootstrap, 95%"},
+        "sign_test_p": p, "sign_test_tie_split_p": p,
+        "significance_test": "sign-flip permutation test of per-item mean scores against 0.5",
+    }

@@ -5,6 +5,11 @@ Every comparison is paired on the same items: pass rates by exact McNemar
 and a paired bootstrap of the difference, never an unpaired z-test (on paired
 data that throws away the pairing; lm-eval #3831). p-values are Holm-adjusted
 across all suites and forgetting tasks of one run.
+
+With several samples per item (sampling.n > 1) the item is the unit: per-item rates, a cluster
+bootstrap over items and a sign-flip permutation test on the per-item differences
+(paired_binary_clustered; harness/verdict/clustered.py says why). One sample per item keeps the
+per-answer McNemar path above unchanged.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from harness.config.schema import ForgettingConfig
 from harness.records.outcomes import answer_outcomes, paired_outcomes
 from harness.records.run_results import ForgettingStats, ForgettingTask, PairedRates, RunStats
 from harness.records.stage_records import CheckRecord, ForgettingRecord
-from harness.verdict import stats
+from harness.verdict import clustered, stats
 
 CONFIDENCE = 0.95
 
@@ -73,6 +78,63 @@ def _stderr(rate: float, n: int) -> float | None:
     return math.sqrt(rate * (1 - rate) / (n - 1)) if n > 1 else None
 
 
+def paired_binary_clustered(items: Sequence[str], base: Sequence[bool], cand: Sequence[bool],
+                            rng: np.random.Generator,
+                            resamples: int = 10_000) -> PairedRates:
+    """paired_binary with several samples per item: items[i] names the item of the i-th pair.
+
+    n counts items. Each side's rate is the mean over items of the item's pass rate (its share of
+    passing samples); delta the mean of the per-item differences. Two-sided intervals of the rates
+    and of delta: percentile cluster bootstrap over items. p-value: paired sign-flip permutation
+    test on the per-item differences (exact up to clustered.EXACT_MAX non-zero ones, else Monte
+    Carlo with this rng); a permutation test has no mid-p, so mid_p_value repeats it. One-sided 95%
+    bounds: the wider of the cluster bootstrap's (5th / 95th percentile) and Newcombe's over all
+    samples: the bootstrap carries the correlation, Newcombe keeps the bounds from collapsing to
+    [0, 0] when no item moved. base_only / candidate_only count items whose base / candidate rate
+    is the higher. MDE: normal approximation on the per-item differences' SD (ddof 1) at 80% power;
+    with no spread (or one item), Connor's planning value over the items, as for one sample."""
+    if not len(items) == len(base) == len(cand):
+        raise ValueError(f"items, base and cand must align: {len(items)}, {len(base)}, {len(cand)}")
+    names, base_rates = clustered.item_means(items, base)
+    _, cand_rates = clustered.item_means(items, cand)
+    n = len(names)
+    boot = clustered.cluster_bootstrap(base_rates, cand_rates, rng, resamples, CONFIDENCE)
+    diffs = cand_rates - base_rates
+    p = clustered.sign_flip_p(diffs, rng)
+    pooled = stats.newcombe_paired_interval(base, cand, confidence=1 - 2 * (1 - CONFIDENCE))
+    base_rate = float(base_rates.mean()) if n else math.nan
+    cand_rate = float(cand_rates.mean()) if n else math.nan
+    sd = float(diffs.std(ddof=1)) if n > 1 else 0.0
+    mde = clustered.normal_mde(sd, n) if sd > 0 else stats.min_detectable_effect_paired_binary(n, None)
+    return PairedRates(
+        n=n, base_rate=_finite(base_rate), candidate_rate=_finite(cand_rate),
+        base_ci=(_finite(boot.base_ci[0]), _finite(boot.base_ci[1])),
+        candidate_ci=(_finite(boot.cand_ci[0]), _finite(boot.cand_ci[1])),
+        base_stderr=_item_stderr(base_rates), candidate_stderr=_item_stderr(cand_rates),
+        delta=_finite(boot.delta), delta_ci=(_finite(boot.low), _finite(boot.high)),
+        delta_lower_one_sided=_finite(min(boot.lower_one_sided, pooled.low)) if n else None,
+        delta_upper_one_sided=_finite(max(boot.upper_one_sided, pooled.high)) if n else None,
+        p_value=p, mid_p_value=p, test="cluster_permutation",
+        base_only=int((diffs < 0).sum()), candidate_only=int((diffs > 0).sum()),
+        mde=_finite(mde), cohens_h=_finite(stats.cohens_h(cand_rate, base_rate)) if n else None,
+        samples_per_item=len(base) / n if n else None)
+
+
+def _item_stderr(rates: np.ndarray) -> float | None:
+    """Standard error of a mean over items (ddof 1); for 0/1 rates it equals _stderr."""
+    return float(rates.std(ddof=1) / math.sqrt(len(rates))) if len(rates) > 1 else None
+
+
+def paired_by_item(keys: Sequence[tuple[str, int]], base: Sequence[bool], cand: Sequence[bool],
+                   rng: np.random.Generator) -> PairedRates:
+    """paired_binary when every item has one sample (today's figures, bit for bit), else
+    paired_binary_clustered. keys: (item_id, sample_index) of each pair."""
+    items = [item for item, _ in keys]
+    if len(set(items)) == len(items):
+        return paired_binary(base, cand, rng)
+    return paired_binary_clustered(items, base, cand, rng)
+
+
 # ---------------------------------------------------------------------------- suites
 def suite_stats(suite_names: Sequence[str], checks: Sequence[CheckRecord], seed: int) -> dict[str, PairedRates]:
     """Per suite, the paired pass rates (records/outcomes.py says what passing and pairing mean)."""
@@ -80,7 +142,7 @@ def suite_stats(suite_names: Sequence[str], checks: Sequence[CheckRecord], seed:
     result = {}
     for name in suite_names:
         pairs = paired_outcomes(outcomes, name)
-        result[name] = paired_binary(pairs.base, pairs.candidate, subject_rng(seed, f"suite:{name}"))
+        result[name] = paired_by_item(pairs.keys, pairs.base, pairs.candidate, subject_rng(seed, f"suite:{name}"))
     return result
 
 

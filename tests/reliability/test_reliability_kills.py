@@ -3,19 +3,22 @@ uninterrupted one, with no record lost or repeated and no model call made twice.
 
 The checkpoints and the judge are endpoints on a local server whose every request takes a few
 milliseconds, so a kill lands in generation, in the judge stage or between them. CI runs
-TRIALS (3); `HARNESS_KILL_TRIALS=50 pytest tests/reliability` runs more. Kills during training and
-forgetting are in tests/test_compare.py (a SIGKILL mid-generation on the real engine) and in the
-demo-model trial below, which runs with HARNESS_KILL_TRIALS_DEMO=N.
+TRIALS (3); `HARNESS_KILL_TRIALS=50 pytest tests/reliability` runs more. The real engines
+(training, generation, lm-eval forgetting) are killed in the demo trial below, which takes minutes
+per trial and runs with HARNESS_KILL_TRIALS_DEMO=N, and mid-generation in tests/test_compare.py.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
 import subprocess
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import ROOT, harness_cmd
 from tests.judge_server import JudgeServer
@@ -62,3 +65,52 @@ def test_a_compare_killed_anywhere_resumes_to_the_uninterrupted_result(tmp_path:
             made = {k: s.requests - before[k] for k, s in (("models", models.state), ("judge", judge.state))}
             assert made["models"] <= calls["models"] + 2 * 4 and made["judge"] <= calls["judge"] + 2 * 4 * 2, made
         assert kills >= min(TRIALS, 2), "the kills must land before the runs end"
+
+
+DEMO_TRIALS = int(os.environ.get("HARNESS_KILL_TRIALS_DEMO", "0"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DEMO_TRIALS, reason="minutes per trial: set HARNESS_KILL_TRIALS_DEMO=N to run N")
+def test_the_demo_killed_in_any_stage_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
+    """The demo compare with the real engines: smoke-test SFT, transformers generation, checks, the
+    offline judge and lm-eval forgetting. Each trial has its own cache, so a kill can land in training."""
+    import pandas as pd
+
+    examples = ROOT / "examples"
+    args = [str(examples / "base.yaml"), str(examples / "sft.yaml")]
+
+    def run(name: str, kill_after: float | None = None) -> tuple[bool, subprocess.CompletedProcess[str]]:
+        env = {**os.environ, "HARNESS_CACHE_DIR": str(tmp_path / f"{name}-cache")}
+        command = harness_cmd("compare", *args, "--run-dir", str(tmp_path / name))
+        killed = False
+        if kill_after is not None:
+            process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL)
+            time.sleep(kill_after)
+            killed = process.poll() is None
+            if killed:
+                os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+        return killed, subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+
+    def result(name: str) -> dict[str, object]:
+        frames = {s: pd.read_parquet(tmp_path / name / "records" / f"{s}.parquet")
+                  for s in ("generations", "checks", "judge", "forgetting")}
+        keep = {"generations": ["role", "suite", "item_id", "text"], "checks": ["role", "item_id", "check", "passed"],
+                "judge": ["item_id", "canary", "preference"], "forgetting": ["role", "task", "doc_id", "correct"]}
+        stats = json.loads((tmp_path / name / "stats.json").read_text())
+        stats.get("judge", {}).pop("cached", None)
+        return {s: sorted(tuple(str(v) for v in r) for r in f[keep[s]].itertuples(index=False, name=None))
+                for s, f in frames.items()} | {"stats": stats}
+
+    started = time.monotonic()
+    _, reference = run("reference")
+    span = time.monotonic() - started
+    assert reference.returncode == 0, reference.stderr
+    expected = result("reference")
+    rng = random.Random(7)
+    for trial in range(DEMO_TRIALS):
+        killed, again = run(f"trial{trial}", rng.uniform(5, 0.95 * span))
+        assert again.returncode == 0, again.stderr
+        assert result(f"trial{trial}") == expected, f"trial {trial} (killed: {killed})"
