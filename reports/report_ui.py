@@ -149,6 +149,10 @@ def stage_note(run: RunInfo, stage: str) -> bool:
     if state == "missing":
         st.info(f"This run has no {what} stage.")
         return True
+    if state == "failed":
+        entry = run.stage(stage)
+        st.error(f"The {what} stage failed: {md(entry.error if entry else '?')}. Showing what it wrote before; "
+                 "rerun the compare with --run-dir to finish it.")
     if state == "running":
         entry = run.stage(stage)
         count = entry.records if entry is not None else None

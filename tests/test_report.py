@@ -315,6 +315,24 @@ def test_a_stage_still_writing_shows_what_it_has(open_page: Callable[..., AppTes
     assert sum(m.startswith("**Judge:** :green[candidate wins]") for m in _markdown(at)) == 1
 
 
+def test_a_failed_stage_says_why_on_its_page_and_in_the_runs_table(open_page: Callable[..., AppTest], runs: Path,
+                                                                  tmp_path: Path) -> None:
+    from harness.records.manifest import StageEntry
+    from harness.records.run_dir import RunDir
+
+    copy = tmp_path / "runs"
+    shutil.copytree(runs / PARTIAL_RUN, copy / PARTIAL_RUN)
+    add_running_judge(copy / PARTIAL_RUN)
+    run = RunDir.open(copy / PARTIAL_RUN)
+    run.manifest.stages["judge"] = StageEntry(status="failed", started_at="2026-01-03T09:05:00+00:00",
+                                              error="https://judge.example/v1: gave up after 5 attempts")
+    run.save_manifest()
+    at = open_page("side_by_side", run=PARTIAL_RUN, runs_dir=copy)
+    assert any("judge stage failed" in e.value and "gave up after 5 attempts" in e.value for e in at.error)
+    info = run_data.load_run(copy / PARTIAL_RUN)
+    assert isinstance(info, run_data.RunInfo) and "judge (failed)" in run_data.runs_table([info])["stages"][0]
+
+
 @pytest.mark.parametrize("change", ["deleted", "edited"])
 def test_prompts_come_from_the_runs_copy_of_the_suite(open_page: Callable[..., AppTest], tmp_path: Path,
                                                       change: str) -> None:

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 RECORD_STAGES = ("train", "generations", "checks", "judge", "forgetting")
-StageState = Literal["done", "running", "missing"]
+StageState = Literal["done", "running", "failed", "missing"]
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -89,8 +89,8 @@ class RunInfo:
 
     def stage_state(self, name: str) -> StageState:
         entry = self.stage(name)
-        if entry is not None and entry.status == "done":
-            return "done"
+        if entry is not None and entry.status in ("done", "failed"):
+            return entry.status
         if entry is not None or records_file(self.path, name) is not None:
             return "running"
         return "missing"
@@ -218,7 +218,7 @@ def runs_table(runs: list[RunInfo]) -> pd.DataFrame:
             "forgetting deltas": "; ".join(f"{task} {fmt.delta_pts(t.delta)}"
                                            for task, t in run.forgetting_tasks.items()),
             "gates failed": sum(g.outcome == "fail" for g in run.verdict.gates) if run.verdict is not None else 0,
-            "stages": ", ".join(f"{s}" if run.stage_state(s) == "done" else f"{s} (running)"
+            "stages": ", ".join(s if run.stage_state(s) == "done" else f"{s} ({run.stage_state(s)})"
                                 for s in RECORD_STAGES if run.stage_state(s) != "missing"),
         })
     return pd.DataFrame(rows, columns=["run", "created", "base", "candidate", "verdict", "win rate", "win-rate CI",

@@ -126,8 +126,8 @@ judges = item_data.judge_names(report_ui.records(run, "judge"))
 judge = st.selectbox("Judge", judges, key="judge") if len(judges) > 1 else (judges[0] if judges else None)
 if run.stage_state("judge") == "missing":
     st.caption("This run has no judge stage: answers and checks only.")
-for stage in ("checks", "judge"):  # still writing: say so above what has landed
-    if run.stage_state(stage) == "running":
+for stage in ("checks", "judge"):  # still writing, or stopped: say so above what has landed
+    if run.stage_state(stage) in ("running", "failed"):
         report_ui.stage_note(run, stage)
 items = report_ui.items(run, judge)
 assert items is not None
