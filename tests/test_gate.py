@@ -11,7 +11,7 @@ import pytest
 
 from harness.config.schema import GATE_METRICS, GateConfig
 from harness.errors import ConfigError
-from harness.records.run_results import GateResult
+from harness.records.run_results import GateResult, RunStats
 from harness.render.run_summary import junit_xml
 from harness.verdict import gate as gates_module
 from harness.verdict.gate import DEFAULT_POLICY, Decision, Observation, default_policy, load_policy
@@ -133,8 +133,13 @@ def test_every_metric_has_an_observation_path() -> None:
     stats = {"suites": {"s": paired(0.1, (0, 0.2), 0.01)}, "forgetting": {"tasks": {"t": paired(0, (0, 0), 0)}},
              "judge": JUDGE}
     training = {"candidate": {"smoke": {"passed": True, "reasons": []}}}
+    delta = {"n": 40, "base": 0.5, "candidate": 0.6, "delta": 0.1, "delta_ci": [0.0, 0.2],
+             "delta_lower_one_sided": 0.02, "p_value": 0.04, "mde": 0.1}
+    sampled = {"s": {"samples_per_item": 4.0, "pass_at_k": {"1": delta, "4": delta}, "majority_vote": delta}}
+    full = run_stats(stats).model_copy(update={"sampled": RunStats.model_validate(
+        {"seed": 0, "suites": {}, "sampled": sampled}).sampled})
     for metric in GATE_METRICS:
-        found = observations(metric, stats, training)
+        found = gates_module.observations(metric, full, trainings(training))
         assert found and all(o.value is not None for o in found), metric
 
 

@@ -7,9 +7,17 @@ the files, with their relative paths, is harness/config/loading.py.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from harness.config.engine import EndpointConfig, EngineConfig, SamplingConfig, Strict
 
@@ -89,6 +97,10 @@ class JudgeConfig(Strict):
 GATE_METRICS: dict[str, str] = {
     "suite.pass_rate_delta": "per suite: candidate minus base pass rate (paired; McNemar p, bootstrap CI)",
     "suite.candidate_pass_rate": "per suite: the candidate's pass rate (Wilson CI)",
+    "suite.pass_at_k_delta": "per suite and k of plan.pass_at_k (subject suite@kK): candidate minus base pass@k "
+                             "(unbiased estimator over the samples per item; cluster bootstrap CI, sign-flip p)",
+    "suite.majority_vote_delta": "per suite, with plan.majority_vote: candidate minus base majority-vote accuracy "
+                                 "(cluster bootstrap CI, sign-flip p)",
     "forgetting.delta": "per lm-eval task: candidate minus base accuracy (paired; McNemar p, bootstrap CI)",
     "judge.win_rate": "the candidate's pairwise win rate, ties counted half (CI from the judge summary)",
     "judge.parse_failure_rate": "share of judged items whose verdict could not be parsed",
@@ -100,7 +112,11 @@ GATE_METRICS: dict[str, str] = {
     "train.smoke_passed": "per trained checkpoint: the smoke-test SFT verdict",
 }
 """Metrics a gate may name; harness.verdict.gate reads each from stats.json and the training results."""
-WITH_INTERVAL = ("suite.pass_rate_delta", "suite.candidate_pass_rate", "forgetting.delta", "judge.win_rate")
+PAIRED_DIFFERENCES = ("suite.pass_rate_delta", "suite.pass_at_k_delta", "suite.majority_vote_delta",
+                      "forgetting.delta")
+"""Metrics that are a paired candidate - base difference (what non_inferiority tests)."""
+WITH_INTERVAL = ("suite.pass_rate_delta", "suite.candidate_pass_rate", "suite.pass_at_k_delta",
+                 "suite.majority_vote_delta", "forgetting.delta", "judge.win_rate")
 
 
 class GateConfig(Strict):
@@ -108,7 +124,8 @@ class GateConfig(Strict):
 
     name: Annotated[str, Field(min_length=1, pattern=r"^[\w.-]+$")]
     metric: str
-    """suite.pass_rate_delta, suite.candidate_pass_rate, forgetting.delta, judge.win_rate,
+    """suite.pass_rate_delta, suite.candidate_pass_rate, suite.pass_at_k_delta, suite.majority_vote_delta,
+    forgetting.delta, judge.win_rate,
     judge.parse_failure_rate, judge.failure_rate, judge.swap_consistency, judge.decisive_consistency,
     judge.canary_wins or
     train.smoke_passed (the README's metric table says what each is)."""
@@ -139,8 +156,8 @@ class GateConfig(Strict):
     @model_validator(mode="after")
     def _test_fits(self) -> GateConfig:
         given = self.model_fields_set
-        if self.test == "non_inferiority" and self.metric not in ("suite.pass_rate_delta", "forgetting.delta"):
-            raise ValueError("non_inferiority applies to a paired difference (suite.pass_rate_delta, forgetting.delta)")
+        if self.test == "non_inferiority" and self.metric not in PAIRED_DIFFERENCES:
+            raise ValueError(f"non_inferiority applies to a paired difference ({', '.join(PAIRED_DIFFERENCES)})")
         if self.test == "superiority" and self.metric not in WITH_INTERVAL:
             raise ValueError(f"superiority needs a metric with a confidence interval ({', '.join(WITH_INTERVAL)}); "
                              "use at_most or at_least")
@@ -178,6 +195,32 @@ class PlanConfig(Strict):
     """Pairwise judge; `judge: null` skips the stage."""
     gates: list[GateConfig] | None = None
     """Release gates; the shipped default policy (harness/verdict/default_policy.yaml) when left out, [] for none."""
+    pass_at_k: list[Annotated[int, Field(ge=1, le=1000)]] = Field(default_factory=list)
+    """With several samples per item (sampling.n): the k of pass@k to report per suite (unbiased estimator;
+    each k at most both checkpoints' sampling.n)."""
+    majority_vote: bool = False
+    """With several samples per item: report majority-vote accuracy per suite (an item is right when more than
+    half of its samples pass its reference checks; a tie is wrong). Every item needs a reference and a check that
+    compares to it (equals_reference, number_matches_reference)."""
+
+    @field_validator("pass_at_k")
+    @classmethod
+    def _unique_k(cls, value: list[int]) -> list[int]:
+        repeated = sorted({k for k in value if value.count(k) > 1})
+        if repeated:
+            raise ValueError(f"k = {repeated[0]} is given more than once")
+        return value
+
+    @model_serializer(mode="wrap")
+    def _without_unused_sampling(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Leave pass_at_k and majority_vote out while unused, so that a plan without them dumps (and
+        hashes into the run's inputs) as it did before they existed."""
+        data: dict[str, Any] = handler(self)
+        if not self.pass_at_k:
+            data.pop("pass_at_k", None)
+        if not self.majority_vote:
+            data.pop("majority_vote", None)
+        return data
 
 
 class CurationSettings(BaseModel):

@@ -174,12 +174,44 @@ class JudgeSummary(JudgeCounts):
     """What sign_test_p is: the exact sign test, or with several samples per item a permutation test."""
 
 
+class PairedDelta(RunFile):
+    """A per-item figure of both sides (pass@k, majority vote) averaged over items, and its paired difference."""
+
+    n: int
+    """Items."""
+    base: float | None
+    candidate: float | None
+    delta: float | None
+    """candidate - base."""
+    delta_ci: Interval
+    """Two-sided 95%, cluster bootstrap over items."""
+    delta_lower_one_sided: float | None
+    """One-sided 95% lower bound (what non-inferiority gates read)."""
+    p_value: float | None
+    """Sign-flip permutation test on the per-item differences."""
+    p_holm: float | None = None
+    """Holm-adjusted together with the run's suites and forgetting tasks."""
+    mde: float | None
+
+
+class SampledSuite(RunFile):
+    """One suite's figures over several samples per item (plan.pass_at_k, plan.majority_vote)."""
+
+    samples_per_item: float | None
+    """Mean paired samples per item."""
+    pass_at_k: dict[str, PairedDelta] = {}
+    """By k (as text: "1", "5")."""
+    majority_vote: PairedDelta | None = None
+
+
 class RunStats(RunFile):
     schema_version: int = SCHEMA_VERSION
     seed: int
     suites: dict[str, PairedRates]
     forgetting: ForgettingStats | None = None
     judge: JudgeSummary | None = None
+    sampled: dict[str, SampledSuite] | None = None
+    """pass@k and majority vote per suite when the plan asks for them and items were sampled several times."""
 
 
 # ---------------------------------------------------------------------------- train.json

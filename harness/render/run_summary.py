@@ -14,6 +14,7 @@ from harness.records.run_results import (
     JudgeSummary,
     RoleRates,
     RunStats,
+    SampledSuite,
     SmokeOutcome,
     SuiteVerdict,
     TrainingResult,
@@ -192,6 +193,26 @@ def forgetting_lines(forgetting: ForgettingStats | None, base: str, cand: str) -
     return lines
 
 
+def sampled_lines(sampled: dict[str, SampledSuite] | None, base: str, cand: str) -> list[str]:
+    """pass@k and majority vote per suite (plan.pass_at_k, plan.majority_vote), when the run has them."""
+    if not sampled:
+        return []
+    lines = ["", "## Sampled", "",
+             "Several samples per item: pass@k by the unbiased estimator (Chen et al. 2021), majority vote (an item "
+             "is right when more than half of its samples pass its reference checks; a tie is wrong). Means over "
+             "items; 95% cluster bootstrap CI of the difference, sign-flip permutation p (Holm-adjusted with the "
+             "run's other tests).", "",
+             f"| suite | figure | items | {base} | {cand} | delta | 95% CI | p (Holm) |",
+             "|---|---|---:|---:|---:|---:|---|---:|"]
+    for name, s in sampled.items():
+        rows = [(f"pass@{k}", d) for k, d in s.pass_at_k.items()]
+        rows += [("majority vote", s.majority_vote)] if s.majority_vote is not None else []
+        for figure, d in rows:
+            lines.append(f"| {name} | {figure} | {d.n} | {pct(d.base)} | {pct(d.candidate)} | {delta_pts(d.delta)} | "
+                         f"{ci_pts(d.delta_ci)} | {p_value(d.p_holm if d.p_holm is not None else d.p_value)} |")
+    return lines
+
+
 def judge_lines(judge: JudgeSummary | None, stage: StageEntry | None = None) -> list[str]:
     """Win / tie / loss with the judge named, its reliability figures and the canary outcome."""
     if judge is None:
@@ -259,6 +280,7 @@ def markdown(summary: RunSummary, manifest: Manifest, decision: Decision, traini
     for name, st in run_stats.suites.items():
         lines.append(f"| {name} | {st.n} | {pct(st.base_rate)} | {pct(st.candidate_rate)} | {delta_pts(st.delta)} | "
                      f"{ci_pts(st.delta_ci)} | {p_value(st.p_holm)} |")
+    lines += sampled_lines(run_stats.sampled, base, cand)
     lines += judge_lines(run_stats.judge, manifest.stage("judge"))
     lines += forgetting_lines(run_stats.forgetting, base, cand)
     lines += ["", "## Checks", "", f"| suite | check | {base} | {cand} |", "|---|---|---:|---:|"]

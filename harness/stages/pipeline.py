@@ -35,7 +35,8 @@ from harness.stages.judge.stage import Judge, load_judge, run_judging
 from harness.stages.train.sft import TrainOutcome, ensure_trained
 from harness.verdict.gate import Decision
 from harness.verdict.judge_stats import summarize_judgments
-from harness.verdict.run_stats import apply_holm, forgetting_stats, subject_rng, suite_stats
+from harness.verdict.passk import check_sampled_plan
+from harness.verdict.run_stats import apply_holm, forgetting_stats, sampled_stats, subject_rng, suite_stats
 
 Progress = Callable[[str, int, int], None]
 """(label, advance, total) -> None."""
@@ -90,6 +91,8 @@ def prepare(base_arg: str | Path, candidate_arg: str | Path, plan_file: Path | N
             config.endpoint.api_key(str(file), "endpoint.api_key_env")  # set, before any model loads
     source = str(plan_file) if plan_file else (candidate_file if candidate.plan else "defaults")
     suites = [limit_suite(s, asked.limit) for s in load_suites(plan.suites, source if source != "defaults" else "plan")]
+    check_sampled_plan(plan, base.sampling.n, candidate.sampling.n, suites,
+                       source if source != "defaults" else None, prefix="" if plan_file else "plan.")
     where = "forgetting" if plan_file else "plan.forgetting"
     tasks = resolve_tasks(plan.forgetting, source, where) if plan.forgetting else []
     for config in (base, candidate):
@@ -210,6 +213,8 @@ def _run_stats(inputs: Inputs, manifest: Manifest, checks: list[CheckRecord],
     Every random draw comes from the plan seed, one generator per subject."""
     seed = inputs.plan.seed
     run_stats = RunStats(seed=seed, suites=suite_stats([s.name for s in inputs.suites], checks, seed))
+    run_stats.sampled = sampled_stats([s.name for s in inputs.suites], checks, inputs.plan.pass_at_k,
+                                      inputs.plan.majority_vote, seed)
     if inputs.plan.forgetting and forgetting is not None:
         run_stats.forgetting = forgetting_stats(forgetting, inputs.plan.forgetting, seed).model_copy(
             update={"lm_eval_version": manifest.forgetting.lm_eval_version})

@@ -17,7 +17,7 @@ from harness.config.schema import GateConfig, PolicyFile
 from harness.config.yamlio import read_yaml, validate
 from harness.errors import EXIT_FAIL, EXIT_INCONCLUSIVE_OR_INFRA, EXIT_PASS
 from harness.records.run_results import GateOutcome as Outcome
-from harness.records.run_results import GateResult, JudgeSummary, PairedRates, RunStats, TrainingResult
+from harness.records.run_results import GateResult, JudgeSummary, PairedDelta, PairedRates, RunStats, TrainingResult
 
 DEFAULT_POLICY = Path(__file__).with_name("default_policy.yaml")
 EXIT_CODES = {"pass": EXIT_PASS, "ungated": EXIT_PASS, "fail": EXIT_FAIL, "inconclusive": EXIT_INCONCLUSIVE_OR_INFRA}
@@ -71,6 +71,20 @@ def _paired(subject: str, entry: PairedRates) -> Observation:
                        entry.n)
 
 
+def _delta(subject: str, entry: PairedDelta) -> Observation:
+    p = entry.p_holm if entry.p_holm is not None else entry.p_value
+    return Observation(subject, entry.delta, _pair(entry.delta_ci), p, entry.mde, entry.delta_lower_one_sided,
+                       entry.n)
+
+
+def sampled_observations(metric: str, run_stats: RunStats) -> list[Observation]:
+    """suite.pass_at_k_delta (subject suite@kK) and suite.majority_vote_delta (subject suite)."""
+    sampled = run_stats.sampled or {}
+    if metric == "suite.pass_at_k_delta":
+        return [_delta(f"{name}@k{k}", d) for name, s in sampled.items() for k, d in s.pass_at_k.items()]
+    return [_delta(name, s.majority_vote) for name, s in sampled.items() if s.majority_vote is not None]
+
+
 JUDGE_FIELDS = ("parse_failure_rate", "failure_rate", "swap_consistency", "decisive_consistency")
 """judge.* metrics read as they are from the judge summary."""
 
@@ -86,6 +100,8 @@ def observations(metric: str, run_stats: RunStats, training: dict[str, TrainingR
                 for name, e in run_stats.suites.items()]
     if metric == "forgetting.delta":
         return [_paired(name, e) for name, e in tasks.items()]
+    if metric in ("suite.pass_at_k_delta", "suite.majority_vote_delta"):
+        return sampled_observations(metric, run_stats)
     if metric == "train.smoke_passed":
         return [Observation(role, t.smoke.passed, detail="; ".join(t.smoke.reasons)) for role, t in training.items()]
     if judge is None:
@@ -176,7 +192,9 @@ def judge_gate(gate: GateConfig, o: Observation) -> tuple[Outcome, str]:
     return _bound(gate, o)
 
 
-MISSING = {"suite": "the run has no suites", "forgetting": "the run has no forgetting stage",
+MISSING = {"suite.pass_at_k_delta": "the run has no pass@k (plan.pass_at_k with sampling.n > 1)",
+           "suite.majority_vote_delta": "the run has no majority vote (plan.majority_vote with sampling.n > 1)",
+           "suite": "the run has no suites", "forgetting": "the run has no forgetting stage",
            "judge": "the run has no judge stage", "train": "no checkpoint of the run was trained"}
 HINT = " (a gate with required: false skips it; or leave the gate out of the plan's gates:)"
 
@@ -202,7 +220,7 @@ def evaluate_gate(gate: GateConfig, run_stats: RunStats, training: dict[str, Tra
                 for s in gate.subjects]
     if not found:
         missing = Observation(None, None)
-        reason = MISSING[gate.metric.split(".")[0]]
+        reason = MISSING.get(gate.metric) or MISSING[gate.metric.split(".")[0]]
         return [result(missing, "inconclusive", reason + HINT) if gate.required else result(missing, "skipped", reason)]
     return [result(o, *_unless_judge_failed(gate, run_stats, *judge_gate(gate, o))) for o in found]
 

@@ -10,6 +10,10 @@ With several samples per item (sampling.n > 1) the item is the unit: per-item ra
 bootstrap over items and a sign-flip permutation test on the per-item differences
 (paired_binary_clustered; harness/verdict/clustered.py says why). One sample per item keeps the
 per-answer McNemar path above unchanged.
+
+pass@k and majority vote (plan.pass_at_k, plan.majority_vote; harness/verdict/passk.py defines
+them) are per-item figures too: sampled_stats pairs them by item and reports their differences
+with the same cluster bootstrap and sign-flip test.
 """
 
 from __future__ import annotations
@@ -22,10 +26,18 @@ from collections.abc import Sequence
 import numpy as np
 
 from harness.config.schema import ForgettingConfig
-from harness.records.outcomes import answer_outcomes, paired_outcomes
-from harness.records.run_results import ForgettingStats, ForgettingTask, PairedRates, RunStats
+from harness.records.outcomes import AnswerKey, Paired, answer_outcomes, checks_by_answer, paired_outcomes
+from harness.records.run_results import (
+    ForgettingStats,
+    ForgettingTask,
+    PairedDelta,
+    PairedRates,
+    RunStats,
+    SampledSuite,
+)
 from harness.records.stage_records import CheckRecord, ForgettingRecord
 from harness.verdict import clustered, stats
+from harness.verdict.passk import is_reference_check, majority_right, pass_at_k
 
 CONFIDENCE = 0.95
 
@@ -146,6 +158,75 @@ def suite_stats(suite_names: Sequence[str], checks: Sequence[CheckRecord], seed:
     return result
 
 
+# ---------------------------------------------------------------------------- pass@k, majority vote
+def paired_delta(base: Sequence[float], cand: Sequence[float], rng: np.random.Generator) -> PairedDelta:
+    """Means over items of per-item values paired item by item, their difference with a two-sided 95%
+    cluster bootstrap interval and the sign-flip p-value. The one-sided lower bound is the bootstrap's,
+    except when no item moved, where the bootstrap collapses to 0: then the exact one-sided bound
+    -(1 - 0.05^(1/n)) (how large a share of items could each have dropped by one, unseen in n), so a
+    handful of unchanged items cannot prove "no drop". MDE: normal approximation on the differences'
+    SD (ddof 1) at 80% power; with no spread, Connor's planning value over the items."""
+    b, c = np.asarray(base, dtype=float), np.asarray(cand, dtype=float)
+    n = len(b)
+    if n == 0:
+        return PairedDelta(n=0, base=None, candidate=None, delta=None, delta_ci=(None, None),
+                           delta_lower_one_sided=None, p_value=None, mde=None)
+    boot = clustered.cluster_bootstrap(b, c, rng, confidence=CONFIDENCE)
+    diffs = c - b
+    p = clustered.sign_flip_p(diffs, rng)
+    lower = boot.lower_one_sided if diffs.any() else -(1 - (1 - CONFIDENCE) ** (1 / n))
+    sd = float(diffs.std(ddof=1)) if n > 1 else 0.0
+    mde = clustered.normal_mde(sd, n) if sd > 0 else stats.min_detectable_effect_paired_binary(n, None)
+    return PairedDelta(n=n, base=_finite(float(b.mean())), candidate=_finite(float(c.mean())),
+                       delta=_finite(boot.delta), delta_ci=(_finite(boot.low), _finite(boot.high)),
+                       delta_lower_one_sided=_finite(lower), p_value=p, mde=_finite(mde))
+
+
+def _counts(pairs: Paired) -> dict[str, tuple[int, int, int]]:
+    """Per item: paired samples, base passes, candidate passes."""
+    counts: dict[str, tuple[int, int, int]] = {}
+    for (item, _), b, c in zip(pairs.keys, pairs.base, pairs.candidate):
+        m, cb, cc = counts.get(item, (0, 0, 0))
+        counts[item] = (m + 1, cb + b, cc + c)
+    return counts
+
+
+def sampled_stats(suite_names: Sequence[str], checks: Sequence[CheckRecord], ks: Sequence[int], majority: bool,
+                  seed: int) -> dict[str, SampledSuite] | None:
+    """Per suite with several samples per item: pass@k for each k (an answer passes when every check
+    passed; items with fewer than k paired samples are left out of that k) and, with `majority`, the
+    majority-vote accuracy over the answers' reference checks (passk.py). None when nothing was asked,
+    or no suite has an item sampled more than once (a one-sample run's stats.json keeps a null)."""
+    if not ks and not majority:
+        return None
+    grouped = checks_by_answer(checks)
+    every = answer_outcomes(checks)
+    reference: dict[AnswerKey, bool] = {
+        key: all(ok for name, ok in named.items() if is_reference_check(name))
+        for key, named in grouped.items() if any(is_reference_check(name) for name in named)}
+    result = {}
+    for name in suite_names:
+        pairs = paired_outcomes(every, name)
+        counts = _counts(pairs)
+        if all(m == 1 for m, _, _ in counts.values()):
+            continue
+        by_k = {}
+        for k in ks:
+            used = [v for v in counts.values() if v[0] >= k]
+            by_k[str(k)] = paired_delta([pass_at_k(m, cb, k) for m, cb, _ in used],
+                                        [pass_at_k(m, cc, k) for m, _, cc in used],
+                                        subject_rng(seed, f"pass_at_k:{name}@{k}"))
+        vote = None
+        if majority:
+            voted = _counts(paired_outcomes(reference, name)).values()
+            vote = paired_delta([float(majority_right(m, cb)) for m, cb, _ in voted],
+                                [float(majority_right(m, cc)) for m, _, cc in voted],
+                                subject_rng(seed, f"majority_vote:{name}"))
+        result[name] = SampledSuite(samples_per_item=len(pairs.keys) / len(counts), pass_at_k=by_k,
+                                    majority_vote=vote)
+    return result or None
+
+
 # ---------------------------------------------------------------------------- forgetting
 def forgetting_stats(records: Sequence[ForgettingRecord], config: ForgettingConfig, seed: int) -> ForgettingStats:
     """Per task: both accuracies, the paired drop and a flag at the plan's warn/fail thresholds."""
@@ -174,10 +255,16 @@ def forgetting_flag(delta: float | None, config: ForgettingConfig) -> str:
 
 # ---------------------------------------------------------------------------- the run
 def apply_holm(run_stats: RunStats) -> RunStats:
-    """Holm-adjust the p-values of every suite and forgetting task of the run together (in place)."""
+    """Holm-adjust the p-values of every suite and forgetting task of the run together (in place), with
+    the pass@k and majority-vote differences when the run has them (run_stats.sampled)."""
     entries: list[PairedRates] = list(run_stats.suites.values())
     entries += list(run_stats.forgetting.tasks.values()) if run_stats.forgetting else []
-    adjusted = stats.holm([e.p_value for e in entries])
+    sampled = [d for s in (run_stats.sampled or {}).values()
+               for d in [*s.pass_at_k.values(), *([s.majority_vote] if s.majority_vote else [])]
+               if d.p_value is not None]
+    adjusted = [float(p) for p in stats.holm([e.p_value for e in entries] + [d.p_value or 1.0 for d in sampled])]
     for entry, p in zip(entries, adjusted):
-        entry.p_holm = float(p)
+        entry.p_holm = p
+    for delta, p in zip(sampled, adjusted[len(entries):]):
+        delta.p_holm = p
     return run_stats
