@@ -174,3 +174,20 @@ def directory_fingerprint_light(path: Path) -> dict[str, str]:
     if not path.is_dir():
         return {"id": str(path)}
     return {f.name: sha256_file(f) for f in sorted(path.iterdir()) if f.name in METADATA_FILES}
+
+
+def stop_token_ids(model_dir: str | Path, tokenizer: Any) -> list[int]:
+    """The ids generation stops on: the generation config's eos ids and the tokenizer's eos. One rule
+    for the transformers engine and for training's preflight (a Gemma ends its turn with
+    <end_of_turn>, not its tokenizer's <eos>)."""
+    from transformers import GenerationConfig
+
+    ids: set[int] = set()
+    try:
+        eos = GenerationConfig.from_pretrained(model_dir).eos_token_id
+        ids.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    except OSError:  # no generation_config.json
+        pass
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return sorted(ids)

@@ -14,6 +14,7 @@ from typing import Any
 
 from harness.config.engine import EngineConfig, SamplingConfig
 from harness.engines.base import ChatRequest, Completion
+from harness.engines.checkpoint import stop_token_ids
 from harness.errors import InfraError, MissingDependency
 
 
@@ -55,7 +56,7 @@ class TransformersBackend:
         self.tokenizer = tokenizer
         self.batch_size = engine.batch_size
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        self.stop_ids = _stop_ids(model_path, tokenizer)
+        self.stop_ids = stop_token_ids(model_path, tokenizer)
 
     def generate(self, requests: Sequence[ChatRequest], sampling: SamplingConfig,
                  adapter: str | None = None) -> list[Completion]:
@@ -113,18 +114,3 @@ class TransformersBackend:
         del self.model
         if self.device == "cuda":
             self._torch.cuda.empty_cache()
-
-
-def _stop_ids(model_path: str, tokenizer: Any) -> list[int]:
-    """eos ids of the generation config, plus the tokenizer's eos."""
-    from transformers import GenerationConfig
-
-    ids: set[int] = set()
-    try:
-        eos = GenerationConfig.from_pretrained(model_path).eos_token_id
-        ids.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-    except OSError:
-        pass
-    if tokenizer.eos_token_id is not None:
-        ids.add(tokenizer.eos_token_id)
-    return sorted(ids)

@@ -25,7 +25,7 @@ from typing import Any
 
 from harness.config.loading import load_checkpoint
 from harness.config.schema import CheckpointConfig, TrainConfig
-from harness.engines.checkpoint import directory_fingerprint, local_model_dir, sha256_file
+from harness.engines.checkpoint import directory_fingerprint, local_model_dir, sha256_file, stop_token_ids
 from harness.errors import ConfigError, InfraError, MissingDependency
 from harness.locks import exclusive_lock
 from harness.records.cache import Cache, content_key, default_cache_dir
@@ -35,7 +35,7 @@ from harness.render.formatting import removed_summary
 from harness.stages.train.curation import curate
 from harness.stages.train.data import Conversation, load_conversations, split
 from harness.stages.train.smoke import smoke_verdict
-from harness.stages.train.template import FILE, TOKENIZER, TrainingTemplate, confirm, stop_token_ids, training_template
+from harness.stages.train.template import FILE, TOKENIZER, TrainingTemplate, confirm, training_template
 
 RECIPE_VERSION = 2  # bump when the training recipe changes what a config produces
 RESULT_FILE = "train.json"

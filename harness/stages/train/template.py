@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError, InfraError
@@ -82,22 +81,6 @@ def confirm(template: TrainingTemplate, trainer: Any) -> None:
     if used != template.patched:
         raise InfraError(f"TRL's SFTTrainer chose another training template than {template.source}; this "
                          "harness does not support this TRL version's template handling")
-
-
-def stop_token_ids(base_dir: Path, tok: Any) -> list[int]:
-    """The ids generation stops on: the generation config's eos ids and the tokenizer's eos (the
-    transformers backend's rule; a Gemma ends its turn with <end_of_turn>, not its tokenizer's <eos>)."""
-    from transformers import GenerationConfig
-
-    ids: set[int] = set()
-    try:
-        eos = GenerationConfig.from_pretrained(base_dir).eos_token_id
-        ids.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-    except OSError:  # no generation_config.json
-        pass
-    if tok.eos_token_id is not None:
-        ids.add(tok.eos_token_id)
-    return sorted(ids)
 
 
 def patchable_families() -> list[str]:
