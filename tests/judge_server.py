@@ -43,8 +43,9 @@ class State:
     """How long a `timeout` fault sleeps (longer than the client's timeout)."""
     delay_s: float = 0.0
     """Every request waits this long (to make requests overlap)."""
-    answers: dict[str, str] = field(default_factory=dict)
-    """Standing in for checkpoints: the answer each model name gives (else "The answer is 42.")."""
+    answers: dict[str, str | list[str]] = field(default_factory=dict)
+    """Standing in for checkpoints: the answer each model name gives (else "The answer is 42."); a list
+    is picked from by the request's seed, so samples of one prompt can differ."""
     retry_after: str | None = None
     """Retry-After header sent with a 429 or 503 fault."""
     strict: bool = False
@@ -144,7 +145,10 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
                 return
             if fault == "timeout":
                 time.sleep(state.slow_s)
-            text = decide(state.policy, body["messages"], state.answers.get(body["model"], "The answer is 42."))
+            answer = state.answers.get(body["model"], "The answer is 42.")
+            if isinstance(answer, list):
+                answer = answer[int(body.get("seed") or 0) % len(answer)]
+            text = decide(state.policy, body["messages"], answer)
             payload = json.dumps({
                 "id": "j", "object": "chat.completion", "created": 0, "model": body["model"],
                 "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],

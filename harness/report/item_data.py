@@ -230,3 +230,32 @@ def forgetting_flips(records: pd.DataFrame, lost: bool = True) -> pd.DataFrame:
                                                 "prediction_base": "base prediction",
                                                 "prediction_cand": "candidate prediction"})
     return out[cols].sort_values(key, kind="stable").reset_index(drop=True)
+
+
+def consistency_changes(checks: pd.DataFrame) -> pd.DataFrame:
+    """Items answered several times where one side was right every time and the other only some
+    times: "less consistent" when the candidate lost the base's reliability, "more consistent" for
+    the reverse. Each side's count is its samples that passed every check (records/outcomes.py)."""
+    import pandas as pd
+
+    from harness.records.outcomes import answer_outcomes
+
+    columns = ["suite", "item_id", "base right", "candidate right", "change"]
+    if checks.empty:
+        return pd.DataFrame(columns=columns)
+    counts: dict[tuple[str, str], dict[str, list[int]]] = {}
+    for (role, suite, item, _), passed in answer_outcomes(checks.itertuples(index=False)).items():
+        tally = counts.setdefault((suite, item), {}).setdefault(role, [0, 0])
+        tally[0] += passed
+        tally[1] += 1
+    rows = []
+    for (suite, item), sides in sorted(counts.items()):
+        (b, bn), (c, cn) = sides.get("base", [0, 0]), sides.get("candidate", [0, 0])
+        if min(bn, cn) < 2:
+            continue
+        change = ("less consistent" if b == bn and 0 < c < cn else
+                  "more consistent" if c == cn and 0 < b < bn else None)
+        if change:
+            rows.append({"suite": suite, "item_id": item, "base right": f"{b} of {bn}",
+                         "candidate right": f"{c} of {cn}", "change": change})
+    return pd.DataFrame(rows, columns=columns)

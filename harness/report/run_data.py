@@ -286,6 +286,21 @@ def suites_table(run: RunInfo) -> pd.DataFrame:
                                        "delta CI", "p", "p (Holm)", "MDE"])
 
 
+def sampled_table(run: RunInfo) -> pd.DataFrame:
+    """pass@k and majority vote per suite, as stats.json holds them (runs with several samples per item)."""
+    import pandas as pd
+
+    columns = ["suite", "figure", "items", "base", "candidate", "delta", "delta CI", "p (Holm)"]
+    rows = []
+    for name, sampled in ((run.stats.sampled or {}) if run.stats is not None else {}).items():
+        figures = [(f"pass@{k}", d) for k, d in sampled.pass_at_k.items()]
+        figures += [("majority vote", sampled.majority_vote)] if sampled.majority_vote is not None else []
+        rows += [{"suite": name, "figure": label, "items": d.n, "base": fmt.pct(d.base),
+                  "candidate": fmt.pct(d.candidate), "delta": fmt.delta_pts(d.delta),
+                  "delta CI": fmt.ci_pts(d.delta_ci), "p (Holm)": fmt.p_value(d.p_holm)} for label, d in figures]
+    return pd.DataFrame(rows, columns=columns)
+
+
 def delta_points(items: Mapping[str, PairedRates]) -> pd.DataFrame:
     """Stored deltas and their CIs as rows for a chart (name, delta, lo, hi, flag)."""
     import pandas as pd

@@ -59,6 +59,15 @@ def suites_section(run: RunInfo) -> None:
     points = run_data.delta_points(run.suite_rates)
     if not points.empty:
         report_charts.show_deltas(points, "candidate - base pass rate")
+    sampled = run_data.sampled_table(run)
+    if not sampled.empty:  # several samples per item: pass@k, majority vote, and who became less reliable
+        st.subheader("Several samples per item")
+        report_ui.table(sampled)
+        checks = report_ui.records(run, "checks")
+        changes = item_data.consistency_changes(checks) if checks is not None else None
+        if changes is not None and not changes.empty:
+            st.caption("Items where one side was right in every sample and the other only in some:")
+            report_ui.table(changes)
 
 
 def judge_section(run: RunInfo) -> None:
