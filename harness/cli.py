@@ -17,7 +17,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from harness.errors import HarnessError
-from harness.render.console import err, out, print_gates, print_result, print_training, progress_bar
+from harness.render.console import err, out, print_gates, print_result, print_training, progress_bar, tables_to_stderr
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Compare a fine-tuned checkpoint with its base and gate the release.")
@@ -55,16 +55,21 @@ def compare(
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="Override a field: [base.|candidate.|plan.]field.path=value (YAML value); repeatable; "
         "without a prefix it applies to both checkpoints.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print verdict.json on stdout; tables go to stderr.")] = False,
 ) -> None:
     """Run both checkpoints on the plan, gate the result, write a run dir; the exit code is the verdict."""
     from harness.records.manifest import CommandLine
     from harness.stages.pipeline import prepare, run_compare
 
+    if as_json:
+        tables_to_stderr()
     asked = CommandLine(overrides=set_ or [], adapter=adapter, backend=backend, limit=limit)
     inputs = prepare(base, candidate, plan, policy, asked)
     with progress_bar() as progress:
         result = run_compare(inputs, runs_dir, run_dir, cache, progress=progress)
     print_result(result)
+    if as_json:
+        sys.stdout.write(result.verdict.model_dump_json(indent=2) + "\n")
     raise typer.Exit(result.decision.exit_code)
 
 
@@ -74,14 +79,20 @@ def gate(
     run_dir: Annotated[Path, typer.Argument(help="A finished run dir.")],
     policy: Annotated[Path | None,
                       typer.Option(help="Gate policy YAML (else the run's plan gates, else the default).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print verdict.json on stdout; tables go to stderr.")] = False,
 ) -> None:
     """Re-decide a run's gates from its stored records (no model is loaded); rewrites verdict.json,
     junit.xml and summary.md. Exit 0 pass, 1 fail, 2 bad input, 3 inconclusive."""
+    from harness.render import console
     from harness.render.decision_files import regate
 
+    if as_json:
+        tables_to_stderr()
     run, outputs, _ = regate(run_dir, policy)
     print_gates(outputs.decision)
-    out.print(f"run dir: {run.path}", highlight=False, soft_wrap=True)
+    console.out.print(f"run dir: {run.path}", highlight=False, soft_wrap=True)
+    if as_json:
+        sys.stdout.write(outputs.verdict.model_dump_json(indent=2) + "\n")
     raise typer.Exit(outputs.decision.exit_code)
 
 
@@ -155,15 +166,18 @@ def validate(
 @app.command()
 @guarded
 def schema(
-    kind: Annotated[str, typer.Argument(help="checkpoint, plan, policy or suite.")] = "checkpoint",
+    kind: Annotated[str, typer.Argument(help="checkpoint, plan, policy or suite (input files); manifest, stats "
+                                        "or verdict (the files a run writes).")] = "checkpoint",
 ) -> None:
-    """Print the JSON Schema of a file kind (for editor completion)."""
+    """Print the JSON Schema of a file kind (editor completion, or a CI step that reads a run's files)."""
     from harness.config.schema import CheckpointConfig, PlanConfig, PolicyFile
     from harness.config.suites import SuiteFile
     from harness.errors import ConfigError
+    from harness.records.manifest import Manifest
+    from harness.records.run_results import RunStats, Verdict
 
     models: dict[str, Any] = {"checkpoint": CheckpointConfig, "plan": PlanConfig, "policy": PolicyFile,
-                              "suite": SuiteFile}
+                              "suite": SuiteFile, "manifest": Manifest, "stats": RunStats, "verdict": Verdict}
     if kind not in models:
         raise ConfigError(None, "kind", f"unknown kind {kind!r}; expected one of: {', '.join(models)}")
     sys.stdout.write(json.dumps(models[kind].model_json_schema(), indent=2) + "\n")

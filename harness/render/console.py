@@ -31,6 +31,12 @@ out = _console()
 err = _console(stderr=True)
 
 
+def tables_to_stderr() -> None:
+    """`--json`: stdout carries the verdict alone, so everything else the command prints goes to stderr."""
+    global out
+    out = err
+
+
 def print_training(name: str, result: TrainingResult, reused: bool) -> None:
     smoke = result.smoke
     table = Table(title=f"smoke-test SFT of {name}: " + ("passed" if smoke.passed else "FAILED")
@@ -57,6 +63,9 @@ def progress_bar() -> Any:
 
     @contextmanager
     def bar() -> Any:
+        if not err.is_terminal:  # a CI log: one plain line per chunk instead of a bar nobody sees
+            yield _plain_progress()
+            return
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err, disable=not err.is_terminal) as progress:
             tasks: dict[str, Any] = {}
@@ -67,6 +76,22 @@ def progress_bar() -> Any:
                 progress.advance(tasks[label], n)
             yield advance
     return bar()
+
+
+def _plain_progress() -> Any:
+    import time
+
+    started: dict[str, float] = {}
+    done: dict[str, int] = {}
+
+    def advance(label: str, n: int, total: int) -> None:
+        started.setdefault(label, time.monotonic())
+        done[label] = done.get(label, 0) + n
+        elapsed = time.monotonic() - started[label]
+        rate = f", {done[label] / elapsed:.1f}/s" if elapsed > 0 and done[label] else ""
+        err.print(f"{_escape(label)}: {done[label]}/{total}{rate}, {elapsed:.0f} s elapsed", highlight=False,
+                  soft_wrap=True)
+    return advance
 
 
 def print_result(result: CompareResult) -> None:
