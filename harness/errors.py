@@ -40,3 +40,8 @@ class InfraError(HarnessError):
 class MissingDependency(InfraError):
     def __init__(self, module: str, hint: str) -> None:
         super().__init__(f"the '{module}' package is needed here but not installed; {hint}")
+
+
+def install_hint(extra: str) -> str:
+    """How to get an extra (pyproject.toml): each command needs only the extras it uses."""
+    return f"pip install 'harness[{extra}]' (from a checkout: pip install -e '.[{extra}]')"

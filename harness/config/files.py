@@ -9,9 +9,11 @@ bytes or a denied directory is a one-line ConfigError on the field that names it
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import re
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +48,30 @@ def check_checkpoint_files(config: CheckpointConfig, file: str) -> None:
             _data_file(Path(entry), file, f"train.data[{index}]")
         if config.train.output_dir is not None:
             _output_dir(Path(config.train.output_dir), file, "train.output_dir")
+        _trackers(config.train.report_to, file)
     _chat_template(config, file)
     if config.plan is not None:
         check_plan_files(config.plan, file, "plan.")
+
+
+# transformers' reporting integrations: the modules each one imports, and the package that gives them.
+TRACKERS = {"azure_ml": (("azureml",), "azureml-core"), "clearml": (("clearml",), "clearml"),
+            "codecarbon": (("codecarbon",), "codecarbon"), "comet_ml": (("comet_ml",), "comet-ml"),
+            "dagshub": (("dagshub",), "dagshub"), "dvclive": (("dvclive",), "dvclive"),
+            "flyte": (("flytekit",), "flytekit"), "mlflow": (("mlflow",), "mlflow"),
+            "neptune": (("neptune",), "neptune"),
+            "swanlab": (("swanlab",), "swanlab"), "tensorboard": (("tensorboard", "tensorboardX"), "tensorboard"),
+            "trackio": (("trackio",), "trackio"), "wandb": (("wandb",), "wandb")}
+
+
+def _trackers(names: Sequence[str], file: str) -> None:
+    """Before any training: a tracker that is not installed would otherwise stop the trainer mid-setup."""
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            raise ConfigError(file, f"train.report_to[{index}]", f"{name!r} is named twice")
+        modules, package = TRACKERS[name]
+        if not any(importlib.util.find_spec(m) is not None for m in modules):
+            raise ConfigError(file, f"train.report_to[{index}]", f"{name} is not installed; pip install {package}")
 
 
 def check_plan_files(plan: PlanConfig, file: str, prefix: str = "") -> None:

@@ -20,10 +20,10 @@ from pydantic import (
 )
 
 from harness.config.engine import EndpointConfig, EngineConfig, SamplingConfig, Strict
+from harness.resources import shipped_dir
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]  # harness/config/schema.py -> the project
-DEFAULT_SUITES_DIR = PROJECT_ROOT / "suites" / "demo"
-DEFAULT_FORGETTING_DIR = PROJECT_ROOT / "suites" / "forgetting"
+DEFAULT_SUITES_DIR = shipped_dir("suites") / "demo"
+DEFAULT_FORGETTING_DIR = shipped_dir("suites") / "forgetting"
 DEMO_SCHEME = "demo:"
 DEMO_MODELS = ("base", "candidate")
 
@@ -292,6 +292,12 @@ class TrainConfig(Strict):
     """Share of rows that may fail to parse before the run stops."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    report_to: list[Literal["azure_ml", "clearml", "codecarbon", "comet_ml", "dagshub", "dvclive", "flyte",
+                            "mlflow", "neptune", "swanlab", "tensorboard", "trackio", "wandb"]] = Field(
+        default_factory=list)
+    """Experiment trackers TRL logs the run to as it trains (transformers' integrations), each installed
+    and configured its own way (WANDB_PROJECT, MLFLOW_TRACKING_URI, ...). Where the run is logged does
+    not change the weights, so it is not part of the result's hash: a reused result logs nothing."""
 
 
 class CheckpointConfig(Strict):

@@ -15,7 +15,7 @@ from typing import Any
 from harness.config.engine import EngineConfig, SamplingConfig
 from harness.engines.base import ChatRequest, Completion
 from harness.engines.checkpoint import stop_token_ids
-from harness.errors import InfraError, MissingDependency
+from harness.errors import InfraError, MissingDependency, install_hint
 
 
 class TransformersBackend:
@@ -28,7 +28,7 @@ class TransformersBackend:
             from transformers import AutoModelForCausalLM
             from transformers.utils import logging as hf_logging
         except ImportError:
-            raise MissingDependency("transformers", "install the project: pip install -e '.[cpu]'") from None
+            raise MissingDependency("transformers", install_hint("hf")) from None
         self._torch = torch
         hf_logging.disable_progress_bar()  # the run has its own progress display
         cuda = torch.cuda.is_available()

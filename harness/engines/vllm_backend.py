@@ -27,7 +27,8 @@ class VLLMBackend:
             import vllm
             from vllm.lora.request import LoRARequest
         except ImportError:
-            raise MissingDependency("vllm", "install '.[gpu]' on a CUDA machine or '.[cpu]' elsewhere") from None
+            raise MissingDependency(
+                "vllm", "pip install 'harness[gpu]' on a CUDA machine, 'harness[cpu]' elsewhere") from None
         if engine.data_parallel_size > 1:
             # Offline LLM() refuses data parallelism; it belongs to the server or Ray.
             raise InfraError("vllm: data_parallel_size > 1 needs the OpenAI-compatible server "

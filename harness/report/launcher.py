@@ -15,11 +15,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.config.schema import PROJECT_ROOT
 from harness.errors import ConfigError, InfraError
 from harness.processes import run_foreground, stop_process_group
+from harness.resources import shipped_dir
 
-APP = PROJECT_ROOT / "reports" / "app.py"
+APP = shipped_dir("reports") / "app.py"
 RUNS_DIR_ENV = "HARNESS_RUNS_DIR"
 
 

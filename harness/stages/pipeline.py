@@ -16,7 +16,7 @@ from typing import Any
 from harness.config.arguments import load_checkpoint_argument, parse_overrides
 from harness.config.loading import choose_plan
 from harness.config.plans import limit_plan, limit_suite, with_plan_overrides
-from harness.config.schema import PROJECT_ROOT, CheckpointConfig, GateConfig, PlanConfig
+from harness.config.schema import CheckpointConfig, GateConfig, PlanConfig
 from harness.config.suites import Suite, load_suites
 from harness.engines.checkpoint import ResolvedCheckpoint, resolve_checkpoint
 from harness.errors import ConfigError, InfraError
@@ -28,6 +28,7 @@ from harness.records.run_results import RunStats, TrainingResult, Verdict
 from harness.records.stage_records import CheckRecord, ForgettingRecord, GenerationRecord, JudgmentRecord, Role
 from harness.render.decision_files import policy_for, write_outputs
 from harness.render.run_summary import RunSummary
+from harness.resources import CHECKOUT, in_checkout
 from harness.stages.checks import run_checks
 from harness.stages.forgetting import TaskSpec, check_engine, lm_eval_version, resolve_tasks, run_forgetting
 from harness.stages.generate import run_generation
@@ -135,7 +136,7 @@ def _manifest(inputs: Inputs, checkpoints: dict[Role, ResolvedCheckpoint], run_i
         "policy": {"source": inputs.policy,
                    "gates": [g.model_dump(mode="json", exclude_unset=True) for g in inputs.gates]},
         "seeds": {"plan": inputs.plan.seed, **{r: c.config.sampling.seed for r, c in checkpoints.items()}},
-        "packages": package_versions(), "git": git_commit(PROJECT_ROOT), "hardware": hardware(),
+        "packages": package_versions(), "git": git_commit(CHECKOUT) if in_checkout() else None, "hardware": hardware(),
         "command_line": inputs.command_line.model_dump(), "stages": {},
     })
 

@@ -25,12 +25,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from harness.config.schema import PROJECT_ROOT
 from harness.config.yamlio import read_yaml, validate
 from harness.errors import ConfigError
 from harness.records.stage_records import Verdict
+from harness.resources import shipped_dir
 
-JUDGES_DIR = PROJECT_ROOT / "judges"
+JUDGES_DIR = shipped_dir("judges")
 PLACEHOLDERS = {
     "pairwise": ({"question", "answer_a", "answer_b"}, {"reference"}),
     "single": ({"question", "answer"}, {"reference"}),

@@ -13,12 +13,14 @@ run trains into a temp dir that is renamed into place only when complete.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
 import resource
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ from typing import Any
 from harness.config.loading import load_checkpoint
 from harness.config.schema import CheckpointConfig, TrainConfig
 from harness.engines.checkpoint import directory_fingerprint, local_model_dir, sha256_file, stop_token_ids
-from harness.errors import ConfigError, InfraError, MissingDependency
+from harness.errors import ConfigError, InfraError, MissingDependency, install_hint
 from harness.locks import exclusive_lock
 from harness.records.cache import Cache, content_key, default_cache_dir
 from harness.records.run_results import TrainingResult
@@ -57,7 +59,7 @@ class TrainOutcome:
 def train_hash(train: TrainConfig, base_dir: Path, cache: Cache, chat_template: Path | None = None) -> str:
     parts: dict[str, Any] = {"recipe": RECIPE_VERSION, "base": directory_fingerprint(base_dir, cache),
                              "data": [sha256_file(Path(p)) for p in train.data],
-                             "settings": train.model_dump(mode="json", exclude={"output_dir", "data"})}
+                             "settings": train.model_dump(mode="json", exclude={"output_dir", "data", "report_to"})}
     if chat_template is not None:  # (absent otherwise, so that earlier results keep their hash)
         parts["chat_template"] = sha256_file(chat_template)
     return content_key(parts)
@@ -130,7 +132,7 @@ def run_training(train: TrainConfig, base_dir: Path, out: Path, file: str,
         import torch
         from transformers import AutoTokenizer
     except ImportError as exc:
-        raise MissingDependency(exc.name or "trl", "install the project: pip install -e '.[cpu]'") from None
+        raise MissingDependency(exc.name or "trl", install_hint("train")) from None
     started = time.perf_counter()
     tok = AutoTokenizer.from_pretrained(base_dir)
     base_template = tok.chat_template
@@ -151,7 +153,10 @@ def run_training(train: TrainConfig, base_dir: Path, out: Path, file: str,
                           f"(removed: {removed_summary(curated.counts)}); need at least 2")
     train_rows, eval_rows = split(curated.kept, train.validation_share, train.seed)
 
-    trainer, device = make_trainer(train, base_dir, tok, train_rows, eval_rows, out)
+    # transformers' TensorBoard callback reads its directory from the environment when the trainer is built;
+    # the trainer's own output dir is scratch (removed below), so the logs go beside the checkpoint.
+    with _environment(TENSORBOARD_LOGGING_DIR=str(out / "tensorboard")):
+        trainer, device = make_trainer(train, base_dir, tok, train_rows, eval_rows, out)
     confirm(template, trainer)  # TRL tokenized with the template chosen above: the preflight checks its mask
     preflight = {**_preflight(trainer.train_dataset, len(train_rows), tok, stop_token_ids(base_dir, tok), file),
                  **template.record()}
@@ -214,7 +219,7 @@ def make_trainer(train: TrainConfig, base_dir: Path, tok: Any, train_rows: list[
     total_steps = train.max_steps or max(1, math.ceil(steps_per_epoch * train.epochs))
     eval_every = train.eval_every or max(1, total_steps // 10)
     args = SFTConfig(
-        output_dir=str(out / "trainer"), use_cpu=device == "cpu", report_to=[], seed=train.seed,
+        output_dir=str(out / "trainer"), use_cpu=device == "cpu", report_to=list(train.report_to), seed=train.seed,
         data_seed=train.seed, assistant_only_loss=True, max_length=train.max_length, packing=False,
         per_device_train_batch_size=train.batch_size, per_device_eval_batch_size=train.batch_size,
         gradient_accumulation_steps=train.gradient_accumulation, learning_rate=train.learning_rate,
@@ -294,6 +299,20 @@ def _preflight(dataset: Any, rows_in: int, tok: Any, stop: list[int], file: str)
                           "model would never learn to stop; put the end-of-turn token inside {% generation %}")
     return {"rows": rows_out, "dropped_fully_masked": rows_in - rows_out, "rows_without_stop_token": without_stop,
             "trained_tokens": trained_tokens}
+
+
+@contextlib.contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _step_records(history: list[dict[str, Any]]) -> list[TrainStepRecord]:
