@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from harness.report import item_data, run_data
+from harness.report import item_data, run_data, tables
 from harness.report.run_data import RunInfo, Unreadable
 from harness.report.worddiff import escape_markdown
 
@@ -180,6 +180,20 @@ def paginate(frame: pd.DataFrame, key: str, sizes: tuple[int, ...] = (10, 25, 50
     return frame.iloc[start:start + size]
 
 
-def table(frame: pd.DataFrame, **kwargs: Any) -> None:
-    """A dataframe: the grid draws cells as text, so untrusted values are safe in it."""
-    st.dataframe(frame, hide_index=True, **kwargs)
+def column_config(data: tables.Table) -> dict[str, Any]:
+    """A Table's numeric columns as st.dataframe's column_config: the grid holds the numbers (it sorts,
+    filters and downloads them as numbers) and draws each with the printf-style format of its kind."""
+    config: dict[str, Any] = {name: st.column_config.Column(pinned=True) for name in data.pinned}
+    config.update({name: st.column_config.NumberColumn(format=spec.format, help=spec.help)
+                   for name, spec in data.numbers.items()})
+    return config
+
+
+def table(data: tables.Table | pd.DataFrame, **kwargs: Any) -> None:
+    """A dataframe: the grid draws cells as text, so untrusted values are safe in it. A missing value
+    shows as summary.md prints one ("n/a")."""
+    if isinstance(data, tables.Table):
+        st.dataframe(data.frame, hide_index=True, column_config=column_config(data), placeholder=tables.MISSING,
+                     **kwargs)
+    else:
+        st.dataframe(data, hide_index=True, placeholder=tables.MISSING, **kwargs)

@@ -274,6 +274,14 @@ def add_running_judge(run_path: Path) -> None:
     (run.path / "records" / "judge.jsonl").write_text(whole + "\n" + whole[:40], encoding="utf-8")
 
 
+def set_suite_delta(run_path: Path, suite: str, delta: float) -> None:
+    """Another stored delta for a suite in a run's stats.json (the page shows what the file says)."""
+    file = run_path / "stats.json"
+    data = json.loads(file.read_text(encoding="utf-8"))
+    data["suites"][suite]["delta"] = delta
+    atomic_write_json(file, data)
+
+
 def set_schema_version(file: Path, version: int) -> None:
     """A run file as another harness would have written it (a newer one: its schema is unknown here)."""
     data = json.loads(file.read_text(encoding="utf-8"))

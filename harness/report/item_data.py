@@ -235,12 +235,13 @@ def forgetting_flips(records: pd.DataFrame, lost: bool = True) -> pd.DataFrame:
 def consistency_changes(checks: pd.DataFrame) -> pd.DataFrame:
     """Items answered several times where one side was right every time and the other only some
     times: "less consistent" when the candidate lost the base's reliability, "more consistent" for
-    the reverse. Each side's count is its samples that passed every check (records/outcomes.py)."""
+    the reverse. Each side's count is its samples that passed every check (records/outcomes.py), out of
+    its samples of the item (both whole numbers, so the table sorts by them)."""
     import pandas as pd
 
     from harness.records.outcomes import answer_outcomes
 
-    columns = ["suite", "item_id", "base right", "candidate right", "change"]
+    columns = ["suite", "item_id", "base right", "base samples", "candidate right", "candidate samples", "change"]
     if checks.empty:
         return pd.DataFrame(columns=columns)
     counts: dict[tuple[str, str], dict[str, list[int]]] = {}
@@ -256,6 +257,6 @@ def consistency_changes(checks: pd.DataFrame) -> pd.DataFrame:
         change = ("less consistent" if b == bn and 0 < c < cn else
                   "more consistent" if c == cn and 0 < b < bn else None)
         if change:
-            rows.append({"suite": suite, "item_id": item, "base right": f"{b} of {bn}",
-                         "candidate right": f"{c} of {cn}", "change": change})
+            rows.append({"suite": suite, "item_id": item, "base right": b, "base samples": bn,
+                         "candidate right": c, "candidate samples": cn, "change": change})
     return pd.DataFrame(rows, columns=columns)

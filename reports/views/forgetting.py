@@ -6,7 +6,7 @@ import report_charts
 import report_ui
 import streamlit as st
 
-from harness.report import item_data, run_data
+from harness.report import item_data, tables
 
 md = report_ui.md
 st.title("Forgetting")
@@ -21,8 +21,8 @@ if forgetting is None:
 else:
     st.caption(f"lm-evaluation-harness {md(forgetting.lm_eval_version or '?')}; accuracy per task, candidate "
                "minus base, with the CI and Holm-corrected p-value the stats stage stored.")
-    report_ui.table(run_data.forgetting_table(run))
-    report_charts.show_deltas(run_data.delta_points(run.forgetting_tasks), "candidate - base accuracy")
+    report_ui.table(tables.forgetting_table(run))
+    report_charts.show_deltas(tables.delta_points(run.forgetting_tasks), "candidate - base accuracy")
 
 records = report_ui.records(run, "forgetting")
 if records is None or records.empty:

@@ -6,7 +6,7 @@ import report_charts
 import report_ui
 import streamlit as st
 
-from harness.report import item_data, run_data
+from harness.report import item_data, tables
 from harness.report.run_data import RunInfo
 
 md = report_ui.md
@@ -25,7 +25,7 @@ def verdict_section(run: RunInfo) -> None:
         report_ui.outcome("Verdict", verdict.outcome, verdict.reason)
     for warning in verdict.warnings:
         st.warning(md(warning))
-    gates = run_data.gates_table(verdict)
+    gates = tables.gates_table(verdict)
     st.subheader("Gates")
     if gates.empty:
         st.info("No release gates were applied to this run." if verdict.outcome == "ungated"
@@ -51,15 +51,15 @@ def smoke_section(run: RunInfo) -> None:
 
 def suites_section(run: RunInfo) -> None:
     st.subheader("Suites (all checks passed)")
-    table = run_data.suites_table(run)
+    table = tables.suites_table(run)
     if table.empty:
         st.info("This run has no suite results yet.")
         return
     report_ui.table(table)
-    points = run_data.delta_points(run.suite_rates)
+    points = tables.delta_points(run.suite_rates)
     if not points.empty:
         report_charts.show_deltas(points, "candidate - base pass rate")
-    sampled = run_data.sampled_table(run)
+    sampled = tables.sampled_table(run)
     if not sampled.empty:  # several samples per item: pass@k, majority vote, and who became less reliable
         st.subheader("Several samples per item")
         report_ui.table(sampled)
@@ -79,10 +79,10 @@ def judge_section(run: RunInfo) -> None:
         return
     st.caption(f"{md(judge.judge or '?')} ({md(judge.kind or '?')}{', ' + md(judge.model) if judge.model else ''}), "
                f"{judge.n} items")
-    figures = run_data.judge_figures(judge)
+    figures = tables.judge_figures(judge)
     for column, (label, shown) in zip(st.columns(len(figures)), figures.items()):
         column.metric(label, shown)
-    st.caption(run_data.judge_tests_line(judge))
+    st.caption(tables.judge_tests_line(judge))
     counts = {"wins": judge.wins, "losses": judge.losses, "ties": judge.ties, "inconsistent": judge.inconsistent,
               "unparsed": judge.unparsed, "failed": judge.failed}
     report_charts.show_counts(counts, "items")
@@ -110,18 +110,18 @@ def provenance_section(run: RunInfo) -> None:
     manifest = run.manifest
     st.caption(f"run {md(manifest.run_id)}, created {md(manifest.created_at)}, finished "
                f"{md(manifest.finished_at or 'not yet')}; inputs hash {md(manifest.inputs_hash)}")
-    report_ui.table(run_data.checkpoints_table(run))
+    report_ui.table(tables.checkpoints_table(run))
     tabs = st.tabs(["Stages", "Suites", "Packages", "Hardware", "Git and seeds"])
     with tabs[0]:
-        report_ui.table(run_data.stages_table(run))
+        report_ui.table(tables.stages_table(run))
     with tabs[1]:
-        report_ui.table(run_data.suite_files_table(run))
+        report_ui.table(tables.suite_files_table(run))
     with tabs[2]:
-        report_ui.table(run_data.mapping_table(manifest.packages, "package", "version"))
+        report_ui.table(tables.mapping_table(manifest.packages, "package", "version"))
     with tabs[3]:
-        report_ui.table(run_data.mapping_table(run_data.flatten(manifest.hardware), "property", "value"))
+        report_ui.table(tables.mapping_table(tables.flatten(manifest.hardware), "property", "value"))
     with tabs[4]:
-        report_ui.table(run_data.mapping_table({**{f"git {k}": v for k, v in (manifest.git or {}).items()},
+        report_ui.table(tables.mapping_table({**{f"git {k}": v for k, v in (manifest.git or {}).items()},
                                                **{f"seed {k}": v for k, v in manifest.seeds.items()}},
                                               "name", "value"))
 

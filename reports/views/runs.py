@@ -7,7 +7,7 @@ import report_charts
 import report_ui
 import streamlit as st
 
-from harness.report import run_data
+from harness.report import tables
 
 st.title("Runs")
 for unreadable in report_ui.unreadable_runs():
@@ -22,14 +22,14 @@ if not runs:
 
 st.caption(f"{len(runs)} run(s) in {report_ui.md(report_ui.runs_dir())}, newest first. Pick the run the other pages "
            "show in the sidebar.")
-report_ui.table(run_data.runs_table(runs))
+report_ui.table(tables.runs_table(runs))
 
 st.subheader("Compare two runs")
 by_name = {r.name: r for r in runs}
 chosen = st.multiselect("Runs to compare", list(by_name), max_selections=2, key="compare-runs",
                         placeholder="Pick one or two runs")
 if chosen:
-    st.dataframe(run_data.compare_runs_table([by_name[n] for n in chosen]))
+    report_ui.table(tables.compare_runs_table([by_name[n] for n in chosen]))
 
 current = report_ui.selected_run()
 assert current is not None
@@ -37,7 +37,7 @@ st.subheader("Over time: runs of the same base")
 st.caption(f"Base {report_ui.md(current.checkpoint_name('base'))} "
            f"(fingerprint {report_ui.md(current.base_identity[:12])}): stored win rates and forgetting deltas "
            "of every run of it, with their CIs.")
-trend = run_data.trend_frame(runs, current.base_identity)
+trend = tables.trend_frame(runs, current.base_identity)
 if trend.empty:
     st.info("No run of this base has judge or forgetting statistics yet.")
 else:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import report_charts
 import report_ui
 import streamlit as st
 
+from harness.report import tables
 from harness.report.run_data import RunInfo
 
 md = report_ui.md
@@ -38,18 +38,16 @@ def role_result(run: RunInfo, role: str) -> None:
     cols[0].metric("Steps", result.steps)
     cols[1].metric("Seconds", result.seconds)
     cols[2].metric("Tokens/s", result.tokens_per_second)
-    cols[3].metric("Final eval loss", result.eval_loss, format="%.4f")  # drawn by the browser; None shows as —
+    # drawn by the browser, as summary.md prints a loss; None shows as —
+    cols[3].metric("Final eval loss", result.eval_loss, format=tables.number("loss").format)
     cols[4].metric("Peak memory (MiB)", result.peak_memory_mib)
-    checks = pd.DataFrame([{"check": c.name, "result": "pass" if c.passed else "FAIL", "measured": c.detail}
-                           for c in smoke.checks], columns=["check", "result", "measured"])
-    report_ui.table(checks)
+    report_ui.table(tables.smoke_checks_table(result))
     st.caption(f"Data: {data.rows} rows, {data.bad_rows} unparsable; {data.train} train / {data.validation} "
                f"validation; {data.flagged_refusals} flagged refusals.")
     if data.curation:
         left, right = st.columns([1, 2])
         with left:
-            report_ui.table(pd.DataFrame({"curation filter": list(data.curation),
-                                          "removed": list(data.curation.values())}))
+            report_ui.table(tables.curation_table(result))
         with right:
             report_charts.show_counts(data.curation, "conversations removed")
 
