@@ -223,6 +223,24 @@ def report(
     raise typer.Exit(run_report(command, env))
 
 
+@app.command()
+@guarded
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run dir.")],
+    format_: Annotated[str, typer.Option(
+        "--format", help="lm-eval: lm-evaluation-harness's results file of the forgetting tasks, one per checkpoint. "
+        "alpaca-eval: AlpacaEval's model_outputs.json, one per checkpoint (with several samples per prompt, "
+        "sample 0). table: one row per item x sample x checkpoint with the prompt, answer, each check "
+        "(check.<name>), passed and the judge's outcome, as table.parquet and table.csv.")],
+    out: Annotated[Path | None, typer.Option(help="Directory to write into (default: RUN_DIR/export).")] = None,
+) -> None:
+    """Write a finished run in another tool's format (no model is loaded); prints the paths written."""
+    from harness.render.exports import export_run
+
+    for path in export_run(run_dir, format_, out):
+        typer.echo(str(path))
+
+
 def main() -> None:
     app()
 

@@ -161,3 +161,32 @@ def test_local_completions_scores_through_vllms_server(demo_models, vllm_server:
     by_role = {role: {r.doc_id: r.prediction for r in records if r.role == role} for role in ("base", "candidate")}
     assert len(by_role["candidate"]) == 12 and by_role["candidate"] == by_role["base"]
     cache.close()
+
+
+@pytest.mark.slow
+def test_lm_evals_own_aggregates_are_kept_and_a_cached_rerun_keeps_the_same(demo_models, tmp_path: Path) -> None:
+    """Beside the per-sample records, each checkpoint's lm-eval results (what its CLI would save) reach
+    `keep`; a rerun served from the cache hands over the same ones, without lm-eval."""
+    from harness.records.forgetting_results import ForgettingResults
+
+    cache = Cache(tmp_path / "cache.sqlite")
+    config = ForgettingConfig(tasks=[str(DEFAULT_FORGETTING_DIR / "cloze.yaml")], limit=8)
+    tasks = resolve_tasks(config, "plan.yaml")
+    checkpoints = {role: resolve_checkpoint(CheckpointConfig(name=role, model=f"demo:{role}", backend="transformers"),
+                                            f"{role}.yaml", cache) for role in ("base", "candidate")}
+    kept: list[ForgettingResults] = []
+    records, _ = run_forgetting(config, tasks, checkpoints, cache, tmp_path, 0, lambda _: None, kept.append)
+    assert [k.role for k in kept] == ["base", "candidate"] and all(list(k.tasks) == ["demo_cloze"] for k in kept)
+    for k in kept:
+        saved = k.tasks["demo_cloze"]
+        mine = [r.correct for r in records if r.role == k.role]
+        assert saved["results"]["demo_cloze"]["acc,none"] == pytest.approx(sum(mine) / len(mine))
+        assert saved["n-samples"]["demo_cloze"] == {"original": 412, "effective": 8}
+        assert saved["versions"] and saved["configs"]["demo_cloze"]["task"] == "demo_cloze"
+        assert saved["higher_is_better"] == {"demo_cloze": {"acc": True}} and saved["n-shot"] == {"demo_cloze": 0}
+        assert saved["config"]["limit"] == 8 and len(saved["task_hashes"]["demo_cloze"]) == 64
+        assert "samples" not in saved and k.engine == "hf" and k.model_args["pretrained"]
+    again: list[ForgettingResults] = []
+    _, stats = run_forgetting(config, tasks, checkpoints, cache, tmp_path, 0, lambda _: None, again.append)
+    assert stats.evaluated == 0 and again == kept
+    cache.close()

@@ -202,6 +202,10 @@ def test_the_core_and_report_install_works_outside_the_checkout(wheel: Path, tmp
         assert checked.returncode == 0 and checked.stdout.startswith("ok: "), checked.stderr
     judge = run(harness, "validate", shipped.parent / "judges" / "pairwise.yaml")
     assert judge.returncode == 0, judge.stderr
+    # A file that needs an extra this install lacks says which, in one line.
+    needs = run(harness, "validate", shipped / "sft.yaml")  # its plan runs the shipped lm-eval tasks
+    assert needs.returncode == 3 and "pip install 'harness[forgetting]'" in needs.stderr
+    assert len(needs.stderr.strip().splitlines()) == 1 and "Traceback" not in needs.stderr
 
     # A compare of two endpoint checkpoints needs nothing but the core.
     with JudgeServer() as server:

@@ -8,7 +8,8 @@ Caching: lm-eval's own request cache keys on the request only, not the model
 (lm-eval #4063), so results are cached here per (checkpoint fingerprint,
 engine, task config hash, limit, few-shot, seed) in the project's SQLite
 cache; a rerun loads no model at all. lm-eval's request cache is also passed,
-one file per checkpoint fingerprint, so a killed run resumes mid-task.
+one file per checkpoint fingerprint, so a killed run resumes mid-task. lm-eval's own
+aggregates are cached with each task's samples (records/forgetting_results.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any, cast
@@ -29,12 +30,13 @@ from harness.config.schema import CheckpointConfig, ForgettingConfig
 from harness.engines import gpu_vllm
 from harness.engines.checkpoint import ResolvedCheckpoint
 from harness.engines.vllm_args import engine_args
-from harness.errors import ConfigError, HarnessError, InfraError, MissingDependency
+from harness.errors import ConfigError, HarnessError, InfraError, MissingDependency, install_hint
 from harness.records.cache import Cache, content_key
+from harness.records.forgetting_results import ForgettingResults, saved_results
 from harness.records.stage_records import ROLES, ForgettingRecord, Role
 
-RECIPE_VERSION = 1
-"""Bump when the way samples become records changes: it is part of every cache key."""
+RECIPE_VERSION = 2
+"""Part of every cache key: bump when what is cached per task changes (2: lm-eval's aggregates too)."""
 BINARY_METRICS = ("acc", "exact_match", "acc_norm")
 
 
@@ -53,7 +55,7 @@ def lm_eval_version() -> str:
     try:
         return metadata.version("lm_eval")
     except metadata.PackageNotFoundError:
-        raise MissingDependency("lm-eval", "pip install lm-eval") from None
+        raise MissingDependency("lm-eval", install_hint("forgetting")) from None
 
 
 # ---------------------------------------------------------------------------- resolving tasks
@@ -109,7 +111,7 @@ def _local_task(path: Path, file: str, field: str | None) -> TaskSpec:
     try:
         from lm_eval.tasks._yaml_loader import load_yaml  # resolves include: and !function like lm-eval does
     except ImportError:
-        raise MissingDependency("lm-eval", "pip install lm-eval") from None
+        raise MissingDependency("lm-eval", install_hint("forgetting")) from None
     try:
         config = load_yaml(path)
     except Exception as exc:  # yaml errors, include cycles, missing !function modules
@@ -210,6 +212,7 @@ def model_args(engine: str, checkpoint: ResolvedCheckpoint, config: ForgettingCo
 
 # ---------------------------------------------------------------------------- running
 Emit = Callable[[list[ForgettingRecord]], None]
+Keep = Callable[[ForgettingResults], None]
 
 
 @dataclass(frozen=True)
@@ -233,20 +236,21 @@ def _evaluate_missing(tasks: Sequence[TaskSpec], keys: dict[str, str], checkpoin
     if missing:
         lm_cache = cache_dir / "lm-eval" / content_key({"fingerprint": checkpoint.fingerprint, "args": args})
 
-        def keep(task: TaskSpec, samples: list[dict[str, Any]]) -> None:
+        def keep(task: TaskSpec, samples: list[dict[str, Any]], results: dict[str, Any]) -> None:
             rows = [_sample_row(task.name, s) for s in samples]
             if not rows:
                 raise InfraError(f"lm-eval returned no samples for task {task.name} on {checkpoint.name}")
-            cache.put_many("forgetting", {keys[task.name]: rows})
-            found[keys[task.name]] = rows
+            found[keys[task.name]] = entry = {"samples": rows, "results": results}
+            cache.put_many("forgetting", {keys[task.name]: entry})
 
         _evaluate(engine, args, missing, config, seed, lm_cache, keep)
     return found, missing, round(time.perf_counter() - started, 3)
 
 
 def run_forgetting(config: ForgettingConfig, tasks: Sequence[TaskSpec], checkpoints: dict[Role, ResolvedCheckpoint],
-                   cache: Cache, cache_dir: Path, seed: int, emit: Emit) -> tuple[list[ForgettingRecord],
-                                                                                  ForgettingStats]:
+                   cache: Cache, cache_dir: Path, seed: int, emit: Emit,
+                   keep: Keep | None = None) -> tuple[list[ForgettingRecord], ForgettingStats]:
+    """Both checkpoints on every task: records go to `emit` task by task, each role's lm-eval aggregates to `keep`."""
     version = lm_eval_version()
     records: list[ForgettingRecord] = []
     cached = evaluated = 0
@@ -270,9 +274,12 @@ def run_forgetting(config: ForgettingConfig, tasks: Sequence[TaskSpec], checkpoi
         for task in tasks:
             fresh = task in missing
             batch = [ForgettingRecord(role=role, checkpoint=checkpoint.name, cached=not fresh, **row)
-                     for row in found[keys[task.name]]]
+                     for row in found[keys[task.name]]["samples"]]
             emit(batch)
             records.extend(batch)
+        if keep is not None:
+            keep(ForgettingResults(role=role, checkpoint=checkpoint.name, lm_eval_version=version, engine=engine,
+                                   model_args=args, tasks={t.name: found[keys[t.name]]["results"] for t in tasks}))
     return records, ForgettingStats(len(tasks), cached, evaluated, engines, engine_seconds)
 
 
@@ -308,12 +315,14 @@ def _quiet(log: io.StringIO) -> Iterator[None]:
 
 
 def _evaluate(engine: str, args: dict[str, Any], tasks: Sequence[TaskSpec], config: ForgettingConfig, seed: int,
-              lm_cache: Path, on_task: Callable[[TaskSpec, list[dict[str, Any]]], None]) -> None:
-    """Load the model once, then one simple_evaluate per task, handing each task's samples to `on_task`
-    as it finishes: a run killed mid-stage keeps every finished task."""
+              lm_cache: Path, on_task: Callable[[TaskSpec, list[dict[str, Any]], dict[str, Any]], None]) -> None:
+    """Load the model once, then one simple_evaluate per task, handing each task's samples and lm-eval's
+    saved results to `on_task` as it finishes: a run killed mid-stage keeps every finished task."""
     import lm_eval
     from lm_eval.api.registry import get_model
+    from lm_eval.loggers.evaluation_tracker import GeneralConfigTracker
     from lm_eval.tasks import TaskManager
+    from lm_eval.utils import handle_non_serializable
 
     # Local tasks go in as dicts (data paths already absolute); the registry is indexed only when used.
     manager = TaskManager(include_defaults=any(t.config is None for t in tasks))
@@ -325,6 +334,8 @@ def _evaluate(engine: str, args: dict[str, Any], tasks: Sequence[TaskSpec], conf
             if config.request_cache:
                 lm_cache.parent.mkdir(parents=True, exist_ok=True)
             for task in tasks:
+                tracker = GeneralConfigTracker()  # what lm-eval's CLI records of a run; it starts the clock
+                tracker.log_experiment_args(engine, args, None, None, fewshot_as_multiturn=True)  # as simple_evaluate
                 result = lm_eval.simple_evaluate(
                     model=lm, tasks=[task.config if task.config is not None else task.name], task_manager=manager,
                     num_fewshot=config.num_fewshot, limit=config.limit, log_samples=True, bootstrap_iters=0,
@@ -332,7 +343,10 @@ def _evaluate(engine: str, args: dict[str, Any], tasks: Sequence[TaskSpec], conf
                     numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed)
                 if result is None:
                     raise InfraError(f"lm-eval returned no result for task {task.name}")
-                on_task(task, list(result.get("samples", {}).get(task.name, [])))
+                samples = result.pop("samples", {})
+                tracker.log_end_time()
+                saved = saved_results(result, samples, asdict(tracker), handle_non_serializable)
+                on_task(task, list(samples.get(task.name, [])), saved)
         except ImportError as exc:  # an engine's optional packages (lm-eval[api], vllm) are missing
             extra = {"local-completions": "api", "vllm": "vllm"}.get(engine, engine)
             raise MissingDependency(f"lm-eval[{extra}]", " ".join(str(exc).split())[:300]) from None

@@ -21,6 +21,7 @@ from harness.config.suites import Suite, load_suites
 from harness.engines.checkpoint import ResolvedCheckpoint, resolve_checkpoint
 from harness.errors import ConfigError, InfraError
 from harness.records.cache import Cache, content_key, default_cache_dir
+from harness.records.forgetting_results import write_forgetting_results
 from harness.records.manifest import CommandLine, Manifest
 from harness.records.provenance import git_commit, hardware, numeric_environment, package_versions
 from harness.records.run_dir import RunDir, new_run_id
@@ -201,7 +202,8 @@ def _forgetting_stage(inputs: Inputs, run: RunDir, checkpoints: dict[Role, Resol
         run.append("forgetting", records)
 
     records, fstats = run_forgetting(inputs.plan.forgetting, inputs.tasks, checkpoints, cache,
-                                     cache.path.parent, inputs.plan.seed, emit)
+                                     cache.path.parent, inputs.plan.seed, emit,
+                                     keep=lambda results: write_forgetting_results(run.path, results))
     run.stage_done("forgetting", started, records, **asdict(fstats))
     if progress:
         progress("forgetting (lm-eval)", 2, 2)
