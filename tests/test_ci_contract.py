@@ -4,8 +4,10 @@ files' schemas, and plain progress lines when stderr is not a terminal."""
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import typer
@@ -17,6 +19,11 @@ from harness.records.run_results import Verdict
 from tests.conftest import ROOT, harness_cmd
 from tests.judge_server import JudgeServer
 from tests.reliability.endpoint_runs import write_inputs
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 
 def test_the_example_workflow_has_its_permissions_and_only_commands_the_cli_takes() -> None:
@@ -32,6 +39,11 @@ def test_the_example_workflow_has_its_permissions_and_only_commands_the_cli_take
         assert sub is not None, command
         sub.make_context(command[1], [a.replace("$RUN_DIR", "runs/x").strip('"') for a in command[2:]],
                          parent=parent)  # an unknown option or a missing argument raises here
+    install = next(s["run"] for s in steps if str(s.get("run", "")).startswith("pip install"))
+    extras = re.search(r"\[([a-z,]+)\]", install)
+    assert extras, install  # the extras it installs are ones the package declares, and give compare all it needs
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert set(extras.group(1).split(",")) <= set(declared) and {"all", "gpu"} <= set(extras.group(1).split(","))
     junit = next(s for s in steps if "junit" in s.get("uses", ""))
     assert junit["with"]["report_paths"] == f"{workflow['jobs']['compare']['env']['RUN_DIR']}/junit.xml"
 
