@@ -182,11 +182,18 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class Server(ThreadingHTTPServer):
+    request_queue_size = 256
+    """A judge's whole window connects at once; at the default backlog (5) the kernel drops the surplus
+    connections' SYNs, which the client resends a second later: a stall longer than a test's timeout."""
+    daemon_threads = True
+
+
 class JudgeServer:
     def __init__(self, policy: str = "longer", port: int = 0, **settings: Any) -> None:
         assert policy in POLICIES, policy
         self.state = State(policy=policy, **settings)
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), make_handler(self.state))
+        self._server = Server(("127.0.0.1", port), make_handler(self.state))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -208,7 +215,7 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--policy", default="longer", choices=POLICIES)
     args, _ = parser.parse_known_args()
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(State(policy=args.policy)))
+    server = Server(("127.0.0.1", args.port), make_handler(State(policy=args.policy)))
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -73,7 +73,8 @@ class JudgeConfig(Strict):
     """Items whose base answer is judged against each canary (empty, injected instruction, the question
     repeated, padded) in the candidate's seat; 0 turns canaries off."""
     chunk_size: Annotated[int, Field(ge=1)] = 32
-    """Pairs judged between cache flushes: an interrupted stage loses at most one chunk."""
+    """Judged pairs written to the run's records at a time (or every 0.5 s). The cache takes each judge
+    call as it finishes, so an interrupted stage loses at most the calls in flight (endpoint.max_concurrency)."""
     startup_timeout_s: Annotated[float, Field(gt=0)] = 600.0
     """kind llm with checkpoint: how long to wait for the server to answer."""
 

@@ -9,13 +9,12 @@ never an answer, and is never cached; an unparsed reply is a real outcome
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from typing import Any
 
 from harness.config.engine import SamplingConfig
-from harness.engines.base import Caller, CallFailure, CallingBackend, ChatRequest, Completion
+from harness.engines.base import Caller, CallFailure, ChatRequest, Completion
 from harness.records.cache import content_key
 from harness.stages.judge.prompt import LoadedDefinition, Parsed, delimiter_tag, parse_reply, render
 
@@ -47,7 +46,8 @@ class Outcome:
     cached: bool = False
 
     def cache_value(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k not in ("error", "cached")}
+        # Every field is a plain value: no deep copy (dataclasses.asdict) needed.
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("error", "cached")}
 
 
 def sampling_of(loaded: LoadedDefinition, seed: int) -> SamplingConfig:
@@ -106,18 +106,3 @@ def _outcome(raw: str, reask_raw: str | None, parsed: Parsed | None, replies: Se
 def _failed(failure: CallFailure, calls: int, raw: str | None = None) -> Outcome:
     return Outcome(raw=raw, reask_raw=None, verdict=None, score=None, reason="", reasked=calls > 1, parsed=False,
                    prompt_tokens=0, completion_tokens=0, calls=calls, latency_s=0.0, error=failure.error)
-
-
-OnChunk = Callable[[dict[str, Outcome]], None]
-
-
-def run_tasks(backend: CallingBackend, chunks: Sequence[Sequence[Task]], loaded: LoadedDefinition,
-              sampling: SamplingConfig, on_chunk: OnChunk) -> None:
-    """Chunks run one after another (each concurrent within the endpoint's bound); on_chunk sees each
-    chunk's outcomes as soon as it is whole, so a killed stage loses at most one chunk."""
-    async def main() -> None:
-        async with backend.session() as call:
-            for chunk in chunks:
-                outcomes = await asyncio.gather(*(judge_task(call, t, loaded, sampling) for t in chunk))
-                on_chunk({t.key: o for t, o in zip(chunk, outcomes)})
-    asyncio.run(main())

@@ -5,16 +5,19 @@ Every (suite item, sample index) that both checkpoints answered is one pair
 candidate as B, order BA swaps them; a side wins only when both orders pick
 it, any disagreement is a tie counted as inconsistent.
 
-Judge calls are cached by content, written chunk by chunk as they arrive, so
-a rerun makes no call and an interrupted stage resumes. Failed calls are
-recorded as failed pairs and never cached. Offline judges (reference, rules)
-need no model and make no call.
+Judge calls run in a sliding window (window.py: at most the endpoint's
+max_concurrency in flight, the next starting as each finishes) and are
+cached by content as they finish, so a rerun makes no call and an
+interrupted stage resumes, losing at most the calls in flight. Records are
+written in pair order, whatever order the calls finished in (ledger.py).
+Failed calls are recorded as failed pairs and never cached. Offline judges
+(reference, rules) need no model and make no call.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,16 +32,14 @@ from harness.errors import ConfigError
 from harness.records.cache import Cache
 from harness.records.outcomes import checks_by_answer
 from harness.records.stage_records import CheckRecord, GenerationRecord, JudgmentRecord, Verdict
-from harness.stages.judge.llm import NAMESPACE, Outcome, Task, from_cache, make_task, run_tasks, sampling_of
+from harness.stages.judge.ledger import Emit, OnProgress, PairLedger
+from harness.stages.judge.llm import NAMESPACE, Outcome, Task, from_cache, make_task, sampling_of
 from harness.stages.judge.offline import check_outcomes, decide
 from harness.stages.judge.pairs import CANARIES, Pair, build_pairs
 from harness.stages.judge.prompt import LoadedDefinition, load_definition
+from harness.stages.judge.window import run_window
 
 __all__ = ["CANARIES", "Judge", "Pair", "load_judge", "run_judging"]
-
-Emit = Callable[[list[JudgmentRecord]], None]
-OnProgress = Callable[[int, int], None]
-"""(records just finished, pairs in all) -> None."""
 
 
 @dataclass(frozen=True)
@@ -200,43 +201,37 @@ def _judge_tasks(judge: Judge, pairs: Sequence[Pair], tasks: Sequence[tuple[Task
 
     assert judge.definition is not None
     hits = {k: from_cache(v) for k, v in cache.get_many(NAMESPACE, (t.key for ts in tasks for t in ts)).items()}
-    done: dict[int, JudgmentRecord] = {}
 
-    def finish(indices: Sequence[int], outcomes: dict[str, Outcome]) -> None:
-        records = [combine(judge, pairs[i], outcomes[tasks[i][0].key], outcomes[tasks[i][1].key],
-                           shared=tasks[i][0].key == tasks[i][1].key) for i in indices]
-        done.update(zip(indices, records))
-        if records:
-            emit(records)
-            if progress:
-                progress(len(records), len(pairs))
+    def record(index: int, ab: Outcome, ba: Outcome) -> JudgmentRecord:
+        return combine(judge, pairs[index], ab, ba, shared=tasks[index][0].key == tasks[index][1].key)
 
-    ready = [i for i, ts in enumerate(tasks) if all(t.key in hits for t in ts)]
-    finish(ready, hits)
-    stats.cached = len(ready)
-    todo = [i for i in range(len(pairs)) if i not in done]
+    ledger = PairLedger([(ab.key, ba.key) for ab, ba in tasks], record, emit, progress, judge.config.chunk_size)
+    ledger.answered(hits)
+    todo = [i for i in range(len(pairs)) if not ledger.whole(i)]
+    stats.cached = len(pairs) - len(todo)
+    ledger.publish(force=True)
     if todo:
-        size = judge.config.chunk_size
-        chunks = [todo[s:s + size] for s in range(0, len(todo), size)]
-        # Each chunk asks only what the cache lacks, each distinct conversation once.
-        calls = [list({t.key: t for i in chunk for t in tasks[i] if t.key not in hits}.values()) for chunk in chunks]
-        progress_chunks = iter(chunks)
+        # Only what the cache lacks, each distinct conversation once, in pair order.
+        asks = list({t.key: t for i in todo for t in tasks[i] if t.key not in hits}.values())
 
-        def on_chunk(outcomes: dict[str, Outcome]) -> None:
+        def save(outcomes: dict[str, Outcome]) -> None:
             good = {k: o.cache_value() for k, o in outcomes.items() if o.error is None}
             if good:
-                cache.put_many(NAMESPACE, good)  # before the records: a record on disk has its cache entry
+                cache.put_many(NAMESPACE, good)  # before any record: a record on disk has its cache entries
             stats.calls += sum(o.calls for o in outcomes.values())
-            finish(next(progress_chunks), {**hits, **outcomes})
+            ledger.answered(outcomes)
+            ledger.publish()
 
         with _endpoint(judge) as endpoint:
             started = time.perf_counter()
             backend = open_endpoint(endpoint, endpoint.model or judge.name, judge.file)
-            run_tasks(backend, calls, judge.definition, sampling_of(judge.definition, seed), on_chunk)
+            run_window(backend, asks, judge.definition, sampling_of(judge.definition, seed),
+                       endpoint.max_concurrency, save)
             stats.retries = backend.retries_used
             stats.judge_seconds = round(time.perf_counter() - started, 3)
         stats.asked = len(todo)
-    return [done[i] for i in range(len(pairs))]
+        ledger.publish(force=True)
+    return ledger.records()
 
 
 @contextmanager
