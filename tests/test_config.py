@@ -88,8 +88,8 @@ BROKEN = [
     ("train_unknown_key", "name: x\ntrain: {base: demo:base, data: [d.jsonl], epoch: 3}\n",
      "{f}: train.epoch: unknown key; expected one of: base, batch_size, curation, data, device, dtype, "
      "early_stopping_patience, epochs, eval_every, format, gradient_accumulation, learning_rate, lora, "
-     "lr_scheduler, max_bad_share, max_length, max_steps, output_dir, seed, validation_share, warmup_ratio, "
-     "weight_decay"),
+     "lr_scheduler, max_bad_share, max_length, max_steps, output_dir, report_to, seed, validation_share, "
+     "warmup_ratio, weight_decay"),
     ("train_bad_lora", "name: x\ntrain: {base: demo:base, data: [d.jsonl], lora: {r: 0}}\n",
      "{f}: train.lora.r: Input should be greater than or equal to 1 (got 0)"),
     ("train_bad_format", "name: x\ntrain: {base: demo:base, data: [d.jsonl], format: csv}\n",
