@@ -79,3 +79,19 @@ def test_run_checks_applies_shared_then_item_checks_and_numbers_repeats() -> Non
         ("base", "contains", False), ("base", "contains#2", True),
         ("candidate", "no_apology_preamble", True), ("candidate", "number_matches_reference", True),
         ("candidate", "contains", True), ("candidate", "contains#2", True)]
+
+
+def test_check_answers_gathers_each_answers_checks_while_it_checks() -> None:
+    from harness.records.outcomes import CheckedAnswers
+    from harness.stages.checks import check_answers
+
+    item = SuiteItem.model_validate({"id": "a", "prompt": "q", "reference": "$5", "checks": [
+        {"type": "contains", "value": "five"}, {"type": "contains", "value": "5"}]})
+    bare = SuiteItem.model_validate({"id": "b", "prompt": "q"})  # no check: no outcome
+    suite = Suite("s", None, "", (item, bare), (), "h")  # type: ignore[arg-type]
+    gens = [_gen("base", "a", "Sorry, 5"), _gen("candidate", "a", "five: 5"), _gen("base", "b", "x")]
+    checked = check_answers([suite], gens)
+    assert checked.records == run_checks([suite], gens)
+    assert checked.answers == CheckedAnswers.of(checked.records)
+    assert checked.answers.sides == {("s", "base"): {("a", 0): {"contains": False, "contains#2": True}},
+                                     ("s", "candidate"): {("a", 0): {"contains": True, "contains#2": True}}}

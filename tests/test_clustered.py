@@ -90,6 +90,44 @@ def test_sign_flip_p_matches_scipy_and_the_monte_carlo_path_approximates_it() ->
     assert clustered.sign_flip_p([0.0, 0.0], np.random.default_rng(0)) == 1.0
 
 
+def test_sign_flip_p_by_sizes_agrees_with_flipping_each_difference(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 3,000 items with 4 samples a side: differences of a few sizes, so each size's coins are drawn as one
+    # binomial. p-values of 20,000 patterns each: within 4 Monte Carlo standard errors of their difference.
+    rng = np.random.default_rng(8)
+    d = rng.choice([-1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0], size=3000, p=[0.05, 0.1, 0.2, 0.3, 0.2, 0.1, 0.05])
+    d[:40] = 0.75  # a sum about two standard deviations from 0: p near 0.06
+    by_sizes = clustered.sign_flip_p(d, np.random.default_rng(1), permutations=20_000)
+    monkeypatch.setattr(clustered, "COUNTS_FACTOR", 10**9)
+    each = clustered.sign_flip_p(d, np.random.default_rng(2), permutations=20_000)
+    assert 0.02 < each < 0.98
+    assert by_sizes == pytest.approx(each, abs=4 * np.sqrt(2 * each * (1 - each) / 20_000))
+
+
+def test_cluster_bootstrap_of_counts_agrees_with_resampling_items(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 2,000 items, 4 samples a side: item rates take 5 values, so at most 25 distinct (base, candidate)
+    # pairs, whose counts are resampled. Every interval agrees with the per-item resampling within Monte
+    # Carlo error (see test_stats.test_counts_bootstrap_agrees_with_the_item_bootstrap).
+    rng = np.random.default_rng(9)
+    skill = rng.normal(0.0, 1.5, 2000)
+    base = rng.binomial(4, expit(skill)) / 4
+    cand = rng.binomial(4, expit(skill + 0.2)) / 4
+    counted = clustered.cluster_bootstrap(base, cand, np.random.default_rng(1), resamples=20_000)
+    monkeypatch.setattr(clustered, "COUNTS_FACTOR", 10**9)
+    items = clustered.cluster_bootstrap(base, cand, np.random.default_rng(2), resamples=20_000)
+    assert counted.delta == items.delta and counted.n == items.n == 2000
+
+    def tolerance(values: np.ndarray, q: float) -> float:
+        se = values.std() / np.sqrt(len(values))
+        return 4 * float(np.sqrt(2 * q * (1 - q) / 20_000) / sps.norm.pdf(sps.norm.ppf(q)) * se) + 0.25 / 2000
+
+    pairs = [((counted.low, counted.high), (items.low, items.high), cand - base, 0.025),
+             ((counted.lower_one_sided, counted.upper_one_sided), (items.lower_one_sided, items.upper_one_sided),
+              cand - base, 0.05),
+             (counted.base_ci, items.base_ci, base, 0.025), (counted.cand_ci, items.cand_ci, cand, 0.025)]
+    for got, expected, values, q in pairs:
+        assert got == pytest.approx(expected, abs=tolerance(values, q))
+
+
 def test_no_item_moved_does_not_collapse_the_one_sided_bounds() -> None:
     items = [i for i in "abc" for _ in range(5)]
     same = [True] * 15

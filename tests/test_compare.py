@@ -345,3 +345,34 @@ def test_the_report_shows_the_demo_run_on_every_page(first_run: tuple[Path, Path
     assert sorted(tasks["task"]) == ["demo_arithmetic", "demo_capitals", "demo_cloze"]
     assert {m.label for m in pages["training"].metric} >= {"Steps"}
     assert any(b.label == "Only this item" for b in pages["side_by_side"].button)
+
+
+def test_a_compare_keeps_the_collector_off_what_it_holds_and_puts_everything_back() -> None:
+    # run_compare and prepare run inside _long_lived_heap: rarer young collections, and what is alive at a
+    # stage boundary frozen out of the collector's sight after one collection, all restored on the way out.
+    import gc
+    import weakref
+
+    from harness.stages.pipeline import _long_lived_heap
+
+    class Node:
+        other: object = None
+
+    threshold = gc.get_threshold()
+    with _long_lived_heap() as settle:
+        assert gc.get_threshold()[0] >= 10_000 and gc.get_freeze_count() > 0
+        cycle = Node()
+        cycle.other = cycle
+        gone = weakref.ref(cycle)
+        del cycle
+        settle()  # collects before freezing: a closed engine's cycles do not outlive its stage
+        assert gone() is None
+    assert gc.get_threshold() == threshold and gc.get_freeze_count() == 0
+    gc.freeze()  # a process that froze objects itself is left as it is
+    try:
+        with _long_lived_heap() as settle:
+            settle()
+            assert gc.get_threshold() == threshold
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

@@ -113,3 +113,62 @@ def test_corrupt_records_are_one_line_naming_the_file_and_line(tmp_path: Path) -
     parquet.write_bytes(parquet.read_bytes()[:40])
     with pytest.raises(ConfigError, match=r"checks.parquet: not a readable Parquet file"):
         run.read("checks", CheckRecord)
+
+
+def test_records_frame_is_the_frame_of_the_dumped_records() -> None:
+    # Parquet is written from one tuple per record (a third of the memory of one dict each): the same
+    # frame, column types included, as from the dicts, whatever mix of values and missing ones a column holds.
+    import pandas as pd
+
+    from harness.records.run_dir import records_frame
+    from harness.records.stage_records import JudgmentRecord, TrainStepRecord
+
+    judged = [JudgmentRecord(judge="j", kind="llm", model="m", decided_by="j", suite="s", item_id=f"i{i}",
+                             sample_index=0, canary="empty" if i % 3 == 0 else None, raw_ab="x" if i % 2 else None,
+                             verdict_ab="A" if i % 2 else None, score_base=i if i % 4 else None, preference="tie",
+                             consistent=None if i % 5 == 0 else bool(i % 2), latency_s=0.1 * i, prompt_tokens=1,
+                             completion_tokens=2, calls=2, cached=False, base_words=1, candidate_words=2)
+              for i in range(20)]
+    steps = [TrainStepRecord(step=i, loss=1.0 / (i + 1), grad_norm=None if i % 2 else 0.5, learning_rate=1e-4,
+                             epoch=0.1 * i, eval_loss=None if i % 3 else 2.0) for i in range(7)]
+    checks = [CheckRecord(role="base", suite="s", item_id=f"i{i}", sample_index=0, check="c", passed=bool(i % 2),
+                          detail="") for i in range(5)]
+    for records in (judged, steps, steps[1:2], checks, []):
+        expected = pd.DataFrame([r.model_dump() for r in records])
+        pd.testing.assert_frame_equal(records_frame(records), expected)
+
+
+def test_records_share_their_set_of_given_fields() -> None:
+    # Pydantic keeps a set of the given field names per instance (728 bytes); records given the same fields
+    # share one, which changes nothing about them.
+    from harness.records.stage_records import TrainStepRecord
+
+    one, two = (CheckRecord(role="base", suite="s", item_id=i, sample_index=0, check="c", passed=True, detail="")
+                for i in "ab")
+    assert one.__pydantic_fields_set__ is two.__pydantic_fields_set__
+    assert one.model_fields_set == {"role", "suite", "item_id", "sample_index", "check", "passed", "detail"}
+    changed = one.model_copy(update={"passed": False})
+    assert not changed.passed and one.passed and one.model_fields_set == two.model_fields_set
+    step = TrainStepRecord(step=1, loss=1.0, learning_rate=1e-3, epoch=0.1)
+    assert step.model_copy(update={"role": "base"}).model_fields_set == step.model_fields_set | {"role"}
+    assert step.model_fields_set == {"step", "loss", "learning_rate", "epoch"}
+    other = TrainStepRecord(step=1, loss=1.0, learning_rate=1e-3, epoch=0.1, grad_norm=2.0, eval_loss=1.0)
+    same_count = TrainStepRecord(step=1, loss=1.0, learning_rate=1e-3, epoch=0.1, role="base", eval_loss=1.0)
+    assert "grad_norm" in other.model_fields_set and "grad_norm" not in same_count.model_fields_set
+    assert CheckRecord.model_validate_json(one.model_dump_json()) == one
+
+
+def test_read_gives_back_the_records_written(tmp_path: Path) -> None:
+    from harness.records.stage_records import JudgmentRecord
+
+    run = RunDir.create(tmp_path / "run", manifest())
+    records = [JudgmentRecord(judge="j", kind="rules", model=None, decided_by="rules", suite="s", item_id=f"i{i}",
+                              sample_index=i % 2, canary=None if i else "empty", preference="tie",
+                              consistent=None if i % 3 else True, score_base=None if i % 2 else 7, latency_s=0.5,
+                              prompt_tokens=0, completion_tokens=0, calls=0, cached=bool(i % 2), base_words=i,
+                              candidate_words=2) for i in range(6)]
+    started = run.stage_started("judge")
+    run.append("judge", records)
+    assert run.read("judge", JudgmentRecord) == records  # from the JSONL
+    run.stage_done("judge", started, records)
+    assert run.read("judge", JudgmentRecord) == records  # from the Parquet

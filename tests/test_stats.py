@@ -14,7 +14,7 @@ from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint, proportion_effectsize
 
-from harness.verdict import stats
+from harness.verdict import resampling, stats
 
 
 def paired_flags(b: int, c: int, both: int, neither: int) -> tuple[np.ndarray, np.ndarray]:
@@ -205,6 +205,71 @@ def test_bootstrap_edge_cases() -> None:
         stats.paired_bootstrap([1.0, 2.0], [1.0], rng)
     with pytest.raises(ValueError, match="statistic"):
         stats.paired_bootstrap([1.0], [1.0], rng, statistic="trimmed")  # type: ignore[arg-type]
+
+
+def _per_item(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Force the per-item resampling whatever the data (no data set has a billion items per value)."""
+    monkeypatch.setattr(stats, "COUNTS_FACTOR", 10**9)
+
+
+def test_counts_bootstrap_agrees_with_the_item_bootstrap(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Pass/fail pairs (differences -1, 0, 1) and judge scores (0, 0.5, 1): few distinct values, so the
+    # counts are resampled. Each percentile of the two bootstraps agrees within Monte Carlo error: the
+    # q-th percentile of R resamples has standard error sqrt(q (1 - q) / R) / phi(z_q) standard errors
+    # of the mean; two independent ones differ by sqrt(2) of that. Allowed: 4 of those, plus one step
+    # of the lattice the means lie on. (The median's resamples: test_counts_median_is_numpys_median.)
+    base, cand = paired_flags(b=180, c=260, both=1100, neither=460)
+    scores = np.repeat([0.0, 0.5, 1.0], [300, 900, 800])
+    resamples = 20_000
+    for b_arr, c_arr, step in ((base, cand, 1 / 2000), (np.zeros(len(scores)), scores, 0.5 / 2000)):
+        diffs = c_arr.astype(float) - b_arr
+        se = diffs.std() / math.sqrt(len(diffs))
+        assert len(np.unique(diffs)) * stats.COUNTS_FACTOR <= len(diffs)
+        for confidence in (0.5, 0.8, 0.95, 0.99):
+            q = (1 - confidence) / 2
+            mc = math.sqrt(2 * q * (1 - q) / resamples) / sps.norm.pdf(sps.norm.ppf(q)) * se
+            counted = stats.paired_bootstrap(b_arr, c_arr, np.random.default_rng(1), resamples, confidence)
+            with monkeypatch.context() as m:
+                _per_item(m)
+                items = stats.paired_bootstrap(b_arr, c_arr, np.random.default_rng(2), resamples, confidence)
+            assert counted.estimate == items.estimate
+            assert counted.low == pytest.approx(items.low, abs=4 * mc + step)
+            assert counted.high == pytest.approx(items.high, abs=4 * mc + step)
+
+
+def test_resample_counts_is_the_item_bootstrap_in_distribution() -> None:
+    # Counts of each kind when n items are drawn with replacement: multinomial means, variances and
+    # covariances, and the same distribution of the mean difference (two-sample Kolmogorov-Smirnov).
+    counts = np.array([37, 5, 120, 18])
+    values = np.array([-1.0, 0.5, 0.0, 1.0])
+    n, draws = int(counts.sum()), 20_000
+    drawn = stats.resample_counts(counts, np.random.default_rng(3), draws)
+    assert drawn.shape == (draws, 4) and (drawn.sum(axis=1) == n).all()
+    p = counts / n
+    assert drawn.mean(axis=0) == pytest.approx(n * p, abs=4 * np.sqrt(n * p * (1 - p) / draws).max())
+    expected_cov = n * (np.diag(p) - np.outer(p, p))
+    assert np.cov(drawn.T) == pytest.approx(expected_cov, abs=0.05 * np.abs(expected_cov).max())
+    items = np.repeat(values, counts)
+    picked = np.random.default_rng(4).integers(0, n, size=(draws, n))
+    per_item = items[picked].mean(axis=1)
+    assert sps.ks_2samp(drawn @ values / n, per_item).pvalue > 0.001
+
+
+def test_counts_median_is_numpys_median() -> None:
+    rng = np.random.default_rng(6)
+    distinct = np.array([-1.0, 0.0, 0.5, 1.0])
+    for n in (7, 8, 33, 100):
+        drawn = stats.resample_counts([n // 4, n // 4, n // 4, n - 3 * (n // 4)], rng, 200)
+        expected = [np.median(np.repeat(distinct, row)) for row in drawn]
+        assert resampling.counts_median(distinct, drawn, n).tolist() == expected
+
+
+def test_the_pass_fail_bootstrap_does_not_grow_with_n() -> None:
+    # 10,000 resamples of a million pass/fail pairs: the counts are drawn, not the items (a per-item
+    # bootstrap would draw ten billion indices).
+    base, cand = paired_flags(b=40_000, c=60_000, both=700_000, neither=200_000)
+    ci = stats.paired_bootstrap(base, cand, np.random.default_rng(0))
+    assert ci.low < 0.02 < ci.high and ci.n == 1_000_000
 
 
 # Holm

@@ -106,3 +106,24 @@ def test_every_pass_rate_printed_is_the_paired_one_the_gates_decide_on() -> None
     result = verdict(summary, {}, UNGATED, stats)
     assert (result.suites["s"].base_pass_rate, result.suites["s"].delta) == (0.5, 0.0)
     assert "| s | 2 | 50.0% | 50.0% | +0.0 pts |" in markdown(summary, NAMES, UNGATED, {}, stats)
+
+
+def test_checked_answers_give_the_summary_and_stats_of_the_records() -> None:
+    # The pipeline hands the summary and the statistics each answer's checks (gathered by the checks
+    # stage) instead of the check records: the same figures, from one pass over the records.
+    from harness.records.outcomes import CheckedAnswers, answer_outcomes, paired_outcomes
+
+    checked = CheckedAnswers.of(CHECKS)
+    assert summarize(["s"], GENS, checked) == summarize(["s"], GENS, CHECKS)
+    assert suite_stats(["s"], checked, 0) == suite_stats(["s"], CHECKS, 0)
+    assert answer_outcomes(checked) == answer_outcomes(CHECKS)
+    assert checked.paired()["s"] == paired_outcomes(answer_outcomes(CHECKS), "s")
+    assert checked.sides[("s", "base")][("a", 0)] == {"no_apology": False, "number": True}
+
+
+def test_the_summary_counts_every_changed_answer_and_keeps_a_few() -> None:
+    gens = [gen(role, f"i{k}", "x") for role in ("base", "candidate") for k in range(12)]
+    checks = [chk(role, f"i{k}", "c", (role == "candidate") == (k % 2 == 0)) for role in ("base", "candidate")
+              for k in range(12)]
+    summary = summarize(["s"], gens, checks)
+    assert summary.changed == 12 and [e.item_id for e in summary.examples] == ["i0", "i1", "i2", "i3", "i4"]

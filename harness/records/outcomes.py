@@ -9,7 +9,8 @@ is the paired rate its gates decide on.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol
 
 AnswerKey = tuple[str, str, str, int]
@@ -41,9 +42,54 @@ def checks_by_answer(records: Iterable[CheckResult]) -> dict[AnswerKey, dict[str
     return grouped
 
 
-def answer_outcomes(records: Iterable[CheckResult]) -> dict[AnswerKey, bool]:
+def answer_outcomes(records: Iterable[CheckResult] | CheckedAnswers) -> dict[AnswerKey, bool]:
     """Pass (every check passed) or fail, per answer with at least one check."""
+    if isinstance(records, CheckedAnswers):
+        return records.outcomes
     return {key: all(checks.values()) for key, checks in checks_by_answer(records).items()}
+
+
+Side = tuple[str, str]
+"""(suite, role): the answers of one checkpoint to one suite."""
+SampleKey = tuple[str, int]
+"""(item_id, sample_index): one answer of a side."""
+
+
+@dataclass
+class CheckedAnswers:
+    """A run's check records as the statistics and the summary read them: each answer's checks by name
+    (checks_by_answer) and whether it passed (answer_outcomes), by side, gathered in one pass (the checks
+    stage gathers them while it checks), so that nothing after the checks stage walks every check record
+    again, or needs them kept."""
+
+    sides: dict[Side, dict[SampleKey, dict[str, bool]]] = field(default_factory=dict)
+    """(suite, role) -> (item_id, sample_index) -> the answer's checks by name."""
+    passed: dict[Side, dict[SampleKey, bool]] = field(default_factory=dict)
+    """(suite, role) -> (item_id, sample_index) -> every check passed."""
+
+    @classmethod
+    def of(cls, records: Iterable[CheckResult] | CheckedAnswers) -> CheckedAnswers:
+        if isinstance(records, CheckedAnswers):
+            return records
+        checked = cls()
+        for (role, suite, item, sample), named in checks_by_answer(records).items():
+            checked.add((suite, role), (item, sample), named)
+        return checked
+
+    def add(self, side: Side, key: SampleKey, named: dict[str, bool]) -> None:
+        """One answer's checks by name (each answer once)."""
+        self.sides.setdefault(side, {})[key] = named
+        self.passed.setdefault(side, {})[key] = all(named.values())
+
+    @cached_property
+    def outcomes(self) -> dict[AnswerKey, bool]:
+        """answer_outcomes: pass or fail, per answer."""
+        return {(role, suite, item, sample): ok for (suite, role), answers in self.passed.items()
+                for (item, sample), ok in answers.items()}
+
+    def paired(self) -> dict[str, Paired]:
+        """paired_outcomes of every suite."""
+        return pair_sides(self.passed)
 
 
 @dataclass(frozen=True)
@@ -64,8 +110,24 @@ class Paired:
 
 def paired_outcomes(outcomes: dict[AnswerKey, bool], suite: str) -> Paired:
     """One suite's outcomes on the answers both sides have one for, in item order."""
-    keys = sorted({(item, sample) for role, name, item, sample in outcomes
-                   if name == suite and ("base", suite, item, sample) in outcomes
-                   and ("candidate", suite, item, sample) in outcomes})
-    return Paired(keys, [outcomes[("base", suite, *k)] for k in keys],
-                  [outcomes[("candidate", suite, *k)] for k in keys])
+    return paired_by_suite(outcomes).get(suite, Paired([], [], []))
+
+
+def paired_by_suite(outcomes: dict[AnswerKey, bool]) -> dict[str, Paired]:
+    """paired_outcomes of every suite, in one pass over the outcomes."""
+    sides: dict[Side, dict[SampleKey, bool]] = {}
+    for (role, suite, item, sample), passed in outcomes.items():
+        sides.setdefault((suite, role), {})[(item, sample)] = passed
+    return pair_sides(sides)
+
+
+def pair_sides(sides: dict[Side, dict[SampleKey, bool]]) -> dict[str, Paired]:
+    """Per suite, the outcomes of the answers both sides have one for, in item order."""
+    result = {}
+    for suite in dict.fromkeys(suite for suite, _ in sides):
+        base, cand = sides.get((suite, "base"), {}), sides.get((suite, "candidate"), {})
+        # In the order answered, which is usually item order already (sorting that is one pass), and
+        # usually every answer has its pair.
+        keys = sorted(base if base.keys() == cand.keys() else [k for k in base if k in cand])
+        result[suite] = Paired(keys, list(map(base.__getitem__, keys)), list(map(cand.__getitem__, keys)))
+    return result

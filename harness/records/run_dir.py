@@ -23,8 +23,9 @@ import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
+from operator import attrgetter
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -32,6 +33,9 @@ from harness.errors import ConfigError
 from harness.locks import HeldLock, lock_holder, try_lock
 from harness.records.manifest import Manifest, StageEntry
 from harness.records.run_files import read_run_file
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 R = TypeVar("R", bound=BaseModel)
 MANIFEST = "manifest.json"
@@ -187,9 +191,7 @@ class RunDir:
             os.fsync(fh.fileno())
 
     def _write_parquet(self, stage: str, records: Sequence[BaseModel]) -> None:
-        import pandas as pd
-
-        frame = pd.DataFrame([r.model_dump() for r in records])
+        frame = records_frame(records)
         target = self.path / "records" / f"{stage}.parquet"
         tmp = target.with_name(f".{target.name}.tmp")
         frame.to_parquet(tmp, index=False)
@@ -207,8 +209,10 @@ class RunDir:
                 raise ConfigError(str(parquet), None, f"not a readable Parquet file ({type(exc).__name__}): "
                                   "the file is truncated or corrupt") from None
             # Parquet gives a missing value back as NaN (or NA); a record's optional field wants None.
-            rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
-            return [model.model_validate(row) for row in rows]
+            # Column by column, then row by row: pandas' to_dict("records") takes longer than validating.
+            names = [str(name) for name in frame.columns]
+            columns = [frame[name].astype(object).where(frame[name].notna(), None).tolist() for name in names]
+            return [model.model_validate(dict(zip(names, row))) for row in zip(*columns)]
         jsonl = self.path / "records" / f"{stage}.jsonl"
         if not jsonl.is_file():
             return []
@@ -228,6 +232,21 @@ class RunDir:
 
     def write_text(self, name: str, text: str) -> None:
         atomic_write_text(self.path / name, text)
+
+
+def records_frame(records: Sequence[BaseModel]) -> pd.DataFrame:
+    """Records (of one flat model) as a DataFrame, a column per field: the frame, column types included,
+    that pd.DataFrame([r.model_dump() for r in records]) gives (pandas infers each column's type from a
+    list of tuples as from a list of dicts), from one tuple per record instead of one dict, which holds
+    the same values in a third of the memory."""
+    import pandas as pd
+
+    if not records:
+        return pd.DataFrame()
+    fields = list(type(records[0]).model_fields)
+    if len(fields) == 1:
+        return pd.DataFrame([r.model_dump() for r in records])
+    return pd.DataFrame(list(map(attrgetter(*fields), records)), columns=fields)
 
 
 def _now() -> str:

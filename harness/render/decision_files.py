@@ -12,6 +12,7 @@ from pathlib import Path
 from harness.config.schema import GateConfig, PlanConfig, PolicyFile
 from harness.config.yamlio import validate
 from harness.errors import ConfigError
+from harness.records.outcomes import CheckedAnswers
 from harness.records.run_dir import RunDir
 from harness.records.run_files import read_run_file
 from harness.records.run_results import RunStats, TrainingResult, Verdict
@@ -40,8 +41,8 @@ def policy_for(plan: PlanConfig, policy_file: Path | None) -> tuple[list[GateCon
 
 
 def write_outputs(run: RunDir, suite_names: Sequence[str], generations: Sequence[GenerationRecord],
-                  checks: Sequence[CheckRecord], run_stats: RunStats, training: dict[str, TrainingResult],
-                  gates: Sequence[GateConfig], policy: str) -> Outputs:
+                  checks: Sequence[CheckRecord] | CheckedAnswers, run_stats: RunStats,
+                  training: dict[str, TrainingResult], gates: Sequence[GateConfig], policy: str) -> Outputs:
     summary = summarize(suite_names, generations, checks)
     decision = replace(decide(gates, run_stats, training), policy=policy)
     result = verdict(summary, training, decision, run_stats)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from harness.records.manifest import Manifest, StageEntry
-from harness.records.outcomes import answer_outcomes
+from harness.records.outcomes import CheckedAnswers
 from harness.records.run_results import (
     ForgettingStats,
     JudgeSummary,
@@ -59,46 +59,54 @@ class RunSummary:
     """All answers whose pass/fail differs between base and candidate."""
 
 
-def _rates(gens: Sequence[GenerationRecord], checks: Sequence[CheckRecord]) -> RoleRates:
-    by_check: dict[str, list[bool]] = defaultdict(list)
-    for c in checks:
-        by_check[c.check].append(c.passed)
-    outcomes = answer_outcomes(checks)
+def _rates(gens: Sequence[GenerationRecord], answers: dict[tuple[str, int], dict[str, bool]]) -> RoleRates:
+    """One side of one suite: its answers, and its checked answers' checks by name ((item, sample) -> checks)."""
+    by_check: dict[str, list[int]] = {}
+    passed = 0
+    for named in answers.values():
+        passed += all(named.values())
+        for name, ok in named.items():
+            tally = by_check.setdefault(name, [0, 0])
+            tally[0] += ok
+            tally[1] += 1
     tokens = [g.completion_tokens for g in gens]
     return RoleRates(
-        answers=len(gens), checked=len(outcomes), passed=sum(outcomes.values()),
+        answers=len(gens), checked=len(answers), passed=passed,
         truncated=sum(g.finish_reason == "length" for g in gens),
         mean_completion_tokens=sum(tokens) / len(tokens) if tokens else 0.0,
-        checks={name: sum(v) / len(v) for name, v in sorted(by_check.items())})
+        checks={name: ok / total for name, (ok, total) in sorted(by_check.items())})
 
 
 def summarize(suite_names: Sequence[str], generations: Sequence[GenerationRecord],
-              checks: Sequence[CheckRecord]) -> RunSummary:
+              checks: Sequence[CheckRecord] | CheckedAnswers) -> RunSummary:
     gens: dict[tuple[str, str], list[GenerationRecord]] = defaultdict(list)
     for g in generations:
         gens[(g.suite, g.role)].append(g)
-    chks: dict[tuple[str, str], list[CheckRecord]] = defaultdict(list)
-    for c in checks:
-        chks[(c.suite, c.role)].append(c)
-    outcome = answer_outcomes(checks)
+    checked = CheckedAnswers.of(checks)
+    nothing: dict[tuple[str, int], bool] = {}
     texts = {(g.role, g.suite, g.item_id, g.sample_index): g.text for g in generations}
 
     suites: list[SuiteSummary] = []
     flipped: dict[str, list[Example]] = defaultdict(list)
-    total_pairs = total_identical = 0
+    """Each suite's first EXAMPLES answers that changed outcome (all the round-robin below can take)."""
+    total_pairs = total_identical = changed = 0
     for name in suite_names:
         base, cand = gens[(name, "base")], gens[(name, "candidate")]
         identical = sum(texts.get(("candidate", name, g.item_id, g.sample_index)) == g.text for g in base)
         total_pairs += min(len(base), len(cand))
         total_identical += identical
-        suites.append(SuiteSummary(name, _rates(base, chks[(name, "base")]),
-                                   _rates(cand, chks[(name, "candidate")]), identical))
+        suites.append(SuiteSummary(name, _rates(base, checked.sides.get((name, "base"), {})),
+                                   _rates(cand, checked.sides.get((name, "candidate"), {})), identical))
+        base_passed = checked.passed.get((name, "base"), nothing)
+        cand_passed = checked.passed.get((name, "candidate"), nothing)
         for g in base:
-            before = outcome.get(("base", name, g.item_id, g.sample_index))
-            after = outcome.get(("candidate", name, g.item_id, g.sample_index))
+            before = base_passed.get((g.item_id, g.sample_index))
+            after = cand_passed.get((g.item_id, g.sample_index))
             if before is not None and after is not None and before != after:
-                answer = texts[("candidate", name, g.item_id, g.sample_index)]
-                flipped[name].append(Example(name, g.item_id, g.text, answer, before, after))
+                changed += 1
+                if len(flipped[name]) < EXAMPLES:
+                    answer = texts[("candidate", name, g.item_id, g.sample_index)]
+                    flipped[name].append(Example(name, g.item_id, g.text, answer, before, after))
     # Round-robin over the suites, so a suite that changed little still shows what did.
     queues = [list(v) for v in flipped.values()]
     examples: list[Example] = []
@@ -115,7 +123,7 @@ def summarize(suite_names: Sequence[str], generations: Sequence[GenerationRecord
             rates: RoleRates = getattr(s, role)
             if rates.answers and rates.truncated / rates.answers > 0.5:
                 warnings.append(f"{s.suite}: {role} hit max_tokens on {rates.truncated}/{rates.answers} answers")
-    return RunSummary(suites, examples, warnings, sum(len(v) for v in flipped.values()))
+    return RunSummary(suites, examples, warnings, changed)
 
 
 def verdict(summary: RunSummary, training: dict[str, TrainingResult], decision: Decision,

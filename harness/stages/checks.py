@@ -7,23 +7,52 @@ harness/config/checks.py.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
+from harness.config.checks import Check
 from harness.config.suites import Suite
+from harness.records.outcomes import CheckedAnswers
 from harness.records.stage_records import CheckRecord, GenerationRecord
+
+
+@dataclass(frozen=True)
+class Checked:
+    records: list[CheckRecord]
+    """Every check of every answer, in generation order."""
+    answers: CheckedAnswers
+    """The same results by answer, for the statistics and the summary (gathered on the way)."""
 
 
 def run_checks(suites: Sequence[Suite], generations: Iterable[GenerationRecord]) -> list[CheckRecord]:
     """Every check of every item on every answer, in generation order."""
-    items = {(s.name, item.id): (s, item) for s in suites for item in s.items}
+    return check_answers(suites, generations).records
+
+
+def check_answers(suites: Sequence[Suite], generations: Iterable[GenerationRecord]) -> Checked:
+    """run_checks, with its results also by answer (records.outcomes.checks_by_answer of the records)."""
+    items = {(s.name, item.id): (item, _check_names(s.checks_for(item))) for s in suites for item in s.items}
     records = []
+    answers = CheckedAnswers()
     for gen in generations:
-        suite, item = items[(gen.suite, gen.item_id)]
-        seen: dict[str, int] = {}
-        for check in suite.checks_for(item):
-            kind = check.type
-            seen[kind] = seen.get(kind, 0) + 1
-            name = kind if seen[kind] == 1 else f"{kind}#{seen[kind]}"
+        item, checks = items[(gen.suite, gen.item_id)]
+        named: dict[str, bool] = {}
+        for name, check in checks:
             passed, detail = check.run(gen.text, item.reference)
-            records.append(CheckRecord(role=gen.role, suite=gen.suite, item_id=gen.item_id,
-                                       sample_index=gen.sample_index, check=name, passed=passed, detail=detail))
-    return records
+            record = CheckRecord(role=gen.role, suite=gen.suite, item_id=gen.item_id,
+                                 sample_index=gen.sample_index, check=name, passed=passed, detail=detail)
+            records.append(record)
+            named[name] = record.passed
+        if named:
+            answers.add((gen.suite, gen.role), (gen.item_id, gen.sample_index), named)
+    return Checked(records, answers)
+
+
+def _check_names(checks: Sequence[Check]) -> list[tuple[str, Check]]:
+    """Each check with its record name: its type, with its position when an item has several of one type."""
+    seen: dict[str, int] = {}
+    named = []
+    for check in checks:
+        kind = check.type
+        seen[kind] = seen.get(kind, 0) + 1
+        named.append((kind if seen[kind] == 1 else f"{kind}#{seen[kind]}", check))
+    return named

@@ -8,10 +8,13 @@ same, however many of its samples survived pairing).
 
 - Intervals: a cluster bootstrap, resampling items with replacement together with all their
   samples. The statistic is a mean of item rates, so resampling items and recomputing it is the
-  same as resampling the item rates themselves; that is what cluster_bootstrap does.
+  same as resampling the item rates themselves; that is what cluster_bootstrap does (resampling the
+  counts of each distinct pair of item rates when there are few: with m samples per item the rates
+  take m + 1 values, and a multinomial draw of the pairs' counts is the same bootstrap).
 - Tests: an exact (or Monte Carlo) paired sign-flip permutation test on the per-item differences.
   Under "no difference" each item's two sides are exchangeable, so the sign of its difference is
-  a fair coin; the statistic is the mean difference, the very estimand that is reported.
+  a fair coin; the statistic is the mean difference, the very estimand that is reported. When
+  the differences take few distinct sizes, the coins of each size are drawn as one binomial.
   Wilcoxon's signed-rank test was not chosen: it tests a shift of the median, ranks away the
   size of each item's difference, and drops items whose difference is zero.
 
@@ -29,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
+from harness.verdict.resampling import COUNTS_FACTOR, resample_counts
 from harness.verdict.stats import BOOTSTRAP_BLOCK
 
 EXACT_MAX = 16
@@ -70,8 +74,9 @@ def item_means(groups: Sequence[Hashable], values: ArrayLike) -> tuple[list[Hash
 
 def cluster_bootstrap(base_rates: ArrayLike, cand_rates: ArrayLike, rng: np.random.Generator,
                       resamples: int = 10_000, confidence: float = 0.95) -> ClusterBootstrap:
-    """Percentile cluster bootstrap over items of both sides' mean rates and their difference.
-    Indices are drawn in blocks of BOOTSTRAP_BLOCK, so memory stays bounded. n == 0: nan."""
+    """Percentile cluster bootstrap over items of both sides' mean rates and their difference. With few
+    distinct (base, cand) pairs of rates their counts are resampled (stats.resample_counts); otherwise
+    indices are drawn in blocks of BOOTSTRAP_BLOCK, so memory stays bounded. n == 0: nan."""
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
     if resamples < 1:
@@ -83,14 +88,19 @@ def cluster_bootstrap(base_rates: ArrayLike, cand_rates: ArrayLike, rng: np.rand
     if n == 0:
         return ClusterBootstrap(0, resamples, confidence, nan, nan, nan, nan, nan, (nan, nan), (nan, nan))
     diffs = c - b
-    boot = np.empty((3, resamples))
-    rows = max(1, BOOTSTRAP_BLOCK // n)
-    for start in range(0, resamples, rows):
-        stop = min(start + rows, resamples)
-        idx = rng.integers(0, n, size=(stop - start, n))
-        boot[0, start:stop] = np.take(diffs, idx).mean(axis=1)
-        boot[1, start:stop] = np.take(b, idx).mean(axis=1)
-        boot[2, start:stop] = np.take(c, idx).mean(axis=1)
+    pairs, counts = np.unique(np.column_stack([b, c]), axis=0, return_counts=True)
+    if len(pairs) * COUNTS_FACTOR <= n:  # few distinct (base, cand) rate pairs: resample their counts
+        drawn = resample_counts(counts, rng, resamples)
+        boot = np.stack([drawn @ (pairs[:, 1] - pairs[:, 0]), drawn @ pairs[:, 0], drawn @ pairs[:, 1]]) / n
+    else:
+        boot = np.empty((3, resamples))
+        rows = max(1, BOOTSTRAP_BLOCK // n)
+        for start in range(0, resamples, rows):
+            stop = min(start + rows, resamples)
+            idx = rng.integers(0, n, size=(stop - start, n))
+            boot[0, start:stop] = np.take(diffs, idx).mean(axis=1)
+            boot[1, start:stop] = np.take(b, idx).mean(axis=1)
+            boot[2, start:stop] = np.take(c, idx).mean(axis=1)
     alpha = 1 - confidence
     low, high, one_low, one_high = np.quantile(boot[0], [alpha / 2, 1 - alpha / 2, alpha, 1 - alpha])
     b_low, b_high = np.quantile(boot[1], [alpha / 2, 1 - alpha / 2])
@@ -118,6 +128,13 @@ def sign_flip_p(diffs: ArrayLike, rng: np.random.Generator, permutations: int = 
         return float((np.abs(signs @ d) >= observed - tolerance).mean())
     if permutations < 1:
         raise ValueError(f"permutations must be positive, got {permutations}")
+    sizes, tally = np.unique(np.abs(d), return_counts=True)
+    if len(sizes) * COUNTS_FACTOR <= k:
+        # The m differences of one size |v| flipped at random sum to |v| (2 B - m), B ~ Binomial(m, 1/2):
+        # the same statistic in distribution, one draw per size instead of one per difference.
+        heads = rng.binomial(tally, 0.5, size=(permutations, len(sizes)))
+        hits = int((np.abs((2 * heads - tally) @ sizes) >= observed - tolerance).sum())
+        return (1 + hits) / (1 + permutations)
     hits = 0
     rows = max(1, BOOTSTRAP_BLOCK // k)
     for start in range(0, permutations, rows):

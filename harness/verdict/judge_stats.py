@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -38,6 +38,13 @@ from harness.verdict.stats import (
 RESAMPLES = 10_000
 SCORE = {"candidate": 1.0, "tie": 0.5, "base": 0.0}
 """A judged pair's value to the candidate."""
+PREFERENCES = ("candidate", "base", "tie", "unparsed", "failed")
+PREFERENCE_CODE = {p: i for i, p in enumerate(PREFERENCES)}
+"""Preferences as small integers; the judged ones (those in SCORE) come first."""
+COUNTED = {"candidate": "wins", "base": "losses", "tie": "ties", "unparsed": "unparsed", "failed": "failed"}
+SCORE_OF_CODE = np.array([SCORE[p] for p in PREFERENCES[:3]])
+VERDICT_CODE: dict[str | None, int] = {None: -1, "tie": 0, "A": 1, "B": 2}
+CONSISTENT_CODE: dict[bool | None, int] = {None: -1, False: 0, True: 1}
 
 
 def _clean(value: Any) -> Any:
@@ -56,9 +63,13 @@ def _rate(part: int, whole: int) -> float | None:
 
 
 def _counts(records: Sequence[JudgmentRecord]) -> dict[str, int]:
-    prefs = Counter(r.preference for r in records)
-    return {"n": len(records), "wins": prefs["candidate"], "losses": prefs["base"], "ties": prefs["tie"],
-            "unparsed": prefs["unparsed"], "failed": prefs["failed"]}
+    return _tally(np.array([PREFERENCE_CODE[r.preference] for r in records], dtype=np.int8))
+
+
+def _tally(codes: np.ndarray) -> dict[str, int]:
+    """The preferences' counts, from their codes (PREFERENCE_CODE)."""
+    counted = np.bincount(codes, minlength=len(PREFERENCES)) if len(codes) else np.zeros(len(PREFERENCES), int)
+    return {"n": len(codes), **{COUNTED[p]: int(counted[i]) for i, p in enumerate(PREFERENCES)}}
 
 
 def _canaries(records: Sequence[JudgmentRecord]) -> dict[str, Any]:
@@ -74,19 +85,54 @@ def _canaries(records: Sequence[JudgmentRecord]) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class _Pairs:
+    """The real pairs' fields the summary reads, as arrays: one pass over the records per field, then numpy
+    (a run of 100,000 items has 100,000 pairs)."""
+
+    preference: np.ndarray
+    """PREFERENCE_CODE of each pair's preference."""
+    consistent: np.ndarray
+    """1 consistent, 0 not, -1 unknown (None)."""
+    verdict_ab: np.ndarray
+    verdict_ba: np.ndarray
+    """VERDICT_CODE of each order's verdict."""
+    suites: np.ndarray
+    """Each pair's suite, as its index in suite_names."""
+    suite_names: list[str]
+    """The suites in order of first appearance."""
+
+    @classmethod
+    def of(cls, records: Sequence[JudgmentRecord]) -> _Pairs:
+        index: dict[str, int] = {}
+        return cls(np.array([PREFERENCE_CODE[r.preference] for r in records], dtype=np.int8),
+                   np.array([CONSISTENT_CODE[r.consistent] for r in records], dtype=np.int8),
+                   np.array([VERDICT_CODE[r.verdict_ab] for r in records], dtype=np.int8),
+                   np.array([VERDICT_CODE[r.verdict_ba] for r in records], dtype=np.int8),
+                   np.array([index.setdefault(r.suite, len(index)) for r in records], dtype=np.int64),
+                   list(index))
+
+    @property
+    def judged(self) -> np.ndarray:
+        """A verdict to score: the candidate's, the base's or a tie."""
+        return self.preference <= PREFERENCE_CODE["tie"]
+
+
 def summarize_judgments(records: Sequence[JudgmentRecord], rng: np.random.Generator) -> JudgeSummary:
     """Counts, rates, tests and costs of a judge stage (JSON-serialisable; NaN becomes None)."""
     real = [r for r in records if r.canary is None]
-    judged = [r for r in real if r.preference in SCORE]
-    counts = _counts(real)
-    scores = np.array([SCORE[r.preference] for r in judged], dtype=float)
+    pairs = _Pairs.of(real)
+    judged_mask = pairs.judged
+    judged = [r for r, kept in zip(real, judged_mask.tolist()) if kept]
+    counts = _tally(pairs.preference)
+    scores = SCORE_OF_CODE[pairs.preference[judged_mask]]
     boot = paired_bootstrap(np.zeros(len(scores)), scores, rng, resamples=RESAMPLES)
     sign = sign_test(counts["wins"], counts["losses"], counts["ties"])
     base_words = np.array([r.base_words for r in judged], dtype=float)
     cand_words = np.array([r.candidate_words for r in judged], dtype=float)
     length = length_controlled_win_rate(scores, cand_words - base_words)
-    per_item = _per_item(judged, scores, rng) if _several_samples(judged) else {}
-    orders = [r for r in real if r.consistent is not None]
+    per_item = _per_item(judged, scores, rng) if _several_samples(judged, pairs.suites[judged_mask]) else {}
+    orders = pairs.consistent >= 0
     answered = counts["n"] - counts["failed"]
     first = records[0] if records else None
     summary = {
@@ -95,7 +141,7 @@ def summarize_judgments(records: Sequence[JudgmentRecord], rng: np.random.Genera
         "decided_by": dict(sorted(Counter(r.decided_by for r in real).items())),
         **counts,
         "judged": len(judged),
-        "inconsistent": sum(r.consistent is False for r in real),
+        "inconsistent": int((pairs.consistent == 0).sum()),
         "win_rate": float(scores.mean()) if len(scores) else None,
         "win_rate_ci": [boot.low, boot.high],
         "win_rate_ci_method": f"percentile bootstrap over judged pairs, {RESAMPLES} resamples, 95%",
@@ -106,8 +152,8 @@ def summarize_judgments(records: Sequence[JudgmentRecord], rng: np.random.Genera
                               "high": sign.win_rate.high, "method": "Wilson, 95%, ties excluded"},
         "sign_test_p": sign.p_value,
         "sign_test_tie_split_p": sign.tie_split_p_value,
-        "swap_consistency": _rate(sum(bool(r.consistent) for r in orders), len(orders)),
-        **_decisive(orders),
+        "swap_consistency": _rate(int((pairs.consistent == 1).sum()), int(orders.sum())),
+        **_decisive(pairs, orders),
         "tie_rate": _rate(counts["ties"], len(judged)),
         "parse_failure_rate": _rate(counts["unparsed"], answered),
         "failure_rate": _rate(counts["failed"], counts["n"]),
@@ -120,30 +166,41 @@ def summarize_judgments(records: Sequence[JudgmentRecord], rng: np.random.Genera
         "prompt_tokens": sum(r.prompt_tokens for r in records),
         "completion_tokens": sum(r.completion_tokens for r in records),
         "cached": sum(r.cached for r in records),
-        "by_suite": {suite: {**_counts(rs), "win_rate": _mean_score(rs, bool(per_item))}
-                     for suite, rs in _by_suite(real).items()},
+        "by_suite": _suites(pairs, real, bool(per_item)),
         **per_item,
     }
     return JudgeSummary.model_validate(_clean(summary))
 
 
-def _decisive(orders: Sequence[JudgmentRecord]) -> dict[str, Any]:
+def _decisive(pairs: _Pairs, orders: np.ndarray) -> dict[str, Any]:
     """Consistency where it means something, and the side an order-flipping judge leans to. A pair both
     orders called a tie is consistent but decided nothing: counting it lets an always-tie judge score 1.0.
-    An inconsistent pair that both orders decided went to the same position twice: that is position bias."""
-    decided = [r for r in orders if "A" in (r.verdict_ab, r.verdict_ba) or "B" in (r.verdict_ab, r.verdict_ba)]
-    first = sum(not r.consistent and r.verdict_ab == r.verdict_ba == "A" for r in decided)
-    second = sum(not r.consistent and r.verdict_ab == r.verdict_ba == "B" for r in decided)
+    An inconsistent pair that both orders decided went to the same position twice: that is position bias.
+    `orders`: the pairs whose consistency is known."""
+    decided = orders & ((pairs.verdict_ab >= VERDICT_CODE["A"]) | (pairs.verdict_ba >= VERDICT_CODE["A"]))
+    flipped = decided & (pairs.consistent == 0) & (pairs.verdict_ab == pairs.verdict_ba)
+    first = int((flipped & (pairs.verdict_ab == VERDICT_CODE["A"])).sum())
+    second = int((flipped & (pairs.verdict_ab == VERDICT_CODE["B"])).sum())
     p = binomial_p(first, first + second) if first + second else None
-    return {"decisive_consistency": _rate(sum(bool(r.consistent) for r in decided), len(decided)),
-            "decisive_pairs": len(decided), "position_bias": {"first": first, "second": second, "p_value": p}}
+    return {"decisive_consistency": _rate(int((decided & (pairs.consistent == 1)).sum()), int(decided.sum())),
+            "decisive_pairs": int(decided.sum()), "position_bias": {"first": first, "second": second, "p_value": p}}
 
 
-def _by_suite(records: Sequence[JudgmentRecord]) -> dict[str, list[JudgmentRecord]]:
-    grouped: dict[str, list[JudgmentRecord]] = {}
-    for r in records:
-        grouped.setdefault(r.suite, []).append(r)
-    return grouped
+def _suites(pairs: _Pairs, real: Sequence[JudgmentRecord], by_item: bool) -> dict[str, Any]:
+    """Per suite, in order of first appearance: the counts and the win rate (ties half; per item with
+    several samples per item)."""
+    result = {}
+    for index, suite in enumerate(pairs.suite_names):
+        mask = pairs.suites == index
+        codes = pairs.preference[mask]
+        if by_item:
+            score = _mean_score([r for r, kept in zip(real, mask.tolist()) if kept], by_item)
+        else:
+            # A sum of halves and ones is exact in any order: the same number as summing pair by pair.
+            values = SCORE_OF_CODE[codes[codes <= PREFERENCE_CODE["tie"]]]
+            score = float(values.sum()) / len(values) if len(values) else None
+        result[suite] = {**_tally(codes), "win_rate": score}
+    return result
 
 
 def _mean_score(records: Sequence[JudgmentRecord], by_item: bool = False) -> float | None:
@@ -155,9 +212,13 @@ def _mean_score(records: Sequence[JudgmentRecord], by_item: bool = False) -> flo
     return sum(values) / len(values) if values else None
 
 
-def _several_samples(judged: Sequence[JudgmentRecord]) -> bool:
-    items = [(r.suite, r.item_id) for r in judged]
-    return len(set(items)) < len(items)
+def _several_samples(judged: Sequence[JudgmentRecord], suites: np.ndarray) -> bool:
+    """Some item has more than one judged pair. `suites`: each pair's suite as a number."""
+    items = [r.item_id for r in judged]
+    if len(suites) and suites.min() == suites.max():
+        return len(set(items)) < len(items)
+    return any(len(set(chosen)) < len(chosen)
+               for chosen in ([items[i] for i in np.flatnonzero(suites == s)] for s in np.unique(suites)))
 
 
 def _per_item(judged: Sequence[JudgmentRecord], scores: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:

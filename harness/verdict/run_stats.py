@@ -22,11 +22,12 @@ import hashlib
 import math
 from collections import defaultdict
 from collections.abc import Sequence
+from operator import itemgetter
 
 import numpy as np
 
 from harness.config.schema import ForgettingConfig
-from harness.records.outcomes import AnswerKey, Paired, answer_outcomes, checks_by_answer, paired_outcomes
+from harness.records.outcomes import CheckedAnswers, Paired, SampleKey, Side, pair_sides
 from harness.records.run_results import (
     ForgettingStats,
     ForgettingTask,
@@ -40,6 +41,7 @@ from harness.verdict import clustered, stats
 from harness.verdict.passk import is_reference_check, majority_right, pass_at_k
 
 CONFIDENCE = 0.95
+NOTHING_PAIRED = Paired([], [], [])
 
 
 def subject_rng(seed: int, subject: str) -> np.random.Generator:
@@ -60,10 +62,12 @@ def paired_binary(base: Sequence[bool], cand: Sequence[bool], rng: np.random.Gen
     The one-sided bounds are Newcombe's paired score interval, not the bootstrap's: a percentile
     bootstrap collapses to [0, 0] when no item changed, which would let 3 items prove "no drop"."""
     n = len(base)
-    mc = stats.mcnemar_exact(base, cand)
-    two_sided = stats.paired_bootstrap(base, cand, rng, confidence=CONFIDENCE)
-    one_sided = stats.newcombe_paired_interval(base, cand, confidence=1 - 2 * (1 - CONFIDENCE))
-    b_ci, c_ci = stats.wilson_interval(sum(base), n), stats.wilson_interval(sum(cand), n)
+    b_arr, c_arr = np.asarray(base), np.asarray(cand)  # once, not in each test
+    mc = stats.mcnemar_exact(b_arr, c_arr)
+    two_sided = stats.paired_bootstrap(b_arr, c_arr, rng, confidence=CONFIDENCE)
+    one_sided = stats.newcombe_paired_interval(b_arr, c_arr, confidence=1 - 2 * (1 - CONFIDENCE))
+    b_ci = stats.wilson_interval(int(np.count_nonzero(b_arr)), n)
+    c_ci = stats.wilson_interval(int(np.count_nonzero(c_arr)), n)
     return PairedRates(
         n=n, base_rate=_finite(mc.base_rate), candidate_rate=_finite(mc.cand_rate),
         base_ci=(b_ci.low, b_ci.high), candidate_ci=(c_ci.low, c_ci.high),
@@ -141,19 +145,20 @@ def paired_by_item(keys: Sequence[tuple[str, int]], base: Sequence[bool], cand: 
                    rng: np.random.Generator) -> PairedRates:
     """paired_binary when every item has one sample (today's figures, bit for bit), else
     paired_binary_clustered. keys: (item_id, sample_index) of each pair."""
-    items = [item for item, _ in keys]
+    items = list(map(itemgetter(0), keys))
     if len(set(items)) == len(items):
         return paired_binary(base, cand, rng)
     return paired_binary_clustered(items, base, cand, rng)
 
 
 # ---------------------------------------------------------------------------- suites
-def suite_stats(suite_names: Sequence[str], checks: Sequence[CheckRecord], seed: int) -> dict[str, PairedRates]:
+def suite_stats(suite_names: Sequence[str], checks: Sequence[CheckRecord] | CheckedAnswers,
+                seed: int) -> dict[str, PairedRates]:
     """Per suite, the paired pass rates (records/outcomes.py says what passing and pairing mean)."""
-    outcomes = answer_outcomes(checks)
+    paired = CheckedAnswers.of(checks).paired()
     result = {}
     for name in suite_names:
-        pairs = paired_outcomes(outcomes, name)
+        pairs = paired.get(name, NOTHING_PAIRED)
         result[name] = paired_by_item(pairs.keys, pairs.base, pairs.candidate, subject_rng(seed, f"suite:{name}"))
     return result
 
@@ -191,22 +196,23 @@ def _counts(pairs: Paired) -> dict[str, tuple[int, int, int]]:
     return counts
 
 
-def sampled_stats(suite_names: Sequence[str], checks: Sequence[CheckRecord], ks: Sequence[int], majority: bool,
-                  seed: int) -> dict[str, SampledSuite] | None:
+def sampled_stats(suite_names: Sequence[str], checks: Sequence[CheckRecord] | CheckedAnswers, ks: Sequence[int],
+                  majority: bool, seed: int) -> dict[str, SampledSuite] | None:
     """Per suite with several samples per item: pass@k for each k (an answer passes when every check
     passed; items with fewer than k paired samples are left out of that k) and, with `majority`, the
     majority-vote accuracy over the answers' reference checks (passk.py). None when nothing was asked,
     or no suite has an item sampled more than once (a one-sample run's stats.json keeps a null)."""
     if not ks and not majority:
         return None
-    grouped = checks_by_answer(checks)
-    every = answer_outcomes(checks)
-    reference: dict[AnswerKey, bool] = {
-        key: all(ok for name, ok in named.items() if is_reference_check(name))
-        for key, named in grouped.items() if any(is_reference_check(name) for name in named)}
+    checked = CheckedAnswers.of(checks)
+    reference: dict[Side, dict[SampleKey, bool]] = {
+        side: {key: all(ok for name, ok in named.items() if is_reference_check(name))
+               for key, named in answers.items() if any(is_reference_check(name) for name in named)}
+        for side, answers in checked.sides.items()}
+    every, voted_on = checked.paired(), pair_sides(reference)
     result = {}
     for name in suite_names:
-        pairs = paired_outcomes(every, name)
+        pairs = every.get(name, NOTHING_PAIRED)
         counts = _counts(pairs)
         if all(m == 1 for m, _, _ in counts.values()):
             continue
@@ -218,7 +224,7 @@ def sampled_stats(suite_names: Sequence[str], checks: Sequence[CheckRecord], ks:
                                         subject_rng(seed, f"pass_at_k:{name}@{k}"))
         vote = None
         if majority:
-            voted = _counts(paired_outcomes(reference, name)).values()
+            voted = _counts(voted_on.get(name, NOTHING_PAIRED)).values()
             vote = paired_delta([float(majority_right(m, cb)) for m, cb, _ in voted],
                                 [float(majority_right(m, cc)) for m, _, cc in voted],
                                 subject_rng(seed, f"majority_vote:{name}"))
