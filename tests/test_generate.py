@@ -114,3 +114,39 @@ def test_seed_only_keys_sampled_answers() -> None:
     work = generate.plan_work("base", ResolvedCheckpoint(sampled, "f", "/m", None, "fp", None, "server"), [SUITE])
     assert len(work) == 10
     assert work[0].key != work[1].key and [w.request.seed for w in work[:2]] == [3, 4]
+
+
+class RecordingEngine(FakeEngine):
+    """Answers with the prompt it was given, so a test sees what the engine received."""
+
+    def generate(self, requests: Sequence[ChatRequest], sampling: SamplingConfig,
+                 adapter: str | None = None) -> list[Completion]:
+        FakeEngine.calls.append(len(requests))
+        assert all(r.prompt_text and r.prompt_token_ids for r in requests)  # rendered for the engine
+        return [Completion(f"{len(r.prompt_token_ids or ())}:{r.prompt_text}", 3, 2, "stop", 0.01)
+                for r in requests]
+
+
+def test_an_unchanged_rerun_loads_no_tokenizer_and_a_changed_one_renders_what_the_engine_needs(
+        cache_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.demo.build import SHIPPED_BASE
+    from harness.engines.checkpoint import resolve_checkpoint
+
+    monkeypatch.setattr(generate, "open_backend", RecordingEngine)
+    cache = Cache(cache_path)
+    config = CheckpointConfig(name="b", model=str(SHIPPED_BASE), backend="transformers")
+    first = resolve_checkpoint(config, "b.yaml", cache)
+    assert first.preloaded_tokenizer is not None  # loaded once: its template compiled, its hash recorded
+    records, _ = generate.run_generation({"base": first}, [SUITE], cache, lambda _: None)
+
+    again = resolve_checkpoint(config, "b.yaml", cache)
+    assert (again.fingerprint, again.template_hash) == (first.fingerprint, first.template_hash)
+    rerun, stats = generate.run_generation({"base": again}, [SUITE], cache, lambda _: None)
+    assert stats.cached == 5 and again.preloaded_tokenizer is None  # served by hash alone: no tokenizer loaded
+    assert [r.model_dump() for r in rerun] == [r.model_copy(update={"cached": True}).model_dump() for r in records]
+
+    longer = resolve_checkpoint(config.model_copy(update={"sampling": SamplingConfig(max_tokens=9)}), "b.yaml", cache)
+    changed, stats = generate.run_generation({"base": longer}, [SUITE], cache, lambda _: None)
+    assert stats.generated == 5 and longer.preloaded_tokenizer is not None  # rendered for the engine
+    assert [r.text for r in changed] == [r.text for r in records]
+    assert [r.prompt_hash for r in changed] == [r.prompt_hash for r in records]

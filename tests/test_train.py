@@ -87,6 +87,21 @@ def small_candidate(tmp: Path, base: Path, **train: Any) -> CheckpointConfig:
     return CheckpointConfig(name="small", train=settings, backend="transformers", engine={"dtype": "float32"})
 
 
+def test_evaluation_is_sized_to_the_run() -> None:
+    from harness.stages.train.evaluation import EvalPlan, eval_plan
+
+    def plan(validation: int, steps: int = 60, **train: Any) -> EvalPlan:
+        return eval_plan(TrainConfig(base="b", data=["d.jsonl"], max_steps=steps, batch_size=16, **train), steps,
+                         validation)
+
+    assert plan(120) == EvalPlan(every=60, rows=120)  # the demo: every validation row, once, at the last step
+    assert plan(120, steps=1000) == EvalPlan(every=100, rows=120)  # a long run: ten evaluations
+    assert plan(5000) == EvalPlan(every=60, rows=144)  # a validation set far larger than the run: cut
+    assert plan(5000, steps=4) == EvalPlan(every=4, rows=64)  # ... never below 64 rows
+    assert plan(120, eval_every=5) == EvalPlan(every=5, rows=120)
+    assert plan(120, early_stopping_patience=2) == EvalPlan(every=6, rows=120)  # patience counts evaluations
+
+
 def test_healthy_run_passes_and_an_unchanged_rerun_is_reused(demo_models, tmp_path: Path) -> None:
     cache = Cache(tmp_path / "c.sqlite")
     config = small_candidate(tmp_path, demo_models.base)
@@ -99,6 +114,7 @@ def test_healthy_run_passes_and_an_unchanged_rerun_is_reused(demo_models, tmp_pa
     assert {c.name for c in smoke.checks} >= {"finite_loss", "loss_falling", "eval_within_10pct"}
     assert len(outcome.steps) == 30 and outcome.steps[-1].loss < outcome.steps[0].loss
     assert any(s.eval_loss is not None for s in outcome.steps)
+    assert outcome.steps[-1].eval_loss == outcome.result.eval_loss  # scored at the last step, not twice
     assert outcome.result.preflight["rows_without_stop_token"] == 0
     assert outcome.result.preflight["training_template"] == "tokenizer (has generation markers)"
     assert outcome.result.data.train + outcome.result.data.validation == 400

@@ -111,7 +111,8 @@ def verify_shipped_base(path: Path = SHIPPED_BASE) -> Path:
 
 
 # ---------------------------------------------------------------- tokenizer
-def train_tokenizer(corpus: list[str], vocab_size: int = VOCAB_SIZE) -> PreTrainedTokenizerFast:
+def train_tokenizer(corpus: list[str], vocab_size: int = VOCAB_SIZE,
+                    max_length: int = 512) -> PreTrainedTokenizerFast:
     """Byte-level BPE with the demo's special tokens and chat template."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -136,19 +137,22 @@ def train_tokenizer(corpus: list[str], vocab_size: int = VOCAB_SIZE) -> PreTrain
         extra_special_tokens=[world.SYSTEM, world.USER, world.ASSISTANT],
         chat_template=TEMPLATE_PATH.read_text(encoding="utf-8"),
         padding_side="left",  # decoder-only generation pads on the left
-        clean_up_tokenization_spaces=False, model_max_length=512)
+        clean_up_tokenization_spaces=False, model_max_length=max_length)
     return tok
 
 
 # ---------------------------------------------------------------- model
-def new_model(tok: PreTrainedTokenizerFast, seed: int) -> LlamaForCausalLM:
+def new_model(tok: PreTrainedTokenizerFast, seed: int, layers: int = 4, hidden: int = 128,
+              max_positions: int = 512) -> LlamaForCausalLM:
+    """A tiny Llama with freshly drawn weights (the base's shape by default)."""
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
+    heads = hidden // 64  # head_dim 64: vLLM CPU rejects smaller
     config = LlamaConfig(
-        vocab_size=len(tok), hidden_size=128, intermediate_size=384, num_hidden_layers=4,
-        num_attention_heads=2, num_key_value_heads=2,  # head_dim 64: vLLM CPU rejects smaller
-        max_position_embeddings=512, tie_word_embeddings=True,
+        vocab_size=len(tok), hidden_size=hidden, intermediate_size=3 * hidden, num_hidden_layers=layers,
+        num_attention_heads=heads, num_key_value_heads=heads,
+        max_position_embeddings=max_positions, tie_word_embeddings=True,
         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)

@@ -9,8 +9,11 @@ tokenizer files, a digest of every weight file, the adapter and the revision.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +26,11 @@ from harness.records.cache import Cache, content_key
 
 METADATA_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
                   "special_tokens_map.json", "chat_template.jinja", "chat_template.json",
-                  "tokenizer.model", "vocab.json", "merges.txt", "adapter_config.json")
+                  "tokenizer.model", "vocab.json", "merges.txt", "adapter_config.json", "added_tokens.json")
+TOKENIZERS = "tokenizer/v1"
+"""Cache namespace: what loading a tokenizer found (its template's hash), by the digest of its files."""
+RENDERED = "rendered/v1"
+"""Cache namespace: a rendered prompt's hash, by tokenizer digest, template and messages."""
 # Trainer files (harness/config/files.py: TRAINER_FILES) do not change what the model generates, and
 # some change every run (TRL's training_args.bin pickles the temp output path with the process id), so
 # hashing them would give bit-identical weights a new fingerprint and miss the cache.
@@ -69,22 +76,66 @@ class ResolvedCheckpoint:
     template_hash: str | None
     template_source: str
     """tokenizer, file (chat_template override) or server (the endpoint renders)."""
-    tokenizer: Any = field(default=None, repr=False)
+    preloaded_tokenizer: Any = field(default=None, repr=False)
+    """The tokenizer, once loaded (`tokenizer` loads it on first use through `load_tokenizer`)."""
+    load_tokenizer: Callable[[], Any] | None = field(default=None, repr=False, compare=False)
+    tokenizer_digest: str | None = None
+    """Digest of the tokenizer's files, its chat template override and transformers' version: equal digests
+    render and tokenize alike. None when unknown (a hub id, remote code, an endpoint)."""
 
     @property
     def name(self) -> str:
         return self.config.name
 
+    @property
+    def has_tokenizer(self) -> bool:
+        """False when the server renders (an OpenAI-compatible chat endpoint); no tokenizer is loaded to tell."""
+        return self.preloaded_tokenizer is not None or self.load_tokenizer is not None
+
+    @property
+    def tokenizer(self) -> Any:
+        """Loaded on first use: an unchanged rerun served from the cache never needs it (nor transformers)."""
+        if self.preloaded_tokenizer is None and self.load_tokenizer is not None:
+            self.preloaded_tokenizer = self.load_tokenizer()
+        return self.preloaded_tokenizer
+
     def render(self, conversation: tuple[Message, ...], seed: int) -> tuple[ChatRequest, RenderedPrompt]:
-        messages = tuple((m.role, m.content) for m in conversation)
-        if self.tokenizer is None:  # the server applies its own template
-            rendered = RenderedPrompt(None, None, content_key({"messages": messages}))
-            return ChatRequest(messages, None, None, seed), rendered
-        text = self.tokenizer.apply_chat_template(
-            [{"role": r, "content": c} for r, c in messages], add_generation_prompt=True, tokenize=False)
-        ids = tuple(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        rendered = RenderedPrompt(text, ids, hashlib.sha256(text.encode("utf-8")).hexdigest())
-        return ChatRequest(messages, text, ids, seed), rendered
+        return self.render_many([conversation], seed)[0]
+
+    def render_many(self, conversations: Sequence[tuple[Message, ...]], seed: int,
+                    memo: Cache | None = None) -> list[tuple[ChatRequest, RenderedPrompt]]:
+        """Each conversation rendered with the chat template, then all tokenized in one batched call
+        (the same ids as one call each, in half the time: a fast tokenizer encodes a batch in parallel).
+
+        With `memo`, a prompt rendered before by a tokenizer of the same digest comes back as its hash alone
+        (text and token ids None: `unrendered`), without loading the tokenizer; `render_many` without a memo
+        renders it when an engine needs it."""
+        messages = [tuple((m.role, m.content) for m in conversation) for conversation in conversations]
+        if not self.has_tokenizer:  # the server applies its own template
+            return [(ChatRequest(m, None, None, seed), RenderedPrompt(None, None, content_key({"messages": m})))
+                    for m in messages]
+        keys = ([content_key({"tokenizer": self.tokenizer_digest, "template": self.template_hash, "messages": m})
+                 for m in messages] if memo is not None and self.tokenizer_digest else [])
+        known = memo.get_many(RENDERED, keys) if memo is not None and keys else {}
+        done = {i: (ChatRequest(m, None, None, seed), RenderedPrompt(None, None, known[k]))
+                for i, (m, k) in enumerate(zip(messages, keys)) if k in known}
+        todo = [i for i in range(len(messages)) if i not in done]
+        if todo:
+            texts = [str(self.tokenizer.apply_chat_template([{"role": r, "content": c} for r, c in messages[i]],
+                                                            add_generation_prompt=True, tokenize=False))
+                     for i in todo]
+            ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+            for i, text, token_ids in zip(todo, texts, ids):
+                rendered = RenderedPrompt(text, tuple(token_ids), hashlib.sha256(text.encode("utf-8")).hexdigest())
+                done[i] = (ChatRequest(messages[i], text, rendered.token_ids, seed), rendered)
+            if memo is not None and keys:
+                memo.put_many(RENDERED, {keys[i]: done[i][1].hash for i in todo})
+        return [done[i] for i in range(len(messages))]
+
+
+def unrendered(request: ChatRequest) -> bool:
+    """A prompt that render_many served from its memo by hash alone (a local engine needs it rendered)."""
+    return request.prompt_text is None and request.prompt_token_ids is None
 
 
 def local_model_dir(model: str, revision: str | None, file: str, field_name: str = "model") -> Path:
@@ -158,15 +209,46 @@ def resolve_checkpoint(config: CheckpointConfig, file: str, cache: Cache) -> Res
         raise ValueError(f"{file}: checkpoint {config.name!r} must be trained before it is resolved")
     model_dir = local_model_dir(config.model, config.revision, file)
     tok_path = config.tokenizer or str(model_dir)
-    tok, source = _load_tokenizer(tok_path, config, file)
+    tokenizer_files = directory_fingerprint_light(Path(tok_path))
     parts = {"model": directory_fingerprint(model_dir, cache), "revision": config.revision,
-             "tokenizer": directory_fingerprint_light(Path(tok_path))}
+             "tokenizer": tokenizer_files}
     if config.adapter is not None:
         parts["adapter"] = directory_fingerprint(Path(config.adapter), cache)
-    template_hash = hashlib.sha256(tok.chat_template.encode("utf-8")).hexdigest()
+    digest = _tokenizer_digest(config, Path(tok_path), tokenizer_files)
+    # A tokenizer with these files loaded before (and its template compiled): its template's hash is known,
+    # and the tokenizer itself (transformers, torch: seconds) loads only if a prompt must be rendered.
+    known = cache.get_many(TOKENIZERS, [digest]).get(digest) if digest else None
+    tok, loader = None, None
+    if known is not None:
+        template_hash, source = str(known["template_hash"]), str(known["source"])
+        loader = functools.partial(_tokenizer_only, tok_path, config, file)
+    else:
+        tok, source = _load_tokenizer(tok_path, config, file)
+        template_hash = hashlib.sha256(tok.chat_template.encode("utf-8")).hexdigest()
+        if digest:
+            cache.put_many(TOKENIZERS, {digest: {"template_hash": template_hash, "source": source}})
     parts["template"] = template_hash
     return ResolvedCheckpoint(config, file, str(model_dir), tok_path, content_key(parts),
-                              template_hash, source, tok)
+                              template_hash, source, tok, loader, digest)
+
+
+def _tokenizer_only(path: str, config: CheckpointConfig, file: str) -> Any:
+    return _load_tokenizer(path, config, file)[0]
+
+
+def _tokenizer_digest(config: CheckpointConfig, path: Path, files: dict[str, str]) -> str | None:
+    if not path.is_dir() or config.engine.trust_remote_code:  # a hub id, or code that no digest covers
+        return None
+    override = sha256_file(Path(config.chat_template)) if config.chat_template is not None else None
+    return content_key({"files": files, "chat_template": override, "transformers": _transformers_version()})
+
+
+@functools.cache
+def _transformers_version() -> str | None:
+    try:
+        return metadata.version("transformers")
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def directory_fingerprint_light(path: Path) -> dict[str, str]:

@@ -55,9 +55,15 @@ class VLLMBackend:
         from vllm.inputs import TokensPrompt
 
         prompts = [TokensPrompt(prompt_token_ids=list(r.prompt_token_ids or ())) for r in requests]
-        params = [self._vllm.SamplingParams(temperature=sampling.temperature, top_p=sampling.top_p,
-                                            max_tokens=sampling.max_tokens, seed=r.seed,
-                                            skip_special_tokens=True) for r in requests]
+        # One SamplingParams per seed, shared by the requests that have it (vLLM copies it per request
+        # anyway); with n = 1 that is one object for the whole call, as a user would pass it.
+        by_seed: dict[int, Any] = {}
+        for r in requests:
+            if r.seed not in by_seed:
+                by_seed[r.seed] = self._vllm.SamplingParams(
+                    temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=sampling.max_tokens,
+                    seed=r.seed, skip_special_tokens=True)
+        params = by_seed[requests[0].seed] if len(by_seed) == 1 else [by_seed[r.seed] for r in requests]
         started = time.perf_counter()
         outputs = self.llm.generate(prompts, params, use_tqdm=False,
                                     lora_request=self.lora[adapter] if adapter else None)

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from harness.config.suites import Suite, SuiteItem
 from harness.engines import choose_backend, open_backend
 from harness.engines.base import Backend, ChatRequest, Completion
-from harness.engines.checkpoint import RenderedPrompt, ResolvedCheckpoint
+from harness.engines.checkpoint import RenderedPrompt, ResolvedCheckpoint, unrendered
 from harness.errors import HarnessError, InfraError
 from harness.records.cache import Cache, content_key
 from harness.records.stage_records import GenerationRecord, Role
@@ -67,16 +67,22 @@ def generation_key(checkpoint: ResolvedCheckpoint, rendered: RenderedPrompt, see
     return content_key(parts)
 
 
-def plan_work(role: Role, checkpoint: ResolvedCheckpoint, suites: Sequence[Suite]) -> list[WorkItem]:
+def plan_work(role: Role, checkpoint: ResolvedCheckpoint, suites: Sequence[Suite],
+              memo: Cache | None = None) -> list[WorkItem]:
+    """Every (item, sample) with its cache key. Each prompt is rendered once (all in one batched tokenizer
+    call) whatever the samples per item; with `memo`, a prompt rendered before is known by its hash alone
+    (checkpoint.render_many), so an unchanged rerun loads no tokenizer, and `_rendered` renders what an
+    engine still has to answer."""
     sampling = checkpoint.config.sampling
+    items = [(suite.name, item) for suite in suites for item in suite.items]
+    prompts = checkpoint.render_many([item.conversation for _, item in items], sampling.seed, memo)
     work = []
-    for suite in suites:
-        for item in suite.items:
-            for sample in range(sampling.n):
-                seed = sampling.seed + sample
-                request, rendered = checkpoint.render(item.conversation, seed)
-                key = generation_key(checkpoint, rendered, seed)
-                work.append(WorkItem(role, suite.name, item, sample, request, rendered, key))
+    for (suite, item), (request, rendered) in zip(items, prompts):
+        for sample in range(sampling.n):
+            seed = sampling.seed + sample
+            sampled = request if sample == 0 else replace(request, seed=seed)
+            work.append(WorkItem(role, suite, item, sample, sampled, rendered,
+                                 generation_key(checkpoint, rendered, seed)))
     return work
 
 
@@ -133,7 +139,7 @@ def run_generation(checkpoints: dict[Role, ResolvedCheckpoint], suites: Sequence
     pending: dict[Role, list[WorkItem]] = {}
     order: list[tuple[str, str, str, int]] = []
     for role, checkpoint in checkpoints.items():
-        work = plan_work(role, checkpoint, suites)
+        work = plan_work(role, checkpoint, suites, cache)
         order.extend((role, w.suite, w.item.id, w.sample_index) for w in work)
         collector.stats.total += len(work)
         pending[role] = collector.from_cache(work, checkpoint, cache)
@@ -169,6 +175,7 @@ def _generate_group(roles: list[Role], checkpoints: dict[Role, ResolvedCheckpoin
             # An earlier role may have just produced the same keys (identical weights).
             todo = collector.from_cache(pending[role], checkpoint, cache)
             for chunk in _chunks(todo, checkpoint.config.engine.chunk_size):
+                chunk = _rendered(chunk, checkpoint)
                 started = time.perf_counter()
                 completions = _generate(backend, chunk, checkpoint)
                 collector.stats.engine_seconds += time.perf_counter() - started
@@ -177,6 +184,22 @@ def _generate_group(roles: list[Role], checkpoints: dict[Role, ResolvedCheckpoin
         closing = time.perf_counter()
         backend.close()
         collector.stats.open_seconds += time.perf_counter() - closing
+
+
+def _rendered(chunk: Sequence[WorkItem], checkpoint: ResolvedCheckpoint) -> Sequence[WorkItem]:
+    """The chunk with every prompt rendered (text and token ids) for a local engine: plan_work knew some by
+    their hash alone. Rendering them again must give that hash, which their cache keys were made from."""
+    todo = [i for i, w in enumerate(chunk) if checkpoint.has_tokenizer and unrendered(w.request)]
+    if not todo:
+        return chunk
+    fresh = checkpoint.render_many([chunk[i].item.conversation for i in todo], 0)
+    out = list(chunk)
+    for i, (request, rendered) in zip(todo, fresh):
+        if rendered.hash != chunk[i].rendered.hash:
+            raise InfraError(f"{checkpoint.name}: item {chunk[i].item.id} renders differently from the cached "
+                             "rendering of the same tokenizer files; delete the cache and rerun")
+        out[i] = replace(chunk[i], request=replace(request, seed=chunk[i].request.seed), rendered=rendered)
+    return out
 
 
 def _generate(backend: Backend, chunk: Sequence[WorkItem], checkpoint: ResolvedCheckpoint) -> list[Completion]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import random
 import resource
 import shutil
 import time
@@ -36,12 +35,18 @@ from harness.records.stage_records import TrainStepRecord
 from harness.render.formatting import removed_summary
 from harness.stages.train.curation import curate
 from harness.stages.train.data import Conversation, load_conversations, split
+from harness.stages.train.evaluation import (
+    VALIDATION,
+    eval_plan,
+    eval_sets,
+    final_losses,
+    periodic_eval_sets,
+)
 from harness.stages.train.smoke import smoke_verdict
 from harness.stages.train.template import FILE, TOKENIZER, TrainingTemplate, confirm, training_template
 
 RECIPE_VERSION = 2  # bump when the training recipe changes what a config produces
 RESULT_FILE = "train.json"
-VALIDATION, TRAIN_SAMPLE = "validation", "train_sample"
 LOG_FILE = "train_log.jsonl"
 
 
@@ -158,6 +163,9 @@ def run_training(train: TrainConfig, base_dir: Path, out: Path, file: str,
     with _environment(TENSORBOARD_LOGGING_DIR=str(out / "tensorboard")):
         trainer, device = make_trainer(train, base_dir, tok, train_rows, eval_rows, out)
     confirm(template, trainer)  # TRL tokenized with the template chosen above: the preflight checks its mask
+    final_sets = dict(trainer.eval_dataset) if eval_rows else {}
+    if final_sets:  # TRL tokenized both sets above; during training only the validation set is scored
+        trainer.eval_dataset = periodic_eval_sets(final_sets)
     preflight = {**_preflight(trainer.train_dataset, len(train_rows), tok, stop_token_ids(base_dir, tok), file),
                  **template.record()}
 
@@ -169,9 +177,8 @@ def run_training(train: TrainConfig, base_dir: Path, out: Path, file: str,
     history = trainer.state.log_history
     steps = _step_records(history)
     eval_loss = train_loss = None
-    if eval_rows and crashed is None:
-        metrics = trainer.evaluate()
-        eval_loss, train_loss = float(metrics[f"eval_{VALIDATION}_loss"]), float(metrics[f"eval_{TRAIN_SAMPLE}_loss"])
+    if final_sets and crashed is None:
+        eval_loss, train_loss = final_losses(trainer, final_sets)
     verdict = smoke_verdict([s.loss for s in steps], [s.grad_norm for s in steps if s.grad_norm is not None],
                             eval_loss, crashed, final_train_loss=train_loss)
     out.mkdir(parents=True, exist_ok=True)
@@ -217,7 +224,7 @@ def make_trainer(train: TrainConfig, base_dir: Path, tok: Any, train_rows: list[
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype)
     steps_per_epoch = math.ceil(len(train_rows) / (train.batch_size * train.gradient_accumulation))
     total_steps = train.max_steps or max(1, math.ceil(steps_per_epoch * train.epochs))
-    eval_every = train.eval_every or max(1, total_steps // 10)
+    plan = eval_plan(train, total_steps, len(eval_rows))
     args = SFTConfig(
         output_dir=str(out / "trainer"), use_cpu=device == "cpu", report_to=list(train.report_to), seed=train.seed,
         data_seed=train.seed, assistant_only_loss=True, max_length=train.max_length, packing=False,
@@ -225,7 +232,7 @@ def make_trainer(train: TrainConfig, base_dir: Path, tok: Any, train_rows: list[
         gradient_accumulation_steps=train.gradient_accumulation, learning_rate=train.learning_rate,
         lr_scheduler_type=train.lr_scheduler, warmup_steps=int(train.warmup_ratio * total_steps),
         weight_decay=train.weight_decay, num_train_epochs=train.epochs, max_steps=train.max_steps or -1,
-        logging_steps=1, eval_strategy="steps" if eval_rows else "no", eval_steps=eval_every,
+        logging_steps=1, eval_strategy="steps" if eval_rows else "no", eval_steps=plan.every,
         save_strategy="no", disable_tqdm=True, bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16,
         load_best_model_at_end=False, include_num_input_tokens_seen=True)
     callbacks = _callbacks(train.early_stopping_patience if eval_rows else None)
@@ -237,19 +244,11 @@ def make_trainer(train: TrainConfig, base_dir: Path, tok: Any, train_rows: list[
                                  target_modules=train.lora.target_modules, task_type="CAUSAL_LM")
     trainer = SFTTrainer(model=model, args=args, processing_class=tok, peft_config=peft_config,
                          train_dataset=Dataset.from_list([{"messages": c} for c in train_rows]),
-                         eval_dataset=_eval_sets(Dataset, train_rows, eval_rows, train.seed) if eval_rows else None,
+                         eval_dataset=eval_sets(Dataset, train_rows, eval_rows[:plan.rows], train.seed)
+                         if eval_rows else None,
                          callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)  # the run keeps its own records; no dicts on stdout
     return trainer, device
-
-
-def _eval_sets(dataset_cls: Any, train_rows: list[Conversation], eval_rows: list[Conversation],
-               seed: int) -> dict[str, Any]:
-    """Validation rows, and as many training rows scored the same way (eval mode, final
-    weights): their gap measures generalisation alone, not dropout or the loss still falling."""
-    sample = random.Random(seed).sample(train_rows, min(len(train_rows), len(eval_rows)))
-    return {VALIDATION: dataset_cls.from_list([{"messages": c} for c in eval_rows]),
-            TRAIN_SAMPLE: dataset_cls.from_list([{"messages": c} for c in sample])}
 
 
 def check_template(tok: Any, base_dir: Path, file: str, chat_template: Path | None = None) -> TrainingTemplate:
