@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from harness.config.engine import EndpointConfig
-from harness.config.schema import JudgeConfig
+from harness.config.schema import GateConfig, JudgeConfig
 from harness.config.suites import Suite, load_suite
 from harness.records.cache import Cache
 from harness.records.stage_records import GenerationRecord, JudgmentRecord
@@ -57,7 +57,7 @@ class Sink:
 
 
 def judge(plan: JudgeConfig, suite: Suite, gens: list[GenerationRecord], cache: Cache,
-          seed: int = 0) -> tuple[list[JudgmentRecord], dict[str, Any], Sink]:
+          seed: int = 0, gates: Sequence[GateConfig] = ()) -> tuple[list[JudgmentRecord], dict[str, Any], Sink]:
     sink = Sink()
-    records, stats = run_judging(plan, [suite], gens, run_checks([suite], gens), cache, sink, seed)
+    records, stats = run_judging(plan, [suite], gens, run_checks([suite], gens), cache, sink, seed, gates=gates)
     return records, stats, sink

@@ -54,7 +54,7 @@ BROKEN = [
      "{f}: judge: a judge talks to its endpoint through the chat API; set endpoint.api to 'chat'"),
     ("unknown_key", "judge: {kind: reference, canary: 3}\n",
      "{f}: judge.canary: unknown key; expected one of: canaries, checkpoint, chunk_size, definition, endpoint, kind, "
-     "startup_timeout_s"),
+     "startup_timeout_s, stop_early"),
     ("negative_canaries", "judge: {canaries: -1}\n",
      "{f}: judge.canaries: Input should be greater than or equal to 0 (got -1)"),
 ]

@@ -57,6 +57,16 @@ class ForgettingConfig(Strict):
         return self
 
 
+class StopEarly(Strict):
+    """Stop judging once the judge win-rate gates are settled (harness/stages/judge/stopping.py)."""
+
+    min_items: Annotated[int, Field(ge=1)] = 20
+    """No decision before this many items are judged: the judge's own gates (parse failures,
+    consistency) need a few judged pairs to mean something."""
+    alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
+    """Error of the confidence sequence, half to each side (a 95% two-sided sequence by default)."""
+
+
 class JudgeConfig(Strict):
     """The pairwise judge. The default needs no model: the offline rules judge."""
 
@@ -77,11 +87,22 @@ class JudgeConfig(Strict):
     call as it finishes, so an interrupted stage loses at most the calls in flight (endpoint.max_concurrency)."""
     startup_timeout_s: Annotated[float, Field(gt=0)] = 600.0
     """kind llm with checkpoint: how long to wait for the server to answer."""
+    stop_early: StopEarly | None = None
+    """kind llm: judge items in a random order and stop once every judge.win_rate gate's outcome is settled
+    by an anytime-valid confidence sequence; `true` for the defaults. Off (null) judges every pair."""
+
+    @field_validator("stop_early", mode="before")
+    @classmethod
+    def _stop_early_flag(cls, value: Any) -> Any:
+        if value is True:
+            return {}
+        return None if value is False else value
 
     @model_validator(mode="after")
     def _kind_fields(self) -> JudgeConfig:
         if self.kind != "llm":
-            given = [f for f in ("definition", "endpoint", "checkpoint") if f in self.model_fields_set]
+            given = [f for f in ("definition", "endpoint", "checkpoint", "stop_early")
+                     if f in self.model_fields_set and (f != "stop_early" or self.stop_early is not None)]
             if given:
                 raise ValueError(f"'{given[0]}' is only used with kind 'llm' (kind is {self.kind!r})")
             return self

@@ -132,6 +132,41 @@ class PositionBias(RunFile):
     """Exact two-sided binomial test of first against second (None with no such pair)."""
 
 
+class SequentialGate(RunFile):
+    """One judge.win_rate gate's confidence sequence when judging stopped (or ran out of pairs)."""
+
+    gate: str
+    test: Literal["superiority", "at_least", "at_most"]
+    threshold: float
+    population: int | None
+    """N items: a sequence for these items' own win rate (at_least, at_most); None: for the population
+    they are drawn from (superiority)."""
+    outcome: Literal["above", "below"] | None
+    """The whole sequence lies above or below the threshold; None: not settled by the last item."""
+    lower: float
+    upper: float
+    n: int
+    """Items its decision rests on (where it settled, else all judged)."""
+
+
+class SequentialSummary(RunFile):
+    """judge.stop_early: items judged in a seeded random order until every win-rate gate was settled."""
+
+    items: int
+    """Real items (suite item, judged over its samples) the full run would judge."""
+    judged_items: int
+    """Items judged before stopping, in the order; the win rate and its statistics cover these."""
+    stopped_early: bool
+    """Some items were left unjudged: the gates listed decide from their sequences."""
+    calls: int
+    """Judge conversations the items judged needed (cached or asked)."""
+    calls_saved: int
+    """Judge conversations the full run would also have needed: not asked, nor taken from the cache."""
+    alpha: float
+    min_items: int
+    gates: list[SequentialGate]
+
+
 class JudgeSummary(JudgeCounts):
     """A judge stage over real pairs (canaries apart); see harness/verdict/judge_stats.py."""
 
@@ -172,6 +207,8 @@ class JudgeSummary(JudgeCounts):
     """Mean judged pairs per item in that case: win rates, CIs and tests are then per item."""
     significance_test: str = "exact sign test over decisive pairs"
     """What sign_test_p is: the exact sign test, or with several samples per item a permutation test."""
+    sequential: SequentialSummary | None = None
+    """judge.stop_early: where judging stopped, and why; None when every pair was judged by plan."""
 
 
 class PairedDelta(RunFile):

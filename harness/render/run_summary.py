@@ -244,7 +244,28 @@ def judge_lines(judge: JudgeSummary | None, stage: StageEntry | None = None) -> 
             f"{_words(judge.candidate_words_mean)}; length-controlled win rate "
             f"{fraction(judge.length_controlled_win_rate)}{fallback}. Canaries: {judge.canaries.wins} of "
             f"{judge.canaries.total} beat the base (won: {won}). Judge calls: {judge.calls} "
-            f"({judge.cached} pairs from cache){_requests(stage)}."]
+            f"({judge.cached} pairs from cache){_requests(stage)}.", *_stopping(judge)]
+
+
+def stopping_line(judge: JudgeSummary) -> str | None:
+    """judge.stop_early: how far judging went, what it saved and why it stopped (or did not)."""
+    seq = judge.sequential
+    if seq is None:
+        return None
+    settled = "; ".join(f"{g.gate}: [{g.lower:.3f}, {g.upper:.3f}] {g.outcome} {g.threshold:g}" if g.outcome
+                        else f"{g.gate}: not settled" for g in seq.gates)
+    if not seq.stopped_early:
+        return (f"Stopping early: every one of the {seq.items} items was judged; the win-rate gates were not settled "
+                f"sooner ({settled}), so the full-run test decides.")
+    return (f"Stopped early: {seq.judged_items} of {seq.items} items judged in a random order, "
+            f"{seq.calls_saved} judge calls saved ({seq.calls} made or cached). {1 - seq.alpha:.0%} confidence "
+            f"sequences, valid at every stopping point: {settled}. The win rate and its statistics above cover the "
+            "items judged.")
+
+
+def _stopping(judge: JudgeSummary) -> list[str]:
+    line = stopping_line(judge)
+    return ["", line] if line else []
 
 
 def _requests(stage: StageEntry | None) -> str:

@@ -28,7 +28,7 @@ from harness.records.manifest import CommandLine, Manifest
 from harness.records.outcomes import CheckedAnswers
 from harness.records.provenance import git_commit, hardware, numeric_environment, package_versions
 from harness.records.run_dir import RunDir, new_run_id
-from harness.records.run_results import RunStats, TrainingResult, Verdict
+from harness.records.run_results import RunStats, SequentialSummary, TrainingResult, Verdict
 from harness.records.stage_records import CheckRecord, ForgettingRecord, GenerationRecord, JudgmentRecord, Role
 from harness.render.decision_files import policy_for, write_outputs
 from harness.render.run_summary import RunSummary
@@ -37,6 +37,7 @@ from harness.stages.checks import Checked, check_answers
 from harness.stages.forgetting import TaskSpec, check_engine, lm_eval_version, resolve_tasks, run_forgetting
 from harness.stages.generate import run_generation
 from harness.stages.judge.stage import Judge, load_judge, run_judging
+from harness.stages.judge.stopping import check_stop_early, win_rate_gates
 from harness.stages.train.sft import TrainOutcome, ensure_trained
 from harness.verdict.gate import Decision
 from harness.verdict.judge_stats import summarize_judgments
@@ -143,6 +144,7 @@ def _prepare(base_arg: str | Path, candidate_arg: str | Path, plan_file: Path | 
             check_engine(plan.forgetting, config, source, where)
     judge = load_judge(plan.judge, source) if plan.judge else None
     gates, policy = policy_for(plan, policy_file)
+    check_stop_early(plan.judge, gates, source, policy)
     return Inputs({"base": base_file, "candidate": candidate_file},
                   {"base": base, "candidate": candidate}, plan, source, suites, tasks, gates, policy, judge, asked)
 
@@ -165,6 +167,9 @@ def _manifest(inputs: Inputs, checkpoints: dict[Role, ResolvedCheckpoint], run_i
         "suites": [s["sha256"] for s in suites], "tasks": [t["sha256"] for t in tasks], "judge": judge,
         # Gates decide from the records; they change no record, so a run may resume under another policy.
         "plan": inputs.plan.model_dump(mode="json", exclude={"gates"})}
+    if inputs.plan.judge is not None and inputs.plan.judge.stop_early is not None:
+        # Except the win-rate gates that decide where judging stops: they choose which pairs are judged.
+        hashed["stop_early_gates"] = [g.model_dump(mode="json") for g in win_rate_gates(inputs.gates)]
     if inputs.command_line.limit is not None:  # fewer items than the suite files hold
         hashed["limit"] = inputs.command_line.limit
     inputs_hash = content_key(hashed)
@@ -228,15 +233,19 @@ def _checks_stage(inputs: Inputs, run: RunDir, generations: list[GenerationRecor
 
 
 def _judge_stage(inputs: Inputs, run: RunDir, generations: list[GenerationRecord], checks: list[CheckRecord],
-                 cache: Cache, progress: Progress | None) -> list[JudgmentRecord] | None:
+                 cache: Cache, progress: Progress | None) -> Judged | None:
     if inputs.plan.judge is None:
         return None
     started = run.stage_started("judge")
     records, jstats = run_judging(
         inputs.plan.judge, inputs.suites, generations, checks, cache, lambda recs: run.append("judge", recs),
-        inputs.plan.seed, (lambda n, total: progress("judging", n, total)) if progress else None, inputs.plan_source)
+        inputs.plan.seed, (lambda n, total: progress("judging", n, total)) if progress else None, inputs.plan_source,
+        inputs.gates)
+    sequential: SequentialSummary | None = jstats.pop("sequential", None)
+    if sequential is not None:  # the counts in the manifest too; stats.json has the whole summary
+        jstats.update(items=sequential.items, judged_items=sequential.judged_items, calls_saved=sequential.calls_saved)
     run.stage_done("judge", started, records, **{k: v for k, v in jstats.items() if k != "seconds"})
-    return records
+    return Judged(records, sequential)
 
 
 def _forgetting_stage(inputs: Inputs, run: RunDir, checkpoints: dict[Role, ResolvedCheckpoint], cache: Cache,
@@ -259,8 +268,15 @@ def _forgetting_stage(inputs: Inputs, run: RunDir, checkpoints: dict[Role, Resol
     return records
 
 
+@dataclass(frozen=True)
+class Judged:
+    records: list[JudgmentRecord]
+    sequential: SequentialSummary | None
+    """judge.stop_early: where judging stopped and why."""
+
+
 def _run_stats(inputs: Inputs, manifest: Manifest, checks: CheckedAnswers,
-               judgments: list[JudgmentRecord] | None, forgetting: list[ForgettingRecord] | None) -> RunStats:
+               judgments: Judged | None, forgetting: list[ForgettingRecord] | None) -> RunStats:
     """stats.json: paired tests per suite and forgetting task (Holm-adjusted together) and the judge summary.
     Every random draw comes from the plan seed, one generator per subject."""
     seed = inputs.plan.seed
@@ -271,7 +287,7 @@ def _run_stats(inputs: Inputs, manifest: Manifest, checks: CheckedAnswers,
         run_stats.forgetting = forgetting_stats(forgetting, inputs.plan.forgetting, seed).model_copy(
             update={"lm_eval_version": manifest.forgetting.lm_eval_version})
     if judgments is not None:
-        run_stats.judge = summarize_judgments(judgments, subject_rng(seed, "judge"))
+        run_stats.judge = summarize_judgments(judgments.records, subject_rng(seed, "judge"), judgments.sequential)
     return apply_holm(run_stats)
 
 

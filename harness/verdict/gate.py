@@ -211,6 +211,11 @@ def evaluate_gate(gate: GateConfig, run_stats: RunStats, training: dict[str, Tra
                           value=o.value, threshold=threshold, ci=o.ci, p_value=o.p_value, mde=o.mde, reason=reason,
                           label=label)
 
+    sequential = _sequential(gate, run_stats.judge)
+    if sequential is not None:
+        value = run_stats.judge.win_rate if run_stats.judge else None
+        o = Observation(None, value, sequential[2], n=run_stats.judge.judged if run_stats.judge else None)
+        return [result(o, *_unless_judge_failed(gate, run_stats, sequential[0], sequential[1]))]
     if gate.subjects is not None:
         named = {o.subject: o for o in found}
         have = ", ".join(str(s) for s in named) or "none"
@@ -223,6 +228,31 @@ def evaluate_gate(gate: GateConfig, run_stats: RunStats, training: dict[str, Tra
         reason = MISSING.get(gate.metric) or MISSING[gate.metric.split(".")[0]]
         return [result(missing, "inconclusive", reason + HINT) if gate.required else result(missing, "skipped", reason)]
     return [result(o, *_unless_judge_failed(gate, run_stats, *judge_gate(gate, o))) for o in found]
+
+
+def _sequential(gate: GateConfig, judge: JudgeSummary | None
+                ) -> tuple[Outcome, str, tuple[float, float] | None] | None:
+    """A win-rate gate when judging stopped early (judge.stop_early): its confidence sequence decides, the
+    only test that stays valid after stopping on the data. None when every item was judged (the full-run
+    test decides, as without stop_early)."""
+    if gate.metric != "judge.win_rate" or judge is None or judge.sequential is None:
+        return None
+    seq = judge.sequential
+    if not seq.stopped_early:
+        return None
+    where = f"judging stopped after {seq.judged_items} of {seq.items} items"
+    entry = next((g for g in seq.gates if (g.gate, g.test, g.threshold) == (gate.name, gate.test, gate.threshold)),
+                 None)
+    if entry is None or entry.outcome is None:
+        settled = ", ".join(g.gate for g in seq.gates) or "none"
+        why = (f"{where}, when the win-rate gates of the run's policy were settled ({settled}); this gate was not "
+               "one of them, and a fixed-sample test on the items judged is not valid after stopping on them: rerun "
+               "with this gate in the policy, or without stop_early")
+        return "inconclusive", why, None
+    span = (f"{1 - seq.alpha:.0%} confidence sequence [{_pts(entry.lower)}, {_pts(entry.upper)}] lies "
+            f"{entry.outcome} {entry.threshold:g}")
+    passed = (entry.outcome == "above") != (gate.test == "at_most")
+    return ("pass" if passed else "fail"), f"{span} ({where})", (entry.lower, entry.upper)
 
 
 UNREACHED = ("judge.win_rate", "judge.failure_rate")

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.records.run_results import JudgeSummary
+from harness.records.run_results import JudgeSummary, SequentialSummary
 from harness.records.stage_records import JudgmentRecord
 from harness.verdict.clustered import item_means, sign_flip_p
 from harness.verdict.stats import (
@@ -118,8 +118,10 @@ class _Pairs:
         return self.preference <= PREFERENCE_CODE["tie"]
 
 
-def summarize_judgments(records: Sequence[JudgmentRecord], rng: np.random.Generator) -> JudgeSummary:
-    """Counts, rates, tests and costs of a judge stage (JSON-serialisable; NaN becomes None)."""
+def summarize_judgments(records: Sequence[JudgmentRecord], rng: np.random.Generator,
+                        sequential: SequentialSummary | None = None) -> JudgeSummary:
+    """Counts, rates, tests and costs of a judge stage (JSON-serialisable; NaN becomes None). With
+    `sequential` (judging stopped early), the figures cover the items judged and the summary carries it."""
     real = [r for r in records if r.canary is None]
     pairs = _Pairs.of(real)
     judged_mask = pairs.judged
@@ -169,7 +171,7 @@ def summarize_judgments(records: Sequence[JudgmentRecord], rng: np.random.Genera
         "by_suite": _suites(pairs, real, bool(per_item)),
         **per_item,
     }
-    return JudgeSummary.model_validate(_clean(summary))
+    return JudgeSummary.model_validate({**_clean(summary), "sequential": sequential})
 
 
 def _decisive(pairs: _Pairs, orders: np.ndarray) -> dict[str, Any]:

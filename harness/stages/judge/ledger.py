@@ -53,19 +53,39 @@ class PairLedger:
             self._outcomes[key] = outcome
             for index in self._waiting.pop(key, ()):
                 self._missing[index] -= 1
-                if not self._missing[index]:
+                if not self._missing[index] and index < len(self._records):  # past a cap: not kept
                     ab, ba = self._keys[index]
                     self._records[index] = self._combine(index, self._outcomes[ab], self._outcomes[ba])
                     self._unreported += 1
 
     def whole(self, index: int) -> bool:
-        return self._records[index] is not None
+        return index < len(self._records) and self._records[index] is not None
 
-    def publish(self, force: bool = False) -> None:
-        """Write the records of the whole prefix and report progress, when due (or `force`)."""
+    @property
+    def size(self) -> int:
+        """Pairs the ledger keeps (all of them, unless `cap` cut the list)."""
+        return len(self._records)
+
+    def whole_prefix(self) -> int:
+        """How many pairs from the start are whole."""
         end = self._written
         while end < len(self._records) and self._records[end] is not None:
             end += 1
+        return end
+
+    def made(self) -> Sequence[JudgmentRecord | None]:
+        """Each pair's record once it is whole (None before): read, never changed, by the caller."""
+        return self._records
+
+    def cap(self, end: int) -> None:
+        """Keep only the first `end` pairs (judging stopped early); they must be whole, and none after
+        them written yet."""
+        assert self._written <= end <= self.whole_prefix(), "capped outside the whole, unwritten range"
+        del self._records[end:]
+
+    def publish(self, force: bool = False) -> None:
+        """Write the records of the whole prefix and report progress, when due (or `force`)."""
+        end = self.whole_prefix()
         if end == self._written and not self._unreported:
             return
         now = time.monotonic()

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from harness.config.engine import EndpointConfig
 from harness.config.loading import load_checkpoint
-from harness.config.schema import CheckpointConfig, JudgeConfig
+from harness.config.schema import CheckpointConfig, GateConfig, JudgeConfig
 from harness.config.suites import Suite
 from harness.engines.vllm_server import served
 from harness.errors import ConfigError
@@ -37,6 +37,7 @@ from harness.stages.judge.llm import NAMESPACE, Outcome, Task, from_cache, make_
 from harness.stages.judge.offline import check_outcomes, decide
 from harness.stages.judge.pairs import CANARIES, Pair, build_pairs
 from harness.stages.judge.prompt import LoadedDefinition, load_definition
+from harness.stages.judge.stopping import Stopper, gate_rules, judging_plan
 from harness.stages.judge.window import run_window
 
 __all__ = ["CANARIES", "Judge", "Pair", "load_judge", "run_judging"]
@@ -99,15 +100,20 @@ class JudgeStats:
 
 def run_judging(plan: JudgeConfig, suites: Sequence[Suite], generations: Sequence[GenerationRecord],
                 checks: Sequence[CheckRecord], cache: Cache, emit: Emit, seed: int,
-                progress: OnProgress | None = None, file: str = "plan") -> tuple[list[JudgmentRecord], dict[str, Any]]:
+                progress: OnProgress | None = None, file: str = "plan",
+                gates: Sequence[GateConfig] = ()) -> tuple[list[JudgmentRecord], dict[str, Any]]:
     """Judge every base/candidate pair (and the canaries); records go to `emit` as they are final.
-    `checks` feed the offline judges; `seed` draws the answer delimiters. Returns the records in pair
-    order and the stage's counts (JudgeStats: pairs, cached, asked now, failed, calls, retries, requests, seconds)."""
+    `checks` feed the offline judges; `seed` draws the answer delimiters (and, with plan.stop_early, the
+    judging order; `gates` are then the policy whose win-rate gates may stop it: stopping.py). Returns the
+    records in pair order (judging order when stopping early) and the stage's counts (JudgeStats: pairs,
+    cached, asked now, failed, calls, retries, requests, seconds), with `sequential` (a SequentialSummary)
+    when judging could stop early."""
     started = time.perf_counter()
     judge = load_judge(plan, file)
     pairs, unpaired = build_pairs(suites, generations, plan.canaries)
     canaries = sum(p.canary is not None for p in pairs)
     stats = JudgeStats(pairs=len(pairs) - canaries, canary_pairs=canaries, unpaired_samples=unpaired)
+    stopper = None
     if judge.definition is None:  # offline: no model, no call, nothing worth caching
         records = _judge_offline(judge, pairs, checks)
         stats.asked = len(records)
@@ -115,12 +121,20 @@ def run_judging(plan: JudgeConfig, suites: Sequence[Suite], generations: Sequenc
         if progress:
             progress(len(records), len(pairs))
     else:
-        records = _judge_llm(judge, pairs, cache, emit, seed, stats, progress)
+        if plan.stop_early is not None:
+            order = judging_plan(pairs, seed)
+            rules = gate_rules(plan.stop_early, gates, len(order.spans))
+            if rules and order.spans:
+                pairs = [pairs[i] for i in order.order]
+                stopper = Stopper(rules, order.spans, plan.stop_early)
+        records = _judge_llm(judge, pairs, cache, emit, seed, stats, progress, stopper)
     stats.failed = sum(r.preference == "failed" for r in records)
     stats.requests = stats.calls + stats.retries
     stats.seconds = round(time.perf_counter() - started, 3)
-    out = {"judge": judge.name, "kind": judge.kind, "model": judge.model}
+    out: dict[str, Any] = {"judge": judge.name, "kind": judge.kind, "model": judge.model}
     out.update(asdict(stats))
+    if stopper is not None:
+        out["sequential"] = stopper.summary()
     return records, out
 
 
@@ -186,17 +200,18 @@ def _tasks(judge: Judge, pair: Pair, identity: dict[str, Any], seed: int) -> tup
 
 
 def _judge_llm(judge: Judge, pairs: Sequence[Pair], cache: Cache, emit: Emit, seed: int, stats: JudgeStats,
-               progress: OnProgress | None) -> list[JudgmentRecord]:
+               progress: OnProgress | None, stopper: Stopper | None = None) -> list[JudgmentRecord]:
     assert judge.definition is not None
     identity = _identity(judge, cache)
     tasks = [_tasks(judge, p, identity, seed) for p in pairs]
     # One process at a time asks this judge about these pairs; another waits, then finds the verdicts cached.
     with cache.work_lock("judge", sorted({t.key for ts in tasks for t in ts})):
-        return _judge_tasks(judge, pairs, tasks, cache, emit, seed, stats, progress)
+        return _judge_tasks(judge, pairs, tasks, cache, emit, seed, stats, progress, stopper)
 
 
 def _judge_tasks(judge: Judge, pairs: Sequence[Pair], tasks: Sequence[tuple[Task, Task]], cache: Cache, emit: Emit,
-                 seed: int, stats: JudgeStats, progress: OnProgress | None) -> list[JudgmentRecord]:
+                 seed: int, stats: JudgeStats, progress: OnProgress | None,
+                 stopper: Stopper | None) -> list[JudgmentRecord]:
     from harness.engines import open_endpoint
 
     assert judge.definition is not None
@@ -206,13 +221,30 @@ def _judge_tasks(judge: Judge, pairs: Sequence[Pair], tasks: Sequence[tuple[Task
         return combine(judge, pairs[index], ab, ba, shared=tasks[index][0].key == tasks[index][1].key)
 
     ledger = PairLedger([(ab.key, ba.key) for ab, ba in tasks], record, emit, progress, judge.config.chunk_size)
+
+    def settle() -> None:
+        """With stop_early, stop at the item where every win-rate gate settled (before any record past it
+        is written: the ledger writes the whole prefix only after this looked at it)."""
+        if stopper is not None and stopper.update(ledger.whole_prefix(), ledger.made()) and stopper.cap is not None:
+            if ledger.size > stopper.cap:
+                ledger.cap(stopper.cap)
+
     ledger.answered(hits)
-    todo = [i for i in range(len(pairs)) if not ledger.whole(i)]
-    stats.cached = len(pairs) - len(todo)
+    settle()
+    todo = [i for i in range(ledger.size) if not ledger.whole(i)]
+    stats.cached = ledger.size - len(todo)
     ledger.publish(force=True)
+    asked: set[str] = set()
     if todo:
-        # Only what the cache lacks, each distinct conversation once, in pair order.
+        # Only what the cache lacks, each distinct conversation once, in pair (judging) order.
         asks = list({t.key: t for i in todo for t in tasks[i] if t.key not in hits}.values())
+
+        def pending() -> Iterator[Task]:
+            for task in asks:  # taken lazily, one by one, by the window's slots
+                if stopper is not None and stopper.settled:
+                    return
+                asked.add(task.key)
+                yield task
 
         def save(outcomes: dict[str, Outcome]) -> None:
             good = {k: o.cache_value() for k, o in outcomes.items() if o.error is None}
@@ -220,17 +252,22 @@ def _judge_tasks(judge: Judge, pairs: Sequence[Pair], tasks: Sequence[tuple[Task
                 cache.put_many(NAMESPACE, good)  # before any record: a record on disk has its cache entries
             stats.calls += sum(o.calls for o in outcomes.values())
             ledger.answered(outcomes)
+            settle()
             ledger.publish()
 
         with _endpoint(judge) as endpoint:
             started = time.perf_counter()
             backend = open_endpoint(endpoint, endpoint.model or judge.name, judge.file)
-            run_window(backend, asks, judge.definition, sampling_of(judge.definition, seed),
+            run_window(backend, pending(), judge.definition, sampling_of(judge.definition, seed),
                        endpoint.max_concurrency, save)
             stats.retries = backend.retries_used
             stats.judge_seconds = round(time.perf_counter() - started, 3)
-        stats.asked = len(todo)
+        stats.asked = len([i for i in todo if i < ledger.size])
         ledger.publish(force=True)
+    if stopper is not None:
+        kept = {t.key for ts in tasks[:ledger.size] for t in ts}
+        skipped = {t.key for ts in tasks[ledger.size:] for t in ts} - kept - hits.keys() - asked
+        stopper.account(len(kept), len(skipped))
     return ledger.records()
 
 
