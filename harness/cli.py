@@ -231,14 +231,23 @@ def export(
         "--format", help="lm-eval: lm-evaluation-harness's results file of the forgetting tasks, one per checkpoint. "
         "alpaca-eval: AlpacaEval's model_outputs.json, one per checkpoint (with several samples per prompt, "
         "sample 0). table: one row per item x sample x checkpoint with the prompt, answer, each check "
-        "(check.<name>), passed and the judge's outcome, as table.parquet and table.csv.")],
+        "(check.<name>), passed and the judge's outcome, as table.parquet and table.csv. preferences: the "
+        "judge's consistent verdicts as a DPO dataset (prompt, chosen, rejected) in TRL's conversational form.")],
     out: Annotated[Path | None, typer.Option(help="Directory to write into (default: RUN_DIR/export).")] = None,
 ) -> None:
     """Write a finished run in another tool's format (no model is loaded); prints the paths written."""
     from harness.render.exports import export_run
 
-    for path in export_run(run_dir, format_, out):
+    written = export_run(run_dir, format_, out)
+    for path in written:
         typer.echo(str(path))
+    if format_ == "preferences":  # what was left out, and why: the counts excluded.json keeps
+        import json
+
+        from harness.render.preferences import EXCLUDED, describe
+
+        counts = next(path for path in written if path.as_posix().endswith(EXCLUDED))
+        typer.echo(describe(json.loads(counts.read_text(encoding="utf-8"))), err=True)
 
 
 def main() -> None:

@@ -143,7 +143,7 @@ def test_bad_input_is_one_line_and_writes_nothing(runs: Path, tmp_path: Path) ->
     out = str(tmp_path / "out")
     not_a_run = export_fails(str(tmp_path), "--format", "table", "--out", out)
     assert not_a_run == f"{tmp_path}: not a run dir (no manifest.json)"
-    assert "unknown format 'csv'; expected one of: lm-eval, alpaca-eval, table" in export_fails(
+    assert "unknown format 'csv'; expected one of: lm-eval, alpaca-eval, table, preferences" in export_fails(
         str(full), "--format", "csv", "--out", out)
     line = export_fails(str(partial), "--format", "lm-eval", "--out", out)
     assert line.startswith(f"{partial / 'manifest.json'}: stages.forgetting: this run has no forgetting stage")

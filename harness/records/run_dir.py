@@ -169,6 +169,21 @@ class RunDir:
             "seconds": round(time.perf_counter() - started, 3), "records": len(records), **stats})
         self.save_manifest()
 
+    def finished(self, stage: str, needed: str | None = None) -> bool:
+        """Whether the run has `stage`, done, for a reader of finished runs (export): a stage that is running
+        or failed is an error (its records may be partial), and so is a missing one when `needed` says what
+        it was needed for."""
+        entry = self.manifest.stage(stage)
+        manifest = str(self.path / MANIFEST)
+        if entry is None:
+            if needed is not None:
+                raise ConfigError(manifest, f"stages.{stage}", f"this run has no {stage} stage: {needed}")
+            return False
+        if entry.status != "done":
+            raise ConfigError(manifest, f"stages.{stage}", f"the {stage} stage is {entry.status}: export reads "
+                              f"finished stages only (finish the run with `harness compare ... --run-dir {self.path}`)")
+        return True
+
     def stage_failed(self, stage: str, error: str) -> None:
         """The stage stopped on an engine, endpoint or lm-eval failure: say so, with why. Its records so
         far stay in the JSONL; a rerun with --run-dir redoes only what they lack."""

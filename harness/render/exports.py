@@ -10,6 +10,8 @@
 - `table`: one flat table (`table.parquet`, `table.csv`), a row per suite item x sample x checkpoint with
   the prompt, the answer, each check's pass (`check.<name>`), whether the answer passed, and the judge's
   outcome for the pair from the candidate's side with its reasons.
+- `preferences`: the judge's consistent verdicts as a DPO dataset in TRL's conversational form
+  (render/preferences.py).
 
 Only joins of what the stages stored: the answers, checks and verdicts are joined by
 harness.report.item_data (as the report's side-by-side page shows them), and whether an answer
@@ -31,11 +33,12 @@ from harness.errors import ConfigError
 from harness.records.forgetting_results import ForgettingResults, read_forgetting_results, results_file
 from harness.records.run_dir import MANIFEST, RunDir, atomic_write_bytes
 from harness.records.stage_records import ROLES, CheckRecord, GenerationRecord, JudgmentRecord
+from harness.render.preferences import preference_files
 
 if TYPE_CHECKING:
     import pandas as pd
 
-FORMATS = ("lm-eval", "alpaca-eval", "table")
+FORMATS = ("lm-eval", "alpaca-eval", "table", "preferences")
 PER_TASK = ("results", "groups", "group_subtasks", "configs", "versions", "n-shot", "higher_is_better", "n-samples",
             "task_hashes")
 """The keys of lm-eval's results file that map a task (or group) name to its entry."""
@@ -48,7 +51,8 @@ Files = dict[str, bytes]
 def export_run(run_dir: Path, fmt: str, out: Path | None = None) -> list[Path]:
     """Write `fmt` of the run at `run_dir` under `out` (default RUN_DIR/export); the paths written."""
     builders: dict[str, Callable[[RunDir], Files]] = {
-        "lm-eval": lm_eval_files, "alpaca-eval": alpaca_eval_files, "table": table_files}
+        "lm-eval": lm_eval_files, "alpaca-eval": alpaca_eval_files, "table": table_files,
+        "preferences": preference_files}
     if fmt not in builders:
         raise ConfigError(None, "--format", f"unknown format {fmt!r}; expected one of: {', '.join(FORMATS)}")
     run = RunDir.open(run_dir)
@@ -67,28 +71,13 @@ def export_run(run_dir: Path, fmt: str, out: Path | None = None) -> list[Path]:
     return written
 
 
-def _finished(run: RunDir, stage: str, needed: str | None = None) -> bool:
-    """Whether the run has `stage`, done; a stage that is running or failed is an error (its records may be
-    partial), and so is a missing one when `needed` says what it was needed for."""
-    entry = run.manifest.stage(stage)
-    manifest = str(run.path / MANIFEST)
-    if entry is None:
-        if needed is not None:
-            raise ConfigError(manifest, f"stages.{stage}", f"this run has no {stage} stage: {needed}")
-        return False
-    if entry.status != "done":
-        raise ConfigError(manifest, f"stages.{stage}", f"the {stage} stage is {entry.status}: export reads finished "
-                          f"stages only (finish the run with `harness compare ... --run-dir {run.path}`)")
-    return True
-
-
 def _json(data: Any) -> bytes:
     return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 # ---------------------------------------------------------------------------- lm-eval
 def lm_eval_files(run: RunDir) -> Files:
-    _finished(run, "forgetting", "its plan had no forgetting tasks, so there are no lm-eval results to export")
+    run.finished("forgetting", "its plan had no forgetting tasks, so there are no lm-eval results to export")
     tasks = [t.name for t in run.manifest.forgetting.tasks]
     files: Files = {}
     for role in ROLES:
@@ -156,10 +145,10 @@ def _items(run: RunDir) -> pd.DataFrame:
 
     from harness.report.item_data import items_table, load_prompts, real_verdicts
 
-    _finished(run, "generations", "there are no answers to export")
+    run.finished("generations", "there are no answers to export")
     frames: dict[str, pd.DataFrame | None] = {}
     for stage, model in (("generations", GenerationRecord), ("checks", CheckRecord), ("judge", JudgmentRecord)):
-        records = run.read(stage, model) if _finished(run, stage) else []
+        records = run.read(stage, model) if run.finished(stage) else []
         frames[stage] = pd.DataFrame([r.model_dump() for r in records]) if records else None
     generations = frames["generations"]
     if generations is None:
