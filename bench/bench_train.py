@@ -35,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from models import bench_model, describe  # noqa: E402
 
 import harness.stages.train.sft as sft  # noqa: E402
-from harness.config.schema import CheckpointConfig, TrainConfig  # noqa: E402
+from harness.config.schema import CheckpointConfig  # noqa: E402
+from harness.config.training import TrainConfig  # noqa: E402
 from harness.records.cache import Cache  # noqa: E402
 from harness.stages.train.curation import curate  # noqa: E402
 from harness.stages.train.data import load_conversations, split  # noqa: E402

@@ -86,14 +86,14 @@ BROKEN = [
     ("train_missing_base", "name: x\ntrain: {base: ./nobase, data: [d.jsonl]}\n",
      "{f}: train.base: directory {d}/nobase does not exist"),
     ("train_unknown_key", "name: x\ntrain: {base: demo:base, data: [d.jsonl], epoch: 3}\n",
-     "{f}: train.epoch: unknown key; expected one of: base, batch_size, curation, data, device, dtype, "
+     "{f}: train.epoch: unknown key; expected one of: base, batch_size, curation, data, device, dpo, dtype, "
      "early_stopping_patience, epochs, eval_every, format, gradient_accumulation, learning_rate, lora, "
-     "lr_scheduler, max_bad_share, max_length, max_steps, output_dir, report_to, seed, validation_share, "
+     "lr_scheduler, max_bad_share, max_length, max_steps, method, output_dir, report_to, seed, validation_share, "
      "warmup_ratio, weight_decay"),
     ("train_bad_lora", "name: x\ntrain: {base: demo:base, data: [d.jsonl], lora: {r: 0}}\n",
      "{f}: train.lora.r: Input should be greater than or equal to 1 (got 0)"),
     ("train_bad_format", "name: x\ntrain: {base: demo:base, data: [d.jsonl], format: csv}\n",
-     "{f}: train.format: Input should be 'auto', 'alpaca', 'sharegpt' or 'messages' (got 'csv')"),
+     "{f}: train.format: Input should be 'auto', 'alpaca', 'sharegpt', 'messages' or 'preference' (got 'csv')"),
     ("openai_with_adapter", "name: x\nmodel: m\nadapter: ./empty\nbackend: openai\n"
      "endpoint: {base_url: 'http://127.0.0.1:1/v1'}\n",
      "{f}: an endpoint serves its own weights; 'adapter' needs backend vllm or transformers"),

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from harness.config.schema import CurationSettings
+from harness.config.training import CurationSettings
 from harness.errors import ConfigError
 from harness.stages.train.curation import FILTER_ORDER, curate
 from harness.stages.train.data import BadRow, Conversation, load_conversations, split

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from harness.config.schema import CheckpointConfig, TrainConfig
+from harness.config.schema import CheckpointConfig
+from harness.config.training import TrainConfig
 from harness.errors import ConfigError
 from harness.records.cache import Cache
 from harness.stages.train.data import load_conversations

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from harness.config.loading import load_checkpoint
-from harness.config.schema import CheckpointConfig, TrainConfig
+from harness.config.schema import CheckpointConfig
+from harness.config.training import TrainConfig
 from harness.demo.build import verify_shipped_base
 from harness.demo.world import END
 from harness.errors import ConfigError

@@ -279,7 +279,9 @@ class TrainData(RunFile):
 
 
 class TrainingResult(RunFile):
-    """One smoke-test SFT run: its verdict, data counts and timings."""
+    """One smoke-test SFT or DPO run: its verdict, data counts and timings."""
+
+    method: Literal["sft", "dpo"] = "sft"
 
     smoke: SmokeResult
     data: TrainData

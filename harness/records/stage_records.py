@@ -78,6 +78,16 @@ class TrainStepRecord(Record):
     learning_rate: float
     epoch: float
     eval_loss: float | None = None
+    reward_margin: float | None = None
+    """DPO (TRL's rewards/margins): beta x (log ratio to the reference of chosen - of rejected), batch mean."""
+    reward_accuracy: float | None = None
+    """DPO: share of the batch whose chosen answer out-rewards its rejected one."""
+    chosen_reward: float | None = None
+    rejected_reward: float | None = None
+    """DPO: beta x (log pi - log pi_ref) of the chosen / rejected answers, summed over tokens, batch mean."""
+    chosen_logp: float | None = None
+    rejected_logp: float | None = None
+    """DPO: log pi of the chosen / rejected answers, summed over tokens, batch mean."""
 
 
 class ForgettingRecord(Record):

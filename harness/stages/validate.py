@@ -74,9 +74,16 @@ def training_data(config: CheckpointConfig) -> str:
     if config.train is None:
         return ""
     from harness.stages.train.data import load_conversations
+    from harness.stages.train.preference_data import load_preferences
 
     train = config.train
-    loaded = load_conversations([Path(p) for p in train.data], train.format, train.max_bad_share)
+    paths = [Path(p) for p in train.data]
+    if train.method == "dpo":
+        pairs = load_preferences(paths, train.max_bad_share)
+        bad = f", {len(pairs.bad_rows)} bad row(s) skipped" if pairs.bad_rows else ""
+        return f"; training data: {len(pairs.pairs)} preference pair(s){bad}"
+    # method sft: the validator refused format preference
+    loaded = load_conversations(paths, "auto" if train.format == "preference" else train.format, train.max_bad_share)
     bad = f", {len(loaded.bad_rows)} bad row(s) skipped" if loaded.bad_rows else ""
     return f"; training data: {len(loaded.conversations)} conversation(s){bad}"
 

@@ -1,4 +1,5 @@
-"""Training: loss and eval-loss curves, grad norm, learning rate, curation counts, smoke checks."""
+"""Training: loss and eval-loss curves, grad norm, learning rate, DPO's reward curves, curation counts,
+smoke checks."""
 
 from __future__ import annotations
 
@@ -26,6 +27,16 @@ def curves(run: RunInfo) -> None:
     if steps["grad_norm"].notna().any():
         left.altair_chart(report_charts.curves_chart(steps, {"grad_norm": "grad norm"}, "grad norm"))
     right.altair_chart(report_charts.curves_chart(steps, {"learning_rate": "learning rate"}, "learning rate"))
+    if "reward_margin" in steps and steps["reward_margin"].notna().any():  # a DPO run: what its verdict reads
+        st.subheader("Preference optimisation")
+        left, right = st.columns(2)
+        left.altair_chart(report_charts.curves_chart(
+            steps, {"reward_margin": "reward margin", "chosen_reward": "chosen reward",
+                    "rejected_reward": "rejected reward"}, "reward (beta x log ratio)"))
+        right.altair_chart(report_charts.curves_chart(steps, {"reward_accuracy": "reward accuracy"},
+                                                      "pairs ranked right"))
+        st.altair_chart(report_charts.curves_chart(
+            steps, {"chosen_logp": "chosen", "rejected_logp": "rejected"}, "log-probability of the answers"))
 
 
 def role_result(run: RunInfo, role: str) -> None:
@@ -55,7 +66,8 @@ def role_result(run: RunInfo, role: str) -> None:
 st.title("Training")
 run = report_ui.require_run()
 if report_ui.stage_note(run, "train"):
-    st.caption("A checkpoint with a `train:` block is trained by the harness (smoke-test SFT) and shows up here.")
+    st.caption("A checkpoint with a `train:` block is trained by the harness (smoke-test SFT or DPO) and shows "
+               "up here.")
     st.stop()
 curves(run)
 for trained in run.training:

@@ -11,7 +11,7 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from harness.config.schema import CurationSettings
+from harness.config.training import CurationSettings
 from harness.stages.train.data import Conversation
 
 # Fixed order: cheap structural checks first, then content checks, duplicates

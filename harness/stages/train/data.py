@@ -23,7 +23,7 @@ FORMATS = ("alpaca", "sharegpt", "messages")
 # whether the row is valid), so a broken first row still fixes the format.
 _FORMAT_KEYS = {"messages": "messages", "sharegpt": "conversations", "alpaca": "instruction"}
 _SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
-_OPENAI_ROLES = {"system": "system", "user": "user", "assistant": "assistant"}
+OPENAI_ROLES = {"system": "system", "user": "user", "assistant": "assistant"}
 _GAP = re.compile(r"[\s,]*")
 
 
@@ -43,12 +43,12 @@ class LoadedData:
     """File -> the format it was read as."""
 
 
-class _Bad(Exception):
+class Bad(Exception):
     """A row that cannot be used; the message is the reason."""
 
 
-def _read_rows(path: Path) -> list[tuple[int, Any]]:
-    """(line, row) pairs; a JSONL line that is not JSON becomes a _Bad value."""
+def read_rows(path: Path) -> list[tuple[int, Any]]:
+    """(line, row) pairs; a JSONL line that is not JSON becomes a Bad value."""
     file = str(path)
     if not path.is_file():
         raise ConfigError(file, None, "file not found")
@@ -71,7 +71,7 @@ def _loads_or_bad(line: str) -> Any:
     try:
         return json.loads(line)
     except json.JSONDecodeError as exc:
-        return _Bad(f"invalid JSON ({exc.msg})")
+        return Bad(f"invalid JSON ({exc.msg})")
 
 
 def _json_list_rows(file: str, text: str) -> list[tuple[int, Any]]:
@@ -97,9 +97,9 @@ def _text(obj: dict[str, Any], key: str, where: str = "", optional: bool = False
     if value is None and optional:
         return ""
     if key not in obj:
-        raise _Bad(f"missing key '{where}{key}'")
+        raise Bad(f"missing key '{where}{key}'")
     if not isinstance(value, str):
-        raise _Bad(f"'{where}{key}' must be a string, not {type(value).__name__}")
+        raise Bad(f"'{where}{key}' must be a string, not {type(value).__name__}")
     return value
 
 
@@ -111,46 +111,46 @@ def _alpaca(row: dict[str, Any]) -> Conversation:
     return head + [{"role": "user", "content": user}, {"role": "assistant", "content": output}]
 
 
-def _turns(row: dict[str, Any], key: str, role_key: str, text_key: str, roles: dict[str, str]) -> Conversation:
+def turns(row: dict[str, Any], key: str, role_key: str, text_key: str, roles: dict[str, str]) -> Conversation:
     turns = row.get(key)
     if not isinstance(turns, list):
-        raise _Bad(f"'{key}' must be a list, not {type(turns).__name__}" if key in row else f"missing key '{key}'")
+        raise Bad(f"'{key}' must be a list, not {type(turns).__name__}" if key in row else f"missing key '{key}'")
     out: Conversation = []
     for index, turn in enumerate(turns):
         where = f"{key}[{index}]."
         if not isinstance(turn, dict):
-            raise _Bad(f"'{key}[{index}]' must be an object")
+            raise Bad(f"'{key}[{index}]' must be an object")
         role = _text(turn, role_key, where)
         if role not in roles:
-            raise _Bad(f"'{where}{role_key}' is {role!r}; expected one of: {', '.join(roles)}")
+            raise Bad(f"'{where}{role_key}' is {role!r}; expected one of: {', '.join(roles)}")
         out.append({"role": roles[role], "content": _text(turn, text_key, where)})
     return out
 
 
-def _check_roles(conv: Conversation) -> None:
+def check_roles(conv: Conversation) -> None:
     """Optional leading system, then user/assistant alternating, ending with the assistant."""
     offset = 1 if conv and conv[0]["role"] == "system" else 0
     body = conv[offset:]
     if not any(turn["role"] == "assistant" for turn in body):
-        raise _Bad("no assistant turn")
+        raise Bad("no assistant turn")
     for index, turn in enumerate(body):
         expected = "user" if index % 2 == 0 else "assistant"
         if turn["role"] != expected:
-            raise _Bad(f"roles must alternate user/assistant after an optional system turn "
+            raise Bad(f"roles must alternate user/assistant after an optional system turn "
                        f"(turn {index + offset + 1} is {turn['role']!r}, expected {expected!r})")
     if body[-1]["role"] != "assistant":
-        raise _Bad("last turn is not from the assistant")
+        raise Bad("last turn is not from the assistant")
 
 
 def _parse(row: Any, fmt: str) -> Conversation:
-    if isinstance(row, _Bad):
+    if isinstance(row, Bad):
         raise row
     if not isinstance(row, dict):
-        raise _Bad(f"expected a JSON object, not {type(row).__name__}")
+        raise Bad(f"expected a JSON object, not {type(row).__name__}")
     conv = (_alpaca(row) if fmt == "alpaca" else
-            _turns(row, "conversations", "from", "value", _SHAREGPT_ROLES) if fmt == "sharegpt" else
-            _turns(row, "messages", "role", "content", _OPENAI_ROLES))
-    _check_roles(conv)
+            turns(row, "conversations", "from", "value", _SHAREGPT_ROLES) if fmt == "sharegpt" else
+            turns(row, "messages", "role", "content", OPENAI_ROLES))
+    check_roles(conv)
     return conv
 
 
@@ -177,7 +177,7 @@ def load_conversations(paths: list[Path], fmt: FormatName = "auto",
     data = LoadedData([], [], {})
     total = 0
     for path in paths:
-        file, rows = str(path), _read_rows(path)
+        file, rows = str(path), read_rows(path)
         file_fmt, first_line = (fmt, 0) if fmt != "auto" else _detect(file, rows)
         data.formats[file] = file_fmt
         for line, row in rows:
@@ -190,19 +190,20 @@ def load_conversations(paths: list[Path], fmt: FormatName = "auto",
                                                         f"{file_fmt}; use one format per file")
             try:
                 data.conversations.append(_parse(row, file_fmt))
-            except _Bad as exc:
+            except Bad as exc:
                 data.bad_rows.append(BadRow(file, line, str(exc)))
-    _check_bad_share(data, total, max_bad_share)
+    check_bad_share(data.bad_rows, data.formats, total, max_bad_share)
     return data
 
 
-def _check_bad_share(data: LoadedData, total: int, max_bad_share: float) -> None:
-    bad = len(data.bad_rows)
+def check_bad_share(bad_rows: list[BadRow], formats: dict[str, str], total: int, max_bad_share: float) -> None:
+    """A ConfigError naming the first bad row when more than max_bad_share of the rows are bad."""
+    bad = len(bad_rows)
     # A ratio, not bad <= share * total: 29 / 100 == 0.29 exactly, 0.29 * 100 is not 29.
     if bad == 0 or (bad < total and bad / total <= max_bad_share):
         return
-    first = data.bad_rows[0]
-    label = " or ".join(sorted(set(data.formats.values())))
+    first = bad_rows[0]
+    label = " or ".join(sorted(set(formats.values())))
     tail = "no row is usable" if bad == total else f"at most {max_bad_share * 100:g}% may be"
     raise ConfigError(first.file, f"line {first.line}", f"{bad} of {total} rows are not valid {label} "
                                                         f"(first: line {first.line}: {first.reason}); {tail}")

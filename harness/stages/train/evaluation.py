@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from harness.config.schema import TrainConfig
+from harness.config.training import TrainConfig
 from harness.stages.train.data import Conversation
 
 VALIDATION, TRAIN_SAMPLE = "validation", "train_sample"

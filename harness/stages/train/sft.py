@@ -13,19 +13,17 @@ run trains into a temp dir that is renamed into place only when complete.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import resource
 import shutil
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.config.loading import load_checkpoint
-from harness.config.schema import CheckpointConfig, TrainConfig
+from harness.config.schema import CheckpointConfig
+from harness.config.training import TrainConfig
 from harness.engines.checkpoint import directory_fingerprint, local_model_dir, sha256_file, stop_token_ids
 from harness.errors import ConfigError, InfraError, MissingDependency, install_hint
 from harness.locks import exclusive_lock
@@ -35,6 +33,7 @@ from harness.records.stage_records import TrainStepRecord
 from harness.render.formatting import removed_summary
 from harness.stages.train.curation import curate
 from harness.stages.train.data import Conversation, load_conversations, split
+from harness.stages.train.dpo import run_dpo
 from harness.stages.train.evaluation import (
     VALIDATION,
     eval_plan,
@@ -42,12 +41,13 @@ from harness.stages.train.evaluation import (
     final_losses,
     periodic_eval_sets,
 )
+from harness.stages.train.runtime import LOG_FILE, environment, peak_memory_mib, to_float
+from harness.stages.train.runtime import callbacks as stop_callbacks
 from harness.stages.train.smoke import smoke_verdict
 from harness.stages.train.template import FILE, TOKENIZER, TrainingTemplate, confirm, training_template
 
 RECIPE_VERSION = 2  # bump when the training recipe changes what a config produces
 RESULT_FILE = "train.json"
-LOG_FILE = "train_log.jsonl"
 
 
 @dataclass(frozen=True)
@@ -61,10 +61,15 @@ class TrainOutcome:
     reused: bool
 
 
+_UNHASHED = {"sft": {"output_dir", "data", "report_to", "method", "dpo"},  # (an SFT run keeps its earlier hash)
+             "dpo": {"output_dir", "data", "report_to"}}
+"""Settings that do not change what a run produces, or (method and dpo for SFT) did not exist before."""
+
+
 def train_hash(train: TrainConfig, base_dir: Path, cache: Cache, chat_template: Path | None = None) -> str:
     parts: dict[str, Any] = {"recipe": RECIPE_VERSION, "base": directory_fingerprint(base_dir, cache),
                              "data": [sha256_file(Path(p)) for p in train.data],
-                             "settings": train.model_dump(mode="json", exclude={"output_dir", "data", "report_to"})}
+                             "settings": train.model_dump(mode="json", exclude=_UNHASHED[train.method])}
     if chat_template is not None:  # (absent otherwise, so that earlier results keep their hash)
         parts["chat_template"] = sha256_file(chat_template)
     return content_key(parts)
@@ -90,8 +95,8 @@ def ensure_trained(config: CheckpointConfig, file: str, cache: Cache, force: boo
         if not reused:
             tmp = out.with_name(f".tmp-{out.name}-{os.getpid()}")
             try:
-                result = run_training(train, base_dir, tmp, file, template_file).model_copy(
-                    update={"train_hash": digest})
+                run = run_dpo if train.method == "dpo" else run_training
+                result = run(train, base_dir, tmp, file, template_file).model_copy(update={"train_hash": digest})
                 (tmp / RESULT_FILE).write_text(result.model_dump_json(indent=1), encoding="utf-8")
                 shutil.rmtree(out, ignore_errors=True)
                 os.replace(tmp, out)
@@ -145,7 +150,8 @@ def run_training(train: TrainConfig, base_dir: Path, out: Path, file: str,
         tok.chat_template = chat_template.read_text(encoding="utf-8")
     template = check_template(tok, base_dir, file, chat_template)
 
-    loaded = load_conversations([Path(p) for p in train.data], train.format, train.max_bad_share)
+    loaded = load_conversations([Path(p) for p in train.data],  # (the validator refused preference data for sft)
+                                "auto" if train.format == "preference" else train.format, train.max_bad_share)
     count = _token_counter(tok)
     curated = curate(loaded.conversations, train.curation, count)
     # TRL would cut anything longer than max_length (losing the stop token): drop it instead,
@@ -160,7 +166,7 @@ def run_training(train: TrainConfig, base_dir: Path, out: Path, file: str,
 
     # transformers' TensorBoard callback reads its directory from the environment when the trainer is built;
     # the trainer's own output dir is scratch (removed below), so the logs go beside the checkpoint.
-    with _environment(TENSORBOARD_LOGGING_DIR=str(out / "tensorboard")):
+    with environment(TENSORBOARD_LOGGING_DIR=str(out / "tensorboard")):
         trainer, device = make_trainer(train, base_dir, tok, train_rows, eval_rows, out)
     confirm(template, trainer)  # TRL tokenized with the template chosen above: the preflight checks its mask
     final_sets = dict(trainer.eval_dataset) if eval_rows else {}
@@ -198,7 +204,7 @@ def run_training(train: TrainConfig, base_dir: Path, out: Path, file: str,
         "preflight": preflight,
         "steps": len(steps), "eval_loss": eval_loss, "train_sample_loss": train_loss, "seconds": round(seconds, 2),
         "tokens_per_second": round(tokens / seconds, 1) if seconds else None,
-        "peak_memory_mib": _peak_memory_mib(torch, device), "device": device, "lora": train.lora is not None,
+        "peak_memory_mib": peak_memory_mib(torch, device), "device": device, "lora": train.lora is not None,
     })
 
 
@@ -235,7 +241,7 @@ def make_trainer(train: TrainConfig, base_dir: Path, tok: Any, train_rows: list[
         logging_steps=1, eval_strategy="steps" if eval_rows else "no", eval_steps=plan.every,
         save_strategy="no", disable_tqdm=True, bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16,
         load_best_model_at_end=False, include_num_input_tokens_seen=True)
-    callbacks = _callbacks(train.early_stopping_patience if eval_rows else None)
+    callbacks = stop_callbacks(train.early_stopping_patience if eval_rows else None)
     peft_config = None
     if train.lora is not None:
         from peft import LoraConfig
@@ -300,26 +306,12 @@ def _preflight(dataset: Any, rows_in: int, tok: Any, stop: list[int], file: str)
             "trained_tokens": trained_tokens}
 
 
-@contextlib.contextmanager
-def _environment(**values: str) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def _step_records(history: list[dict[str, Any]]) -> list[TrainStepRecord]:
     steps: dict[int, dict[str, Any]] = {}
     for entry in history:
         step = int(entry.get("step", 0))
         if "loss" in entry:
-            steps.setdefault(step, {}).update(loss=float(entry["loss"]), grad_norm=_float(entry.get("grad_norm")),
+            steps.setdefault(step, {}).update(loss=float(entry["loss"]), grad_norm=to_float(entry.get("grad_norm")),
                                               learning_rate=float(entry.get("learning_rate", 0.0)),
                                               epoch=float(entry.get("epoch", 0.0)))
         if f"eval_{VALIDATION}_loss" in entry and step in steps:
@@ -327,42 +319,3 @@ def _step_records(history: list[dict[str, Any]]) -> list[TrainStepRecord]:
     return [TrainStepRecord(step=k, **v) for k, v in sorted(steps.items())]
 
 
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
-def _peak_memory_mib(torch: Any, device: str) -> float:
-    if device == "cuda":
-        return round(float(torch.cuda.max_memory_allocated()) / 2**20, 1)
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux reports KiB
-
-
-def _callbacks(patience: int | None) -> list[Any]:
-    from transformers import TrainerCallback
-
-    class StopOnNonFinite(TrainerCallback):  # type: ignore[misc]
-        """A NaN or infinite loss will not recover: stop at once and let the verdict say why."""
-
-        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
-                   **_: Any) -> None:
-            loss = (logs or {}).get("loss")
-            if loss is not None and not math.isfinite(float(loss)):
-                control.should_training_stop = True
-
-    class EvalPatience(TrainerCallback):  # type: ignore[misc]
-        """Early stopping on eval loss without saved checkpoints (transformers' own callback needs them)."""
-
-        def __init__(self, patience: int) -> None:
-            self.patience, self.best, self.bad = patience, math.inf, 0
-
-        def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, float] | None = None,
-                        **_: Any) -> None:
-            loss = (metrics or {}).get(f"eval_{VALIDATION}_loss", math.inf)
-            if loss < self.best:
-                self.best, self.bad = loss, 0
-            else:
-                self.bad += 1
-                if self.bad >= self.patience:
-                    control.should_training_stop = True
-
-    return [StopOnNonFinite()] + ([EvalPatience(patience)] if patience else [])

@@ -1,4 +1,4 @@
-"""The smoke verdict of a short SFT run: was the run itself healthy?
+"""The smoke verdict of a short SFT or DPO run: was the run itself healthy?
 
 A pure function over the per-step log, so it can be tested on made-up curves
 and re-decided from stored records. Each check says what it measured.
@@ -69,4 +69,77 @@ def smoke_verdict(losses: Sequence[float], grad_norms: Sequence[float], eval_los
                                  f"eval loss {eval_loss:.4g} vs final train loss {final:.4g} ({100 * ratio:+.1f}%)"))
         checks.append(SmokeCheck("train_eval_gap", math.isfinite(gap) and gap < GAP_LIMIT,
                                  f"eval - train = {gap:.3g} (limit {GAP_LIMIT})"))
+    return SmokeVerdict(all(c.passed for c in checks), checks)
+
+
+# ---------------------------------------------------------------------------- DPO
+REWARD_ACCURACY_MIN = 0.6
+"""By the end, the policy must rank the chosen answer above the rejected one on at least 60% of pairs
+(chance is 50%; a mean over the last tenth of the steps)."""
+CHOSEN_DROP_LIMIT = 0.5
+"""DPO's known failure: the chosen answers' log-probability falls with the rejected ones' (both pushed
+down, the margin growing anyway). The chosen answers may lose at most half of their log-probability
+under the reference model (log pi(chosen) >= 1.5 log pi_ref(chosen), both negative)."""
+LOG_RATIO_LIMIT = 1.0
+"""How far the policy may move from the reference on the preference data: the mean |log pi - log pi_ref|
+of an answer at most its reference log-probability's magnitude (an estimate of the KL on the data,
+relative to the answers' own length; TRL's rewards are beta times these log ratios)."""
+
+
+@dataclass(frozen=True)
+class DpoStep:
+    loss: float
+    margin: float
+    """rewards/margins: beta (log ratio of chosen - log ratio of rejected), mean over the batch."""
+    accuracy: float
+    """rewards/accuracies: share of the batch whose chosen reward is above its rejected one."""
+    chosen_reward: float
+    rejected_reward: float
+    """beta (log pi - log pi_ref) of the chosen and the rejected answers, summed over tokens."""
+    chosen_logp: float
+    """log pi of the chosen answers, summed over tokens."""
+
+
+def dpo_smoke_verdict(steps: Sequence[DpoStep], beta: float, crashed: str | None = None) -> SmokeVerdict:
+    """Was a short DPO run healthy? Loss finite and falling, the reward margin growing, reward accuracy
+    above chance by the end, the chosen answers' log-probability not collapsing, and the policy staying
+    near the reference. Means over the first and the last tenth of the steps (one batch is noise)."""
+    checks = [SmokeCheck("completed", crashed is None, crashed or "no crash or out-of-memory")]
+    if not steps:
+        checks.append(SmokeCheck("steps", False, "no training step was logged"))
+        return SmokeVerdict(False, checks)
+    bad = next((i for i, s in enumerate(steps) if not all(
+        math.isfinite(v) for v in (s.loss, s.margin, s.chosen_reward, s.rejected_reward, s.chosen_logp))), None)
+    checks.append(SmokeCheck("finite_loss", bad is None, "loss and rewards finite at every step" if bad is None
+                             else f"loss {steps[bad].loss}, margin {steps[bad].margin} at step {bad + 1}"))
+    if bad is not None:
+        return SmokeVerdict(False, checks)
+    tenth = max(1, len(steps) // 10)
+    head, tail = steps[:tenth], steps[-tenth:]
+
+    def mean(part: Sequence[DpoStep], key: str) -> float:
+        return _mean([float(getattr(s, key)) for s in part])
+
+    first, last = mean(head, "loss"), mean(tail, "loss")
+    checks.append(SmokeCheck("loss_falling", len(steps) >= 2 and last < first,
+                             f"mean loss of the first tenth {first:.4g}, of the last tenth {last:.4g}"))
+    grew = mean(tail, "margin") - mean(head, "margin")
+    checks.append(SmokeCheck("margin_growing", len(steps) >= 2 and grew > 0,
+                             f"reward margin {mean(head, 'margin'):.3g} -> {mean(tail, 'margin'):.3g}"))
+    accuracy = mean(tail, "accuracy")
+    checks.append(SmokeCheck("reward_accuracy", accuracy >= REWARD_ACCURACY_MIN,
+                             f"{accuracy:.0%} of the last tenth's pairs ranked right (at least "
+                             f"{REWARD_ACCURACY_MIN:.0%})"))
+    # log pi_ref(chosen) = log pi(chosen) - reward / beta; both are sums over the answer's tokens.
+    chosen_shift = mean(tail, "chosen_reward") / beta
+    reference = mean(tail, "chosen_logp") - chosen_shift
+    scale = abs(reference) if reference else math.inf
+    lost = -chosen_shift / scale
+    checks.append(SmokeCheck("chosen_logp_kept", lost <= CHOSEN_DROP_LIMIT,
+                             f"the chosen answers' log-probability moved {chosen_shift:+.3g} nats from the "
+                             f"reference's {reference:.3g} ({-lost:+.0%}; at most -{CHOSEN_DROP_LIMIT:.0%})"))
+    moved = (abs(mean(tail, "chosen_reward")) + abs(mean(tail, "rejected_reward"))) / (2 * beta)
+    checks.append(SmokeCheck("near_reference", moved / scale <= LOG_RATIO_LIMIT,
+                             f"mean |log pi - log pi_ref| {moved:.3g} nats per answer, {moved / scale:.0%} of "
+                             f"the reference's log-probability (at most {LOG_RATIO_LIMIT:.0%})"))
     return SmokeVerdict(all(c.passed for c in checks), checks)
