@@ -376,3 +376,28 @@ def test_a_compare_keeps_the_collector_off_what_it_holds_and_puts_everything_bac
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+def test_the_tokenizer_preflight_loads_nothing_when_both_sides_have_the_same_tokenizer_files() -> None:
+    # A warm rerun of a trained candidate: the trained start and the base are the same tokenizer files, so
+    # their digests agree and no tokenizer (nor transformers, nor torch) is loaded to compare vocabularies.
+    from harness.config.schema import CheckpointConfig
+    from harness.engines.checkpoint import ResolvedCheckpoint
+    from harness.errors import ConfigError
+    from harness.stages.pipeline import _same_tokenizer
+
+    def never() -> None:
+        raise AssertionError("a tokenizer was loaded")
+
+    def side(digest: str, template: str, vocab: dict[str, int] | None = None) -> ResolvedCheckpoint:
+        class Tok:
+            def get_vocab(self) -> dict[str, int]:
+                return vocab or {}
+        return ResolvedCheckpoint(CheckpointConfig(name="x", model="m"), "x.yaml", "/m", None, "fp", template,
+                                  "tokenizer", Tok() if vocab is not None else None,
+                                  None if vocab is not None else never, digest)
+
+    _same_tokenizer(side("d1", "t"), side("d1", "t"))  # same digest: never loads
+    _same_tokenizer(side("d1", "t", {"a": 0}), side("d2", "t", {"a": 0}))  # other files, same vocabulary
+    with pytest.raises(ConfigError, match="train from the same base"):
+        _same_tokenizer(side("d1", "t", {"a": 0}), side("d2", "t", {"b": 0}))

@@ -190,7 +190,9 @@ def _manifest(inputs: Inputs, checkpoints: dict[Role, ResolvedCheckpoint], run_i
 
 def _same_tokenizer(trained: ResolvedCheckpoint, other: ResolvedCheckpoint) -> None:
     """A candidate trained with another tokenizer than the base's is not the SFT of that base."""
-    if trained.tokenizer is None or other.tokenizer is None:
+    if trained.tokenizer_digest is not None and trained.tokenizer_digest == other.tokenizer_digest:
+        return  # the same tokenizer files and template override (and transformers): nothing to load and compare
+    if not (trained.has_tokenizer and other.has_tokenizer):
         return
     if trained.tokenizer.get_vocab() != other.tokenizer.get_vocab() or trained.template_hash != other.template_hash:
         raise ConfigError(trained.file, "train.base", f"the tokenizer or chat template {trained.name!r} is trained "
