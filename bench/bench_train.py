@@ -13,7 +13,7 @@ evaluations, final evaluation, smoke verdict, save). Its parts are timed from in
 own log holds each evaluation's runtime.
 
 The rows (curation and split) are computed once, untimed, for the ceilings. Rounds alternate the
-three `--repeat` times in one process; medians, and the median of per-round ratios.
+three `--repeat` times in one process, each side first in turn; medians, and the median of per-round ratios.
 
     python bench/bench_train.py [--model train|demo] [--steps 40] [--repeat 3]
 """
@@ -77,7 +77,10 @@ def plain_trl(base: Path, train: TrainConfig, rows: tuple[Any, list[Any], list[A
                      learning_rate=train.learning_rate, lr_scheduler_type=train.lr_scheduler,
                      warmup_steps=int(train.warmup_ratio * total), max_steps=total, logging_steps=1,
                      eval_strategy="steps" if evaluations else "no", eval_steps=every, save_strategy="no",
-                     disable_tqdm=True, include_num_input_tokens_seen=True)
+                     disable_tqdm=True, include_num_input_tokens_seen=True,
+                     # TRL's SFTConfig turns on bf16 autocast by default; the harness trains in float32 on the
+                     # CPU (dtype: auto), so the ceiling does the same arithmetic.
+                     bf16=False)
     make_sets = getattr(sft, "eval_sets", None) or getattr(sft, "_eval_sets")  # noqa: B009 (before: private)
     as_ds = lambda conversations: Dataset.from_list([{"messages": c} for c in conversations])  # noqa: E731
     trainer = SFTTrainer(model=model, args=args, processing_class=tok, train_dataset=as_ds(train_rows),
@@ -163,7 +166,8 @@ def main() -> None:
     rows = harness_rows(train, base)
     results: dict[str, list[dict[str, Any]]] = {"bare": [], "same": [], "harness": []}
     for attempt in range(args.repeat):
-        for kind in results:
+        kinds = list(results)  # each side takes each place in the order in turn (a long process slows down)
+        for kind in kinds[attempt % 3:] + kinds[:attempt % 3]:
             out = tmp / f"{kind}-{attempt}"
             if kind == "harness":
                 results[kind].append(harness_train(base, args.steps, out, tmp))
