@@ -88,6 +88,9 @@ def test_the_train_block_says_which_settings_belong_to_which_method() -> None:
         return TrainConfig.model_validate({"base": "b", "data": ["d.jsonl"], **settings})
 
     assert train(method="dpo").dpo.beta == 0.1 and train(method="dpo", format="preference").format == "preference"
+    for config in (train(), train(method="dpo", dpo={"beta": 0.3})):  # a dumped config spells out every default
+        assert TrainConfig.model_validate(config.model_dump()) == config
+    assert train(dpo={"beta": 0.1}).method == "sft"  # the defaults, written out, are not a DPO setting
     for settings, message in (({"dpo": {"beta": 0.5}}, "'dpo' settings are only used with method 'dpo'"),
                               ({"format": "preference"}, "format 'preference' is DPO data"),
                               ({"method": "dpo", "format": "messages"}, "trains on preference pairs"),

@@ -194,23 +194,28 @@ def test_the_stopper_settles_where_the_rule_does_on_item_means() -> None:
     # on the item means, and keeps exactly the pairs of the items up to there.
     from harness.records.stage_records import JudgmentRecord
 
-    rng = np.random.default_rng(0)
-    prefs = rng.choice(["candidate", "candidate", "tie", "base", "failed"], size=(300, 2))
-    spans = [(3 + 2 * i, 5 + 2 * i) for i in range(300)]  # three canaries first
+    rng = np.random.default_rng(1)
+    prefs = rng.choice(["candidate"] * 3 + ["tie", "base", "base", "failed"], size=(600, 2))
+    spans = [(3 + 2 * i, 5 + 2 * i) for i in range(600)]  # three canaries first
     records = [JudgmentRecord(judge="j", kind="llm", model="m", decided_by="j", suite="s", item_id=f"i{k // 2}",
                               sample_index=k % 2, preference=p, consistent=True, latency_s=0, prompt_tokens=0,
                               completion_tokens=0, calls=2, cached=False, base_words=1, candidate_words=1)
                for k, p in enumerate(prefs.ravel())]
     made = [None] * 3 + records
-    rule_of = gate_rules(StopEarly(min_items=10), [SUPERIORITY], 300)
+    rule_of = gate_rules(StopEarly(min_items=10), [SUPERIORITY], 600)
     stopper = Stopper(rule_of, spans, StopEarly(min_items=10))
-    whole = 3
+    whole, written = 3, 0
     while not stopper.update(whole, made) and whole < len(made):
+        # What the stage may write so far: never past an item the stopper has not looked at yet (it looks
+        # again only as the judged items grow by 1%), so the stopping point is never among written records.
+        assert stopper.looked_at <= whole
+        written = max(written, stopper.looked_at)
         whole = min(len(made), whole + int(rng.integers(1, 9)))  # batches of any size
+    assert stopper.cap is not None and stopper.cap >= written and stopper.looked_at == stopper.cap
     means = [np.mean([SCORE[p] for p in row if p in SCORE]) for row in prefs if any(p in SCORE for p in row)]
     kept = [i for i, row in enumerate(prefs) if any(p in SCORE for p in row)]
     stop, side = SequentialRule(min_items=10).settle(np.asarray(means))
-    assert stop[0] > 0 and side[0] == 1, "the fixture is meant to settle"
+    assert stop[0] > 100 and side[0] == 1, "the fixture is meant to settle after the stopper looks less often"
     assert stopper.cap == spans[kept[stop[0] - 1]][1]
     stopper.account(calls=10, calls_saved=5)
     summary = stopper.summary()
@@ -292,3 +297,77 @@ def test_compare_stops_judging_early_and_says_so(tmp_path: Path) -> None:
     summary = (run / "summary.md").read_text()
     assert f"Stopped early: {seq['judged_items']} of 120 items judged" in summary
     assert f"{seq['calls_saved']} judge calls saved" in summary
+
+
+def test_the_gates_that_stop_judging_are_part_of_the_run_inputs(tmp_path: Path) -> None:
+    # A run resumed under another win-rate gate would stop judging elsewhere: its inputs differ, so
+    # --run-dir refuses to mix the two. Other gates, and every gate without stop_early, leave them as they were.
+    from harness.engines.checkpoint import resolve_checkpoint
+    from harness.stages.pipeline import _manifest, prepare
+
+    (tmp_path / "s.yaml").write_text('name: s\nitems:\n  - {id: a, prompt: "Hi?"}\n')
+    files = [endpoint_checkpoint(tmp_path, name, "http://127.0.0.1:9/v1") for name in ("base", "cand")]
+    endpoint = "{base_url: 'http://127.0.0.1:9/v1', model: j}"
+    cache = Cache(tmp_path / "c.sqlite")
+
+    def inputs_hash(gates: str, stop: str = ", stop_early: true") -> str:
+        plan = tmp_path / "plan.yaml"
+        plan.write_text(f"suites: [{tmp_path / 's.yaml'}]\nforgetting: null\n"
+                        f"judge: {{kind: llm, endpoint: {endpoint}{stop}}}\ngates: {gates}\n")
+        inputs = prepare(files[0], files[1], plan)
+        checkpoints = {role: resolve_checkpoint(cfg, inputs.files[role], cache) for role, cfg in inputs.configs.items()}
+        return _manifest(inputs, checkpoints, "run").inputs_hash
+
+    win = "{name: w, metric: judge.win_rate, test: superiority, threshold: 0.5}"
+    parse = "{name: p, metric: judge.parse_failure_rate, test: at_most, threshold: 0.1}"
+    first = inputs_hash(f"[{win}]")
+    assert inputs_hash(f"[{win}, {parse}]") == first
+    assert inputs_hash(f"[{win.replace('0.5', '0.6')}]") != first
+    assert inputs_hash(f"[{win}]", stop="") == inputs_hash(f"[{win.replace('0.5', '0.6')}]", stop="")
+    cache.close()
+
+
+def test_a_large_suite_stops_exactly_where_the_rule_says_on_the_full_runs_outcomes(tmp_path: Path) -> None:
+    # 1,500 items and a modest win (about 0.55): the stopper looks again only as the judged items grow by 1%,
+    # and the window answers in any order, yet the stage keeps exactly the items up to where the rule,
+    # applied to the full run's outcomes in the seeded order, settles; and writes no record past them.
+    n = 1500
+    suite = make_suite(tmp_path, n)
+    gens = generations(suite, *marked_answers(n, 0.35, 0.25, seed=11))
+    with JudgeServer("marker") as server:
+        full, _, _ = judge(llm_plan(server.url), suite, gens, Cache(tmp_path / "full.sqlite"))
+        early, stats, sink = judge(stopping_plan(server.url), suite, gens, Cache(tmp_path / "early.sqlite"),
+                                   gates=[SUPERIORITY])
+    by_item = {r.item_id: SCORE[r.preference] for r in full if r.preference in SCORE}
+    order = [f"q{i}" for i in judging_order(n, 0)]
+    outcomes = [by_item[item] for item in order if item in by_item]
+    stop, side = SequentialRule().settle(np.asarray(outcomes))
+    assert stop[0] > 100 and side[0] == 1, "the fixture is meant to settle after the checks thin out"
+    kept = [item for item in order if item in by_item][:stop[0]]
+    assert [r.item_id for r in early] == order[:order.index(kept[-1]) + 1]
+    assert sink.records == early and stats["sequential"].judged_items == len(early)
+
+
+def test_the_ledger_writes_no_further_than_it_is_told_and_can_be_capped_there() -> None:
+    from harness.records.stage_records import JudgmentRecord
+    from harness.stages.judge.ledger import PairLedger
+    from harness.stages.judge.llm import Outcome
+
+    def record(index: int, *_: object) -> JudgmentRecord:
+        return JudgmentRecord(judge="j", kind="llm", model="m", decided_by="j", suite="s", item_id=f"q{index}",
+                              sample_index=0, preference="tie", consistent=True, latency_s=0, prompt_tokens=0,
+                              completion_tokens=0, calls=2, cached=False, base_words=1, candidate_words=1)
+
+    emitted: list[list[str]] = []
+    keys = [(f"a{i}", f"b{i}") for i in range(6)]
+    ledger = PairLedger(keys, record, lambda rs: emitted.append([r.item_id for r in rs]), None, every=1)
+    outcome = Outcome(raw="{}", reask_raw=None, verdict="A", score=None, reason="", reasked=False, parsed=True,
+                      prompt_tokens=0, completion_tokens=0, calls=1, latency_s=0.0)
+    ledger.answered({k: outcome for pair in keys for k in pair})
+    ledger.publish(force=True, upto=3)
+    assert emitted == [["q0", "q1", "q2"]] and ledger.whole_prefix() == 6
+    ledger.cap(4)
+    ledger.publish(force=True)
+    assert emitted[-1] == ["q3"] and [r.item_id for r in ledger.records()] == ["q0", "q1", "q2", "q3"]
+    with pytest.raises(AssertionError):
+        ledger.cap(2)  # below what is written

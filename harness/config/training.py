@@ -105,13 +105,16 @@ class TrainConfig(Strict):
 
     @model_validator(mode="after")
     def _method_fields(self) -> TrainConfig:
+        # Settings of the other method are refused when they differ from their defaults (not merely when
+        # written): a dumped config, which spells out every default, must load again.
+        changed = [name for name in ("dpo", "curation", "eval_every", "early_stopping_patience", "validation_share")
+                   if getattr(self, name) != type(self).model_fields[name].get_default(call_default_factory=True)]
         if self.method == "sft":
-            if "dpo" in self.model_fields_set:
+            if "dpo" in changed:
                 raise ValueError("'dpo' settings are only used with method 'dpo'")
             if self.format == "preference":
                 raise ValueError("format 'preference' is DPO data; set method: dpo, or give SFT data")
-        elif unused := [f for f in ("curation", "eval_every", "early_stopping_patience", "validation_share")
-                        if f in self.model_fields_set]:
+        elif unused := [name for name in changed if name != "dpo"]:
             raise ValueError(f"'{unused[0]}' is only used with method 'sft' (a DPO smoke run does no evaluation "
                              "pass and no curation; its verdict reads the training curves)")
         elif self.format not in ("auto", "preference"):

@@ -83,9 +83,10 @@ class PairLedger:
         assert self._written <= end <= self.whole_prefix(), "capped outside the whole, unwritten range"
         del self._records[end:]
 
-    def publish(self, force: bool = False) -> None:
-        """Write the records of the whole prefix and report progress, when due (or `force`)."""
-        end = self.whole_prefix()
+    def publish(self, force: bool = False, upto: int | None = None) -> None:
+        """Write the records of the whole prefix (no further than `upto`) and report progress, when due (or
+        `force`)."""
+        end = self.whole_prefix() if upto is None else min(upto, self.whole_prefix())
         if end == self._written and not self._unreported:
             return
         now = time.monotonic()

@@ -223,8 +223,8 @@ def _judge_tasks(judge: Judge, pairs: Sequence[Pair], tasks: Sequence[tuple[Task
     ledger = PairLedger([(ab.key, ba.key) for ab, ba in tasks], record, emit, progress, judge.config.chunk_size)
 
     def settle() -> None:
-        """With stop_early, stop at the item where every win-rate gate settled (before any record past it
-        is written: the ledger writes the whole prefix only after this looked at it)."""
+        """With stop_early, stop at the item where every win-rate gate settled. No record past it is written
+        before: the ledger writes no further than the stopper has looked (Stopper.looked_at)."""
         if stopper is not None and stopper.update(ledger.whole_prefix(), ledger.made()) and stopper.cap is not None:
             if ledger.size > stopper.cap:
                 ledger.cap(stopper.cap)
@@ -233,7 +233,7 @@ def _judge_tasks(judge: Judge, pairs: Sequence[Pair], tasks: Sequence[tuple[Task
     settle()
     todo = [i for i in range(ledger.size) if not ledger.whole(i)]
     stats.cached = ledger.size - len(todo)
-    ledger.publish(force=True)
+    ledger.publish(force=True, upto=stopper.looked_at if stopper is not None else None)
     asked: set[str] = set()
     if todo:
         # Only what the cache lacks, each distinct conversation once, in pair (judging) order.
@@ -253,7 +253,7 @@ def _judge_tasks(judge: Judge, pairs: Sequence[Pair], tasks: Sequence[tuple[Task
             stats.calls += sum(o.calls for o in outcomes.values())
             ledger.answered(outcomes)
             settle()
-            ledger.publish()
+            ledger.publish(upto=stopper.looked_at if stopper is not None else None)
 
         with _endpoint(judge) as endpoint:
             started = time.perf_counter()

@@ -112,13 +112,23 @@ class Stopper:
     def settled(self) -> bool:
         return self.cap is not None
 
+    @property
+    def looked_at(self) -> int:
+        """How far (pairs in judging order) the records may be written: the items looked at, and the
+        canaries before them. Past that, an item may yet turn out to lie beyond where judging stops."""
+        if self.cap is not None:
+            return self.cap
+        return self._spans[self._complete][0] if self._complete < len(self._spans) else self._ends[-1]
+
     def update(self, whole: int, record: Sequence[JudgmentRecord | None]) -> bool:
         """`whole`: length of the judged prefix in judging order; `record[k]`: the k-th ordered pair's record.
         True once every rule has settled (then `cap` says how many ordered pairs to keep)."""
         if self.settled:
             return True
         complete = bisect_right(self._ends, whole)
-        if complete == self._complete:
+        # Look again once the complete items grew by 1% (each look is a pass over them all): where the
+        # rule settles depends on the outcomes alone, so looking less often only lets a few more calls start.
+        if complete - self._complete < max(1, self._complete // 100) and complete < len(self._ends):
             return False
         for item in range(self._complete, complete):
             start, end = self._spans[item]
