@@ -10,7 +10,6 @@ for SFT; a DPO run shares that path.
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -18,11 +17,21 @@ from typing import Any
 
 from harness.config.training import TrainConfig
 from harness.engines.checkpoint import local_model_dir
-from harness.errors import ConfigError, InfraError, MissingDependency, install_hint
+from harness.errors import ConfigError, MissingDependency, install_hint
 from harness.records.run_results import TrainingResult
 from harness.records.stage_records import TrainStepRecord
 from harness.stages.train.preference_data import PreferencePair, load_preferences
-from harness.stages.train.runtime import LOG_FILE, callbacks, environment, peak_memory_mib, to_float
+from harness.stages.train.runtime import (
+    callbacks,
+    device_and_dtype,
+    environment,
+    lora_config,
+    peak_memory_mib,
+    quiet_progress,
+    save_run,
+    to_float,
+    total_steps,
+)
 from harness.stages.train.smoke import DpoStep, dpo_smoke_verdict
 
 DPO_METRICS = {"reward_margin": "rewards/margins", "reward_accuracy": "rewards/accuracies",
@@ -64,11 +73,7 @@ def run_dpo(train: TrainConfig, base_dir: Path, out: Path, file: str,
     verdict = dpo_smoke_verdict([DpoStep(s.loss, s.reward_margin or 0.0, s.reward_accuracy or 0.0,
                                          s.chosen_reward or 0.0, s.rejected_reward or 0.0, s.chosen_logp or 0.0)
                                  for s in steps], train.dpo.beta, crashed)
-    out.mkdir(parents=True, exist_ok=True)
-    trainer.save_model(str(out))  # full weights, or the peft adapter dir for LoRA
-    tok.save_pretrained(str(out))
-    shutil.rmtree(out / "trainer", ignore_errors=True)
-    (out / LOG_FILE).write_text("".join(s.model_dump_json() + "\n" for s in steps), encoding="utf-8")
+    save_run(trainer, tok, out, steps)
     seconds = time.perf_counter() - started
     tokens = float(trainer.state.num_input_tokens_seen or 0)
     return TrainingResult.model_validate({
@@ -94,43 +99,29 @@ def _longest(tok: Any, pair: PreferencePair) -> int:
 
 def make_dpo_trainer(train: TrainConfig, base_dir: Path, reference: Path | None, tok: Any,
                      pairs: list[PreferencePair], out: Path) -> tuple[Any, str]:
-    import math
-
     import torch
-    from datasets import Dataset, disable_progress_bars
+    from datasets import Dataset
     from transformers import AutoModelForCausalLM
     from transformers.trainer_callback import PrinterCallback
-    from transformers.utils import logging as hf_logging
     from trl import DPOConfig, DPOTrainer
 
-    disable_progress_bars()
-    hf_logging.disable_progress_bar()
-    if train.device == "cuda" and not torch.cuda.is_available():
-        raise InfraError("train.device is 'cuda' but torch sees no CUDA device on this machine")
-    device = "cuda" if train.device == "cuda" or (train.device == "auto" and torch.cuda.is_available()) else "cpu"
-    dtype = {"auto": torch.bfloat16 if device == "cuda" else torch.float32, "float32": torch.float32,
-             "bfloat16": torch.bfloat16, "float16": torch.float16}[train.dtype]
+    quiet_progress()
+    device, dtype = device_and_dtype(train, torch)
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype)
     ref_model = AutoModelForCausalLM.from_pretrained(reference, dtype=dtype) if reference is not None else None
-    steps_per_epoch = math.ceil(len(pairs) / (train.batch_size * train.gradient_accumulation))
-    total_steps = train.max_steps or max(1, math.ceil(steps_per_epoch * train.epochs))
+    steps = total_steps(train, len(pairs))
     args = DPOConfig(
         output_dir=str(out / "trainer"), use_cpu=device == "cpu", report_to=list(train.report_to), seed=train.seed,
         data_seed=train.seed, beta=train.dpo.beta, max_length=train.max_length,
         per_device_train_batch_size=train.batch_size, gradient_accumulation_steps=train.gradient_accumulation,
         learning_rate=train.learning_rate, lr_scheduler_type=train.lr_scheduler,
-        warmup_steps=int(train.warmup_ratio * total_steps), weight_decay=train.weight_decay,
+        warmup_steps=int(train.warmup_ratio * steps), weight_decay=train.weight_decay,
         num_train_epochs=train.epochs, max_steps=train.max_steps or -1, logging_steps=1, save_strategy="no",
         disable_tqdm=True, bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16,
         include_num_input_tokens_seen=True)
-    peft_config = None
-    if train.lora is not None:
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(r=train.lora.r, lora_alpha=train.lora.alpha, lora_dropout=train.lora.dropout,
-                                 target_modules=train.lora.target_modules, task_type="CAUSAL_LM")
-    trainer = DPOTrainer(model=model, ref_model=ref_model, args=args, processing_class=tok, peft_config=peft_config,
-                         train_dataset=Dataset.from_list([p.row() for p in pairs]), callbacks=callbacks(None))
+    trainer = DPOTrainer(model=model, ref_model=ref_model, args=args, processing_class=tok,
+                         peft_config=lora_config(train), train_dataset=Dataset.from_list([p.row() for p in pairs]),
+                         callbacks=callbacks(None))
     trainer.remove_callback(PrinterCallback)
     return trainer, device
 

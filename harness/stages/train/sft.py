@@ -13,7 +13,6 @@ run trains into a temp dir that is renamed into place only when complete.
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import time
@@ -25,7 +24,7 @@ from harness.config.loading import load_checkpoint
 from harness.config.schema import CheckpointConfig
 from harness.config.training import TrainConfig
 from harness.engines.checkpoint import directory_fingerprint, local_model_dir, sha256_file, stop_token_ids
-from harness.errors import ConfigError, InfraError, MissingDependency, install_hint
+from harness.errors import ConfigError, MissingDependency, install_hint
 from harness.locks import exclusive_lock
 from harness.records.cache import Cache, content_key, default_cache_dir
 from harness.records.run_results import TrainingResult
@@ -41,7 +40,17 @@ from harness.stages.train.evaluation import (
     final_losses,
     periodic_eval_sets,
 )
-from harness.stages.train.runtime import LOG_FILE, environment, peak_memory_mib, to_float
+from harness.stages.train.runtime import (
+    LOG_FILE,
+    device_and_dtype,
+    environment,
+    lora_config,
+    peak_memory_mib,
+    quiet_progress,
+    save_run,
+    to_float,
+    total_steps,
+)
 from harness.stages.train.runtime import callbacks as stop_callbacks
 from harness.stages.train.smoke import smoke_verdict
 from harness.stages.train.template import FILE, TOKENIZER, TrainingTemplate, confirm, training_template
@@ -187,12 +196,8 @@ def run_training(train: TrainConfig, base_dir: Path, out: Path, file: str,
         eval_loss, train_loss = final_losses(trainer, final_sets)
     verdict = smoke_verdict([s.loss for s in steps], [s.grad_norm for s in steps if s.grad_norm is not None],
                             eval_loss, crashed, final_train_loss=train_loss)
-    out.mkdir(parents=True, exist_ok=True)
     tok.chat_template = base_template  # the checkpoint keeps the base's template (TRL's copy never entered tok)
-    trainer.save_model(str(out))  # full weights, or the peft adapter dir for LoRA
-    tok.save_pretrained(str(out))
-    shutil.rmtree(out / "trainer", ignore_errors=True)
-    (out / LOG_FILE).write_text("".join(s.model_dump_json() + "\n" for s in steps), encoding="utf-8")
+    save_run(trainer, tok, out, steps)
     seconds = time.perf_counter() - started
     tokens = float(trainer.state.num_input_tokens_seen or 0)
     return TrainingResult.model_validate({
@@ -214,41 +219,28 @@ def make_trainer(train: TrainConfig, base_dir: Path, tok: Any, train_rows: list[
     template, or of TRL's training copy of it, which include the end-of-turn token), optionally with
     a LoRA adapter."""
     import torch
-    from datasets import Dataset, disable_progress_bars
+    from datasets import Dataset
     from transformers import AutoModelForCausalLM
     from transformers.trainer_callback import PrinterCallback
-    from transformers.utils import logging as hf_logging
     from trl import SFTConfig, SFTTrainer
 
-    disable_progress_bars()  # the run reports its own progress
-    hf_logging.disable_progress_bar()
-    if train.device == "cuda" and not torch.cuda.is_available():
-        raise InfraError("train.device is 'cuda' but torch sees no CUDA device on this machine")
-    device = "cuda" if train.device == "cuda" or (train.device == "auto" and torch.cuda.is_available()) else "cpu"
-    dtype = {"auto": torch.bfloat16 if device == "cuda" else torch.float32, "float32": torch.float32,
-             "bfloat16": torch.bfloat16, "float16": torch.float16}[train.dtype]
+    quiet_progress()
+    device, dtype = device_and_dtype(train, torch)
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype)
-    steps_per_epoch = math.ceil(len(train_rows) / (train.batch_size * train.gradient_accumulation))
-    total_steps = train.max_steps or max(1, math.ceil(steps_per_epoch * train.epochs))
-    plan = eval_plan(train, total_steps, len(eval_rows))
+    steps = total_steps(train, len(train_rows))
+    plan = eval_plan(train, steps, len(eval_rows))
     args = SFTConfig(
         output_dir=str(out / "trainer"), use_cpu=device == "cpu", report_to=list(train.report_to), seed=train.seed,
         data_seed=train.seed, assistant_only_loss=True, max_length=train.max_length, packing=False,
         per_device_train_batch_size=train.batch_size, per_device_eval_batch_size=train.batch_size,
         gradient_accumulation_steps=train.gradient_accumulation, learning_rate=train.learning_rate,
-        lr_scheduler_type=train.lr_scheduler, warmup_steps=int(train.warmup_ratio * total_steps),
+        lr_scheduler_type=train.lr_scheduler, warmup_steps=int(train.warmup_ratio * steps),
         weight_decay=train.weight_decay, num_train_epochs=train.epochs, max_steps=train.max_steps or -1,
         logging_steps=1, eval_strategy="steps" if eval_rows else "no", eval_steps=plan.every,
         save_strategy="no", disable_tqdm=True, bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16,
         load_best_model_at_end=False, include_num_input_tokens_seen=True)
     callbacks = stop_callbacks(train.early_stopping_patience if eval_rows else None)
-    peft_config = None
-    if train.lora is not None:
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(r=train.lora.r, lora_alpha=train.lora.alpha, lora_dropout=train.lora.dropout,
-                                 target_modules=train.lora.target_modules, task_type="CAUSAL_LM")
-    trainer = SFTTrainer(model=model, args=args, processing_class=tok, peft_config=peft_config,
+    trainer = SFTTrainer(model=model, args=args, processing_class=tok, peft_config=lora_config(train),
                          train_dataset=Dataset.from_list([{"messages": c} for c in train_rows]),
                          eval_dataset=eval_sets(Dataset, train_rows, eval_rows[:plan.rows], train.seed)
                          if eval_rows else None,
