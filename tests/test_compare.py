@@ -353,7 +353,7 @@ def test_a_compare_keeps_the_collector_off_what_it_holds_and_puts_everything_bac
     import gc
     import weakref
 
-    from harness.stages.pipeline import _long_lived_heap
+    from harness.stages.heap import long_lived_heap as _long_lived_heap
 
     class Node:
         other: object = None

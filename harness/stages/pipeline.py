@@ -6,7 +6,6 @@ after that, so bad input leaves nothing behind.
 
 from __future__ import annotations
 
-import gc
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,6 +35,7 @@ from harness.resources import CHECKOUT, in_checkout
 from harness.stages.checks import Checked, check_answers
 from harness.stages.forgetting import TaskSpec, check_engine, lm_eval_version, resolve_tasks, run_forgetting
 from harness.stages.generate import run_generation
+from harness.stages.heap import long_lived_heap as _long_lived_heap
 from harness.stages.judge.stage import Judge, load_judge, run_judging
 from harness.stages.judge.stopping import check_stop_early, win_rate_gates
 from harness.stages.train.sft import TrainOutcome, ensure_trained
@@ -77,38 +77,6 @@ class CompareResult:
     """What stats.json holds: paired tests per suite and forgetting task, and the judge summary."""
     decision: Decision
     manifest: Manifest
-
-
-@contextmanager
-def _long_lived_heap() -> Iterator[Callable[[], None]]:
-    """Keep Python's cyclic garbage collector from re-walking what a large run keeps alive.
-
-    A run of 100,000 items holds millions of objects for minutes (suite items, records, the engines'
-    and libraries' own state: importing torch alone makes half a million), and CPython (3.11, 3.12)
-    walks every one of them at each full collection, which comes each time the survivors grew by a
-    quarter: a fifth of the harness's time at that scale. Inside this block young collections run less
-    often (every 10,000 new objects, not 700), and what is alive at its start, and at each stage
-    boundary (the function it gives), is moved out of the collector's sight (gc.freeze) after one last
-    collection, so an engine's cyclic garbage (a closed model) is freed before the next stage loads
-    another. What becomes garbage later is still freed by reference counting. On the way out everything
-    goes back (gc.unfreeze) and the threshold is restored. A process that froze objects itself (before a
-    fork, say) is left as it is."""
-    if gc.get_freeze_count():
-        yield lambda: None
-        return
-
-    def settle() -> None:
-        gc.collect()
-        gc.freeze()
-
-    threshold = gc.get_threshold()
-    gc.set_threshold(max(threshold[0], 10_000), *threshold[1:])
-    try:
-        gc.freeze()
-        yield settle
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*threshold)
 
 
 def prepare(base_arg: str | Path, candidate_arg: str | Path, plan_file: Path | None = None,
@@ -299,16 +267,45 @@ def _backend_name(checkpoint: ResolvedCheckpoint) -> str:
     return choose_backend(checkpoint.config.backend)
 
 
+@dataclass
+class Evaluated:
+    """A comparison evaluated up to its statistics (not yet Holm-adjusted, nothing decided): its run dir
+    is open, with this process as its writer, until conclude() or close()."""
+    inputs: Inputs
+    run: RunDir
+    generations: list[GenerationRecord]
+    checks: CheckedAnswers
+    run_stats: RunStats
+    training: dict[str, TrainingResult]
+    stats: dict[str, Any]
+
+
 def run_compare(inputs: Inputs, runs_dir: Path, run_dir: Path | None = None, cache_path: Path | None = None,
                 progress: Progress | None = None) -> CompareResult:
-    with _long_lived_heap() as settle:
-        return _run_compare(inputs, runs_dir, run_dir, cache_path, progress, settle)
+    with _long_lived_heap() as settle, open_cache(cache_path) as cache:
+        evaluated = evaluate(inputs, cache, runs_dir, run_dir, progress, settle)
+        try:
+            apply_holm(evaluated.run_stats)
+            return conclude(evaluated)
+        finally:
+            evaluated.run.close()
 
 
-def _run_compare(inputs: Inputs, runs_dir: Path, run_dir: Path | None, cache_path: Path | None,
-                 progress: Progress | None, settle: Callable[[], None]) -> CompareResult:
-    """run_compare; `settle()` at each stage boundary hands what is alive to _long_lived_heap."""
+@contextmanager
+def open_cache(cache_path: Path | None) -> Iterator[Cache]:
     cache = Cache(cache_path or default_cache_dir() / "cache.sqlite")
+    try:
+        yield cache
+    finally:
+        cache.close()
+
+
+def evaluate(inputs: Inputs, cache: Cache, runs_dir: Path, run_dir: Path | None, progress: Progress | None,
+             settle: Callable[[], None]) -> Evaluated:
+    """Train (when asked), generate, check, judge and measure forgetting into a new run dir under `runs_dir`
+    (or `run_dir`, resumed when it holds a run of the same inputs), and
+    compute the statistics. `settle()` at each stage boundary hands what is alive to _long_lived_heap.
+    An infrastructure failure marks its stage failed in the run dir (a rerun with --run-dir resumes)."""
     run: RunDir | None = None
     try:
         _check_tokenizers_before_training(inputs, cache)
@@ -352,28 +349,36 @@ def _run_compare(inputs: Inputs, runs_dir: Path, run_dir: Path | None, cache_pat
         checks = checked.answers
         del checked
         forgetting = _forgetting_stage(inputs, run, checkpoints, cache, progress)
-
-        names = [s.name for s in inputs.suites]
         run_stats = _run_stats(inputs, run.manifest, checks, judgments, forgetting)
-        del judgments, forgetting  # on disk, and summarised in run_stats
-        run.write_json("stats.json", run_stats.model_dump(mode="json"))
-        outputs = write_outputs(run, names, generations, checks, run_stats, training, inputs.gates, inputs.policy)
-        # Again at the end: an engine started after the manifest was first written may have loaded torch.
-        run.manifest.hardware["numeric"] = numeric_environment()
-        run.manifest.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        run.save_manifest()
-        return CompareResult(run.path, outputs.summary, outputs.verdict, stats, training, run_stats, outputs.decision,
-                             run.manifest)
+        return Evaluated(inputs, run, generations, checks, run_stats, training, stats)
     except InfraError as exc:
         # Could not evaluate is not "the candidate is worse": exit 3 naming the stage, which the run
         # dir marks failed (a rerun with --run-dir resumes it).
         stage = run.manifest.running_stage() if run is not None else None
+        if run is not None:
+            if stage is not None:
+                run.stage_failed(stage, str(exc))
+            run.close()
         if stage is None or run is None:
             raise
-        run.stage_failed(stage, str(exc))
         raise InfraError(f"{stage} stage: {exc}; the run dir {run.path} marks it failed (rerun with --run-dir "
                          "to resume)") from exc
-    finally:
+    except BaseException:
         if run is not None:
             run.close()
-        cache.close()
+        raise
+
+
+def conclude(evaluated: Evaluated) -> CompareResult:
+    """Write stats.json (Holm already applied) and the decision files; finish the manifest."""
+    inputs, run, run_stats = evaluated.inputs, evaluated.run, evaluated.run_stats
+    names = [s.name for s in inputs.suites]
+    run.write_json("stats.json", run_stats.model_dump(mode="json"))
+    outputs = write_outputs(run, names, evaluated.generations, evaluated.checks, run_stats, evaluated.training,
+                            inputs.gates, inputs.policy)
+    # Again at the end: an engine started after the manifest was first written may have loaded torch.
+    run.manifest.hardware["numeric"] = numeric_environment()
+    run.manifest.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    run.save_manifest()
+    return CompareResult(run.path, outputs.summary, outputs.verdict, evaluated.stats, evaluated.training, run_stats,
+                         outputs.decision, run.manifest)
