@@ -39,8 +39,9 @@ def guarded(fn: F) -> F:
 @app.command()
 @guarded
 def compare(
-    base: Annotated[str, typer.Argument(help="The base: a checkpoint YAML, a model directory or a hub id.")],
-    candidate: Annotated[str, typer.Argument(help="The candidate: a checkpoint YAML, a model directory or a hub id.")],
+    checkpoints: Annotated[list[str], typer.Argument(
+        help="The base (the reference), then one or more candidates: each a checkpoint YAML, a model directory "
+        "or a hub id.", show_default=False)],
     plan: Annotated[Path | None,
                     typer.Option(help="Plan YAML (else the candidate's plan: block, else defaults).")] = None,
     runs_dir: Annotated[Path, typer.Option(help="Where new run dirs are created.")] = Path("runs"),
@@ -50,27 +51,52 @@ def compare(
     policy: Annotated[Path | None,
                       typer.Option(help="Gate policy YAML (else the plan's gates:, else the default).")] = None,
     adapter: Annotated[str | None, typer.Option(help="A LoRA adapter (directory or hub id) for the candidate.")] = None,
-    backend: Annotated[str | None, typer.Option(help="Engine for both: auto, vllm, transformers.")] = None,
+    backend: Annotated[str | None, typer.Option(help="Engine for all: auto, vllm, transformers.")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N items of each suite and task.")] = None,
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="Override a field: [base.|candidate.|plan.]field.path=value (YAML value); repeatable; "
-        "without a prefix it applies to both checkpoints.")] = None,
+        "without a prefix it applies to every checkpoint; candidate. applies to every candidate.")] = None,
+    require: Annotated[str, typer.Option(help="With several candidates, what the exit code asks: all (every "
+                                         "candidate passes its gates) or any (at least one does).")] = "all",
     as_json: Annotated[bool, typer.Option("--json", help="Print verdict.json on stdout; tables go to stderr.")] = False,
 ) -> None:
-    """Run both checkpoints on the plan, gate the result, write a run dir; the exit code is the verdict."""
+    """Run the checkpoints on the plan, gate each candidate against the base, write a run dir; the exit code
+    is the verdict. With three or more, the run also ranks them (its judge's pairs, Bradley-Terry)."""
+    from harness.errors import ConfigError
     from harness.records.manifest import CommandLine
-    from harness.stages.pipeline import prepare, run_compare
 
+    if len(checkpoints) < 2:
+        raise ConfigError(None, "CHECKPOINTS", f"got {len(checkpoints)}; give a base and at least one candidate")
+    if require not in ("all", "any"):
+        raise ConfigError(None, "--require", f"{require!r}; expected all or any")
     if as_json:
         tables_to_stderr()
     asked = CommandLine(overrides=set_ or [], adapter=adapter, backend=backend, limit=limit)
-    inputs = prepare(base, candidate, plan, policy, asked)
+    if len(checkpoints) > 2:
+        _compare_group(checkpoints, plan, policy, asked, require, runs_dir, run_dir, cache, as_json)
+    from harness.stages.pipeline import prepare, run_compare
+
+    inputs = prepare(checkpoints[0], checkpoints[1], plan, policy, asked)
     with progress_bar() as progress:
         result = run_compare(inputs, runs_dir, run_dir, cache, progress=progress)
     print_result(result)
     if as_json:
         sys.stdout.write(result.verdict.model_dump_json(indent=2) + "\n")
     raise typer.Exit(result.decision.exit_code)
+
+
+def _compare_group(checkpoints: list[str], plan: Path | None, policy: Path | None, asked: Any, require: str,
+                   runs_dir: Path, run_dir: Path | None, cache: Path | None, as_json: bool) -> None:
+    from harness.render.console import print_group
+    from harness.stages.group import prepare_group, run_group
+
+    group = prepare_group(checkpoints, plan, policy, asked, "any" if require == "any" else "all")
+    with progress_bar() as progress:
+        result = run_group(group, runs_dir, run_dir, cache, progress=progress)
+    print_group(result)
+    if as_json:
+        sys.stdout.write(result.verdict.model_dump_json(indent=2) + "\n")
+    raise typer.Exit(result.verdict.exit_code)
 
 
 @app.command()
@@ -83,11 +109,21 @@ def gate(
 ) -> None:
     """Re-decide a run's gates from its stored records (no model is loaded); rewrites verdict.json,
     junit.xml and summary.md. Exit 0 pass, 1 fail, 2 bad input, 3 inconclusive."""
+    from harness.records.group_results import GROUP
     from harness.render import console
     from harness.render.decision_files import regate
 
     if as_json:
         tables_to_stderr()
+    if (run_dir / GROUP).is_file():  # a run of several checkpoints: each candidate, then the whole
+        from harness.render.group_summary import regate_group
+
+        _, whole = regate_group(run_dir, policy)
+        console.print_group_verdict(whole)
+        console.out.print(f"run dir: {run_dir}", highlight=False, soft_wrap=True)
+        if as_json:
+            sys.stdout.write(whole.model_dump_json(indent=2) + "\n")
+        raise typer.Exit(whole.exit_code)
     run, outputs, _ = regate(run_dir, policy)
     print_gates(outputs.decision)
     console.out.print(f"run dir: {run.path}", highlight=False, soft_wrap=True)

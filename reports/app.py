@@ -41,5 +41,6 @@ pages = [
     st.Page(HERE / "views" / "side_by_side.py", title="Side by side", url_path="side-by-side"),
     st.Page(HERE / "views" / "forgetting.py", title="Forgetting", url_path="forgetting"),
     st.Page(HERE / "views" / "training.py", title="Training", url_path="training"),
+    st.Page(HERE / "views" / "ranking.py", title="Ranking", url_path="ranking"),
 ]
 st.navigation(pages).run()

@@ -219,6 +219,10 @@ class PlanConfig(Strict):
     pass_at_k: list[Annotated[int, Field(ge=1, le=1000)]] = Field(default_factory=list)
     """With several samples per item (sampling.n): the k of pass@k to report per suite (unbiased estimator;
     each k at most both checkpoints' sampling.n)."""
+    pairs: Literal["base", "all"] = "base"
+    """With three or more checkpoints (`harness compare base.yaml a.yaml b.yaml`): which pairs are compared.
+    base: each candidate against the base (the first file); all: every pair, so that each pair of candidates
+    is judged directly too (for the ranking; only comparisons with the base are gated)."""
     majority_vote: bool = False
     """With several samples per item: report majority-vote accuracy per suite (an item is right when more than
     half of its samples pass its reference checks; a tie is wrong). Every item needs a reference and a check that
@@ -234,13 +238,15 @@ class PlanConfig(Strict):
 
     @model_serializer(mode="wrap")
     def _without_unused_sampling(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """Leave pass_at_k and majority_vote out while unused, so that a plan without them dumps (and
+        """Leave pass_at_k, majority_vote and pairs out while unused, so that a plan without them dumps (and
         hashes into the run's inputs) as it did before they existed."""
         data: dict[str, Any] = handler(self)
         if not self.pass_at_k:
             data.pop("pass_at_k", None)
         if not self.majority_vote:
             data.pop("majority_vote", None)
+        if self.pairs == "base":
+            data.pop("pairs", None)
         return data
 
 

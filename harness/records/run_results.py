@@ -249,6 +249,9 @@ class RunStats(RunFile):
     judge: JudgeSummary | None = None
     sampled: dict[str, SampledSuite] | None = None
     """pass@k and majority vote per suite when the plan asks for them and items were sampled several times."""
+    holm_family: list[str] | None = None
+    """In a run of three or more checkpoints: the comparisons (as "base vs candidate") whose p-values were
+    Holm-adjusted together with this one's; None when this comparison's were adjusted alone."""
 
 
 # ---------------------------------------------------------------------------- train.json

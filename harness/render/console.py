@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
+from harness.records.group_results import GroupVerdict
 from harness.records.run_results import ForgettingStats, JudgeSummary, TrainingResult
 from harness.render.formatting import ci_pts, ci_raw, delta_pts, fraction, p_value, pct, removed_summary, value
 from harness.render.run_summary import stopping_line
@@ -18,6 +19,7 @@ from harness.render.text import inert
 from harness.verdict.gate import Decision
 
 if TYPE_CHECKING:
+    from harness.stages.group import GroupResult
     from harness.stages.pipeline import CompareResult
 
 
@@ -131,6 +133,40 @@ def print_result(result: CompareResult) -> None:
     out.print(f"generations: {stats['generated']} generated, {stats['cached']} from cache", highlight=False)
     print_gates(result.decision)
     out.print(f"run dir: {result.run_dir}", highlight=False, soft_wrap=True)
+
+
+def print_group(result: GroupResult) -> None:
+    """Each comparison as a two-checkpoint run prints it, then the ranking and the verdict per candidate."""
+    for comparison, compared in zip(result.manifest.comparisons, result.results):
+        out.rule(_escape(f"{comparison.base} vs {comparison.candidate}"
+                         + ("" if comparison.gated else " (for the ranking; ungated)")))
+        print_result(compared)
+    out.rule(_escape(f"{len(result.manifest.checkpoints)} checkpoints"))
+    ranking = result.stats.ranking
+    if ranking is not None:
+        table = Table(title=f"ranking (Bradley-Terry on {ranking.games} judged pairs; strength: log-odds of "
+                      f"beating {_escape(result.manifest.reference)})")
+        for column in ("rank", "checkpoint", "strength", "95% CI", "wins", "losses", "ties"):
+            table.add_column(column, justify="left" if column == "checkpoint" else "right")
+        for k, c in enumerate(ranking.checkpoints, 1):
+            low, high = c.strength_ci
+            table.add_row(str(k), _escape(c.name), f"{c.strength:+.2f}", f"[{low:+.2f}, {high:+.2f}]", str(c.wins),
+                          str(c.losses), str(c.ties))
+        out.print(table)
+    print_group_verdict(result.verdict)
+    out.print(f"run dir: {result.path}", highlight=False, soft_wrap=True)
+
+
+def print_group_verdict(verdict: GroupVerdict) -> None:
+    style = {"pass": "green", "fail": "bold red", "inconclusive": "yellow", "ungated": "dim"}
+    table = Table(title=f"verdict per candidate (require {verdict.require})")
+    for column in ("candidate", "verdict", "reason"):
+        table.add_column(column, overflow="fold")
+    for v in verdict.candidates:
+        table.add_row(_escape(v.name), f"[{style[v.outcome]}]{v.outcome}[/]", _escape(v.reason))
+    out.print(table)
+    out.print(f"verdict: [{style[verdict.outcome]}]{verdict.outcome.upper()}[/] (exit {verdict.exit_code}): "
+              f"{_escape(verdict.reason)}", highlight=False, soft_wrap=True)
 
 
 def print_gates(decision: Decision) -> None:

@@ -3,6 +3,7 @@ and the markdown and verdict files built from them. No I/O here."""
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -165,21 +166,24 @@ def gate_lines(decision: Decision) -> list[str]:
 def junit_xml(decision: Decision, run_id: str) -> str:
     """One test case per gate and subject: a failing gate is a <failure>, an inconclusive one an
     <error> (never green), a skipped one <skipped>; the message is the gate's reason."""
-    import xml.etree.ElementTree as ET
-
-    counts = {o: sum(g.outcome == o for g in decision.gates) for o in ("fail", "inconclusive", "skipped")}
     suites = ET.Element("testsuites", name="harness")
-    suite = ET.SubElement(suites, "testsuite", name=f"harness gates ({run_id})", tests=str(len(decision.gates)),
+    gate_suite(suites, f"harness gates ({run_id})", decision, "harness.gates")
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+
+def gate_suite(parent: ET.Element, name: str, decision: Decision, classname: str) -> None:
+    """A <testsuite> of one decision's gates under `parent` (junit.xml's <testsuites>)."""
+    counts = {o: sum(g.outcome == o for g in decision.gates) for o in ("fail", "inconclusive", "skipped")}
+    suite = ET.SubElement(parent, "testsuite", name=name, tests=str(len(decision.gates)),
                           failures=str(counts["fail"]), errors=str(counts["inconclusive"]),
                           skipped=str(counts["skipped"]))
     for g in decision.gates:
-        case = ET.SubElement(suite, "testcase", classname=f"harness.gates.{g.metric}", name=g.label)
+        case = ET.SubElement(suite, "testcase", classname=f"{classname}.{g.metric}", name=g.label)
         tag = {"fail": "failure", "inconclusive": "error", "skipped": "skipped"}.get(g.outcome)
         if tag:
             element = ET.SubElement(case, tag, message=g.reason, type=g.outcome)
             element.text = g.reason
-    ET.indent(suites)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
 
 
 FLAG_TEXT = {"ok": "ok", "warn": "**warn**", "fail": "**FAIL**"}

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 from pydantic import BaseModel
 
 from harness.errors import ConfigError
+from harness.records.group_results import GROUP
 from harness.records.manifest import CheckpointEntry, Manifest, StageEntry
 from harness.records.run_files import read_run_file
 from harness.records.run_results import (
@@ -52,6 +53,9 @@ class RunInfo:
 
     @property
     def name(self) -> str:
+        """The dir's name; a comparison of a run of several checkpoints is named group/comparison."""
+        if (self.path.parent / GROUP).is_file():
+            return f"{self.path.parent.name}/{self.path.name}"
         return self.path.name
 
     @property
@@ -125,12 +129,19 @@ class Unreadable:
 # files ------------------------------------------------------------------------
 
 def list_run_dirs(runs_dir: Path) -> list[Path]:
-    """Run dirs directly under runs_dir (runs_dir itself when it is one), by name."""
+    """Run dirs directly under runs_dir (runs_dir itself when it is one), and the comparisons of each run of
+    several checkpoints there (or of runs_dir itself), by name."""
     if (runs_dir / "manifest.json").is_file():
         return [runs_dir]
     if not runs_dir.is_dir():
         return []
-    return sorted(p for p in runs_dir.iterdir() if (p / "manifest.json").is_file())
+    found: list[Path] = []
+    for p in sorted([runs_dir] if (runs_dir / GROUP).is_file() else runs_dir.iterdir()):
+        if (p / "manifest.json").is_file():
+            found.append(p)
+        elif (p / GROUP).is_file():
+            found += sorted(c for c in p.iterdir() if (c / "manifest.json").is_file())
+    return found
 
 
 def load_run(path: Path) -> RunInfo | Unreadable | None:

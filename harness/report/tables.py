@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from harness.records.group_results import GroupStats
 from harness.records.run_results import ForgettingTask, Interval, JudgeSummary, PairedRates, TrainingResult, Verdict
 from harness.render import formatting as fmt
 from harness.render.formatting import ColumnKind
@@ -319,3 +320,14 @@ def mapping_table(mapping: Mapping[str, Any] | None, key: str, value: str) -> Ta
     type, one per row, so they stay text."""
     rows = [{key: k, value: v if isinstance(v, str) else json.dumps(v)} for k, v in (mapping or {}).items()]
     return _table(rows, [key, value], {})
+
+
+def ranking_table(stats: GroupStats) -> Table:
+    """The ranking, strongest first, with each strength's 95% interval (low, high)."""
+    assert stats.ranking is not None
+    rows = [{"rank": k, "checkpoint": c.name, "strength": c.strength, "low": c.strength_ci[0],
+             "high": c.strength_ci[1], "P(beats reference)": c.win_probability, "wins": c.wins,
+             "losses": c.losses, "ties": c.ties} for k, c in enumerate(stats.ranking.checkpoints, 1)]
+    return _table(rows, ["rank", "checkpoint", "strength", "low", "high", "P(beats reference)", "wins", "losses",
+                         "ties"], {"P(beats reference)": "pct", "wins": "count", "losses": "count", "ties": "count",
+                                   "rank": "count"}, plain=["strength", "low", "high"])

@@ -12,7 +12,8 @@ far out, and changes a fit with finite strengths by far less than its standard e
 
 Intervals: percentile bootstrap over games (resampled with replacement, refit), for each strength
 and for each pair's win probability. Pure numpy; the statistics' own generator, as in stats.py.
-Not yet called by a run: a run compares two checkpoints today (where the ranking is the win rate).
+A run of three or more checkpoints ranks them (ranking_stats, from each comparison's judge records); a
+run of two has its win rate instead.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+
+from harness.records.group_results import PairProbability, RankedCheckpoint, RankingStats
+from harness.records.stage_records import JudgmentRecord
 
 RIDGE = 1e-3
 """Precision of the Gaussian prior on each strength (its variance is 1 / RIDGE)."""
@@ -115,3 +119,35 @@ def rank(names: Sequence[str], games: Sequence[Game], rng: np.random.Generator, 
     plow, phigh = np.quantile(boot, [alpha / 2, 1 - alpha / 2], axis=0)
     return Ranking(list(names), strengths.tolist(), list(zip(low.tolist(), high.tolist())), prob.tolist(),
                    [list(zip(plow[i].tolist(), phigh[i].tolist())) for i in range(players)], n, resamples)
+
+
+SCORES = {"candidate": 1.0, "base": 0.0, "tie": 0.5}
+"""A judged pair's score for the candidate's side: what the judge's win rate counts (a side wins only when
+both orders agree; an order disagreement is a tie). Canaries, failed and unparsed judgments are no game."""
+
+
+def judged_games(records: Sequence[JudgmentRecord], base: int, candidate: int) -> list[Game]:
+    """The games of one comparison: `base` and `candidate` index the two checkpoints in the ranking."""
+    return [Game(candidate, base, SCORES[r.preference]) for r in records
+            if r.canary is None and r.preference in SCORES]
+
+
+def ranking_stats(names: Sequence[str], games: Sequence[Game], rng: np.random.Generator,
+                  resamples: int = 1000) -> RankingStats:
+    """stats.json's ranking: each checkpoint's strength with its interval, strongest first, and every
+    pair's win probability, with how many of its games were judged directly."""
+    fitted = rank(names, games, rng, resamples)
+    record: dict[int, list[int]] = {i: [0, 0, 0] for i in range(len(names))}  # wins, losses, ties
+    judged: dict[tuple[int, int], int] = {}
+    for g in games:
+        for me, other, score in ((g.first, g.second, g.score), (g.second, g.first, 1.0 - g.score)):
+            record[me][0 if score == 1.0 else 1 if score == 0.0 else 2] += 1
+            judged[(me, other)] = judged.get((me, other), 0) + 1
+    checkpoints = [RankedCheckpoint(name=names[i], strength=fitted.strengths[i], strength_ci=fitted.strength_ci[i],
+                                    win_probability=fitted.win_probability[i][0], wins=record[i][0],
+                                    losses=record[i][1], ties=record[i][2])
+                   for i in np.argsort(-np.asarray(fitted.strengths), kind="stable").tolist()]
+    pairs = [PairProbability(first=names[i], second=names[j], probability=fitted.win_probability[i][j],
+                             ci=fitted.win_probability_ci[i][j], judged=judged.get((i, j), 0))
+             for i in range(len(names)) for j in range(len(names)) if i < j]
+    return RankingStats(games=fitted.games, resamples=fitted.resamples, checkpoints=checkpoints, pairs=pairs)

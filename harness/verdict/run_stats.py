@@ -263,14 +263,23 @@ def forgetting_flag(delta: float | None, config: ForgettingConfig) -> str:
 def apply_holm(run_stats: RunStats) -> RunStats:
     """Holm-adjust the p-values of every suite and forgetting task of the run together (in place), with
     the pass@k and majority-vote differences when the run has them (run_stats.sampled)."""
-    entries: list[PairedRates] = list(run_stats.suites.values())
-    entries += list(run_stats.forgetting.tasks.values()) if run_stats.forgetting else []
-    sampled = [d for s in (run_stats.sampled or {}).values()
-               for d in [*s.pass_at_k.values(), *([s.majority_vote] if s.majority_vote else [])]
-               if d.p_value is not None]
+    apply_holm_together([run_stats])
+    return run_stats
+
+
+def apply_holm_together(runs: Sequence[RunStats]) -> None:
+    """apply_holm over several comparisons at once (a run of three or more checkpoints): one family of
+    every test of every comparison, so the family-wise error rate holds across the whole run."""
+    entries: list[PairedRates] = []
+    sampled: list[PairedDelta] = []
+    for run_stats in runs:
+        entries += list(run_stats.suites.values())
+        entries += list(run_stats.forgetting.tasks.values()) if run_stats.forgetting else []
+        sampled += [d for s in (run_stats.sampled or {}).values()
+                    for d in [*s.pass_at_k.values(), *([s.majority_vote] if s.majority_vote else [])]
+                    if d.p_value is not None]
     adjusted = [float(p) for p in stats.holm([e.p_value for e in entries] + [d.p_value or 1.0 for d in sampled])]
     for entry, p in zip(entries, adjusted):
         entry.p_holm = p
     for delta, p in zip(sampled, adjusted[len(entries):]):
         delta.p_holm = p
-    return run_stats
