@@ -100,6 +100,32 @@ def test_the_train_block_says_which_settings_belong_to_which_method() -> None:
             train(**settings)
 
 
+def test_the_dpo_hash_is_of_the_pairs_not_of_the_other_fields_of_their_file(tmp_path: Path) -> None:
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text("{}")
+    (base / "model.safetensors").write_bytes(b"weights")
+    rows = [{"prompt": f"q{i}", "chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(4)]
+
+    def data(name: str, rows: list[dict], **extra: str) -> str:
+        path = tmp_path / name
+        path.write_text("".join(json.dumps({**r, **extra}) + "\n" for r in rows))
+        return str(path)
+
+    cache = Cache(tmp_path / "cache.sqlite")
+    try:
+        def digest(file: str) -> str:
+            return train_hash(TrainConfig(base=str(base), data=[file], method="dpo"), base, cache)
+
+        first = digest(data("a.jsonl", rows, run_id="run-1"))
+        # Another run exported the same pairs: its run id changes nothing trained, so the result is reused.
+        assert digest(data("b.jsonl", rows, run_id="run-2")) == first
+        changed = [*rows[:3], {**rows[3], "chosen": "better 3"}]
+        assert digest(data("c.jsonl", changed, run_id="run-1")) != first
+    finally:
+        cache.close()
+
+
 # ---------------------------------------------------------------------------- the verdict
 def curve(n: int = 30, margin_end: float = 2.0, accuracy_end: float = 0.9, chosen_end: float = -0.3,
           rejected_end: float = -2.3, loss_end: float = 0.25) -> list[DpoStep]:

@@ -40,6 +40,7 @@ from harness.stages.train.evaluation import (
     final_losses,
     periodic_eval_sets,
 )
+from harness.stages.train.preference_data import load_preferences
 from harness.stages.train.runtime import (
     LOG_FILE,
     device_and_dtype,
@@ -77,11 +78,22 @@ _UNHASHED = {"sft": {"output_dir", "data", "report_to", "method", "dpo"},  # (an
 
 def train_hash(train: TrainConfig, base_dir: Path, cache: Cache, chat_template: Path | None = None) -> str:
     parts: dict[str, Any] = {"recipe": RECIPE_VERSION, "base": directory_fingerprint(base_dir, cache),
-                             "data": [sha256_file(Path(p)) for p in train.data],
+                             "data": _data_digest(train),
                              "settings": train.model_dump(mode="json", exclude=_UNHASHED[train.method])}
     if chat_template is not None:  # (absent otherwise, so that earlier results keep their hash)
         parts["chat_template"] = sha256_file(chat_template)
     return content_key(parts)
+
+
+def _data_digest(train: TrainConfig) -> Any:
+    """SFT: each data file's bytes. DPO: the pairs it trains on (and the rows it drops), as read: a preference
+    file's other fields (an exported pair's run id, judge, item) change nothing trained, so the same pairs
+    exported by another run of the same judge reuse the trained result."""
+    if train.method != "dpo":
+        return [sha256_file(Path(p)) for p in train.data]
+    loaded = load_preferences([Path(p) for p in train.data], train.max_bad_share)
+    return content_key({"pairs": [pair.row() for pair in loaded.pairs],
+                        "bad": [(b.line, b.reason) for b in loaded.bad_rows]})
 
 
 def ensure_trained(config: CheckpointConfig, file: str, cache: Cache, force: bool = False) -> TrainOutcome:
