@@ -140,10 +140,14 @@ def demo(
                                               "(examples/sft-overtrained.yaml): its forgetting gate fails.")] = False,
     rebuild_base: Annotated[bool, typer.Option(help="Pretrain the demo base from its recipe (about two minutes) "
                                                "instead of using the shipped, sha256-pinned one.")] = False,
+    loop: Annotated[bool, typer.Option(help="The preference loop: judge the SFT run, export its consistent "
+                                       "verdicts as preference pairs, train a DPO candidate from the SFT checkpoint "
+                                       "on them, then compare and rank base, SFT and DPO in one run.")] = False,
 ) -> None:
     """Build the embedded demo models (cached), train the candidate, compare and gate: no GPU, hub or key
     needed. The exit code is the verdict's."""
     from harness.demo.build import REBUILD_ENV, ensure_demo_models
+    from harness.errors import ConfigError
     from harness.resources import shipped_dir
     from harness.stages.pipeline import prepare, run_compare
 
@@ -152,6 +156,18 @@ def demo(
         os.environ[REBUILD_ENV] = "1"
     models = ensure_demo_models(progress=lambda msg: err.print(f"[dim]{msg}[/]"))
     err.print(f"[dim]demo models: {models.base.parent}[/]")
+    if loop:
+        from harness.demo.loop import run_loop
+        from harness.render.console import print_group
+
+        if overtrained:
+            raise ConfigError(None, "--loop", "starts from the healthy SFT candidate; leave out --overtrained")
+        with progress_bar() as progress:
+            looped = run_loop(runs_dir, progress, say=lambda line: err.print(f"[bold]{line}[/]", highlight=False))
+        print_group(looped.group)
+        err.print(f"[dim]preference pairs: {looped.preferences}; DPO checkpoint file: {looped.dpo_file}[/]")
+        err.print(f"[dim]browse it: harness report {runs_dir}[/]")
+        raise typer.Exit(looped.group.verdict.exit_code)
     inputs = prepare(examples / "base.yaml", examples / ("sft-overtrained.yaml" if overtrained else "sft.yaml"))
     with progress_bar() as progress:
         result = run_compare(inputs, runs_dir, progress=progress)
