@@ -65,3 +65,16 @@ def vllm_server(demo_models, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     finally:
         stop_process_group(process)
         log.close()
+
+
+def base_with_another_template(demo_models, folder: Path) -> Path:
+    """A copy of the demo base whose chat template differs (a system turn added): a checkpoint trained from
+    demo:base is not the SFT of this one."""
+    from transformers import AutoTokenizer
+
+    other = folder / "other-base"
+    shutil.copytree(demo_models.base, other)
+    tok = AutoTokenizer.from_pretrained(other)
+    tok.chat_template = tok.chat_template.replace("<|bos|>", "<|bos|><|system|>x<|end|>")
+    tok.save_pretrained(other)
+    return other

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import ROOT, harness_cmd
+from tests.conftest import ROOT, base_with_another_template, harness_cmd
 
 EXAMPLES = ROOT / "examples"
 pytestmark = pytest.mark.slow
@@ -84,6 +84,10 @@ def test_run_dir_is_complete(first_run: tuple[Path, Path]) -> None:
     assert "Verdict: **PASS** (exit code 0)" in summary and "## Forgetting (lm-eval)" in summary
     assert "Judge: rules (rules, offline: no model)" in summary
     assert not list(run_dir.rglob("*.tmp"))
+    # Two files: a run dir of its own, its p-values adjusted alone (a run of several is tests/test_group.py).
+    assert not (run_dir.parent / "group.json").exists() and not (run_dir / "group.json").exists()
+    assert json.loads((run_dir / "stats.json").read_text())["holm_family"] is None
+    assert "plan" in manifest and "pairs" not in manifest["plan"]  # the plan dumps (and hashes) as before
 
 
 def test_demo_candidate_beats_base_on_finance(first_run: tuple[Path, Path]) -> None:
@@ -196,7 +200,7 @@ def test_a_candidate_trained_with_another_tokenizer_is_refused(demo_models) -> N
     from harness.config.schema import CheckpointConfig
     from harness.engines.checkpoint import ResolvedCheckpoint
     from harness.errors import ConfigError
-    from harness.stages.pipeline import _same_tokenizer
+    from harness.stages.preflight import _same_tokenizer
 
     tok = AutoTokenizer.from_pretrained(demo_models.base)
 
@@ -211,15 +215,7 @@ def test_a_candidate_trained_with_another_tokenizer_is_refused(demo_models) -> N
 
 
 def test_training_from_another_tokenizer_is_refused_before_training(demo_models, tmp_path: Path) -> None:
-    import shutil
-
-    from transformers import AutoTokenizer
-
-    other = tmp_path / "other-base"
-    shutil.copytree(demo_models.base, other)
-    tok = AutoTokenizer.from_pretrained(other)
-    tok.chat_template = tok.chat_template.replace("<|bos|>", "<|bos|><|system|>x<|end|>")
-    tok.save_pretrained(other)
+    other = base_with_another_template(demo_models, tmp_path)
     base = tmp_path / "base.yaml"
     base.write_text(f"name: other\nmodel: {other}\nbackend: transformers\n")
     cand = tmp_path / "sft.yaml"
@@ -384,7 +380,7 @@ def test_the_tokenizer_preflight_loads_nothing_when_both_sides_have_the_same_tok
     from harness.config.schema import CheckpointConfig
     from harness.engines.checkpoint import ResolvedCheckpoint
     from harness.errors import ConfigError
-    from harness.stages.pipeline import _same_tokenizer
+    from harness.stages.preflight import _same_tokenizer
 
     def never() -> None:
         raise AssertionError("a tokenizer was loaded")

@@ -24,7 +24,7 @@ from harness.records.stage_records import JudgmentRecord
 from harness.verdict.overall import overall
 from harness.verdict.ranking import Game, judged_games, ranking_stats
 from harness.verdict.run_stats import apply_holm_together, paired_binary
-from tests.conftest import ROOT, harness_cmd
+from tests.conftest import ROOT, base_with_another_template, harness_cmd
 
 EXAMPLES = ROOT / "examples"
 
@@ -275,3 +275,52 @@ def test_bad_input_to_a_run_of_several_is_one_line_and_writes_nothing(tmp_path: 
         [line] = result.stderr.strip().splitlines()
         assert message in line, line
     assert not runs.exists()
+
+
+@pytest.mark.slow
+def test_training_refused_in_a_run_of_several_leaves_nothing_behind(demo_models, tmp_path: Path) -> None:
+    # The third file trains from demo:base, whose chat template differs from the reference's: a two-file run
+    # refuses that before writing anything, and so does a run of several.
+    other = base_with_another_template(demo_models, tmp_path)
+    base = _file(tmp_path, "base.yaml", f"name: other\nmodel: {other}\nbackend: transformers\n")
+    plain = _file(tmp_path, "plain.yaml", f"name: plain\nmodel: {other}\nbackend: transformers\n")
+    sft = _file(tmp_path, "sft.yaml", f"name: sft\ntrain: {{base: demo:base, data: "
+                f"[{EXAMPLES / 'data' / 'demo-sft.jsonl'}], output_dir: {tmp_path / 'out'}}}\n")
+    plan = _file(tmp_path, "plan.yaml", f"suites: [{ROOT / 'suites' / 'demo'}]\n")
+    result = compare(base, plain, sft, "--plan", plan, "--runs-dir", str(tmp_path / "runs"))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().endswith("train.base: the tokenizer or chat template 'sft' is trained with "
+                                          "differs from that of 'other'; train from the same base")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_a_two_file_run_never_writes_into_a_run_of_several(three_way: tuple[Path, subprocess.CompletedProcess[str]],
+                                                           tmp_path: Path) -> None:
+    group, _ = three_way
+    before = {p: p.stat().st_mtime_ns for p in group.rglob("*") if p.is_file()}
+    sft = next(Path(x) for x in json.loads((group / "group.json").read_text())["files"] if "sft" in x)
+    for target in (group, group / "demo-base-vs-demo-sft"):
+        result = compare(str(EXAMPLES / "base.yaml"), str(sft), "--run-dir", str(target))
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert f"belongs to the run of several checkpoints in {group}" in result.stderr
+    assert {p: p.stat().st_mtime_ns for p in group.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.slow
+def test_the_same_command_with_run_dir_resumes_the_whole_run(three_way: tuple[Path, subprocess.CompletedProcess[str]]
+                                                             ) -> None:
+    group, first = three_way
+    tmp = group.parent.parent
+    manifest = json.loads((group / "group.json").read_text())
+    verdict = (group / "verdict.json").read_text()
+    (group / "verdict.json").unlink()  # as if it stopped before its end
+    again = compare(*manifest["files"], "--plan", str(tmp / "plan.yaml"), "--limit", "12", "--cache",
+                    str(tmp / "cache.sqlite"), "--run-dir", str(group))
+    assert again.returncode == first.returncode, again.stderr
+    assert (group / "verdict.json").read_text() == verdict
+    resumed = json.loads((group / "group.json").read_text())
+    assert resumed["created_at"] == manifest["created_at"] and resumed["comparisons"] == manifest["comparisons"]
+    for c in manifest["comparisons"]:  # every answer from the records and the cache
+        stages = json.loads((group / c["dir"] / "manifest.json").read_text())["stages"]
+        assert stages["generations"]["generated"] == 0

@@ -4,7 +4,7 @@
 2. The judge's consistent verdicts of that run become preference pairs (`harness export --format
    preferences`), in the run's export/ dir.
 3. A DPO candidate is trained from the SFT checkpoint on them. Its checkpoint file is written beside the
-   data (export/demo-dpo.yaml): the SFT's checkpoint and plan, a `train:` block of method dpo.
+   data (export/preferences/demo-dpo.yaml): the SFT's checkpoint and plan, a `train:` block of method dpo.
 4. Base, SFT and DPO are compared in one run with `pairs: all` (so SFT and DPO are judged against each
    other too) and ranked.
 

@@ -67,6 +67,13 @@ def regate(run_dir: Path, policy_file: Path | None = None) -> tuple[RunDir, Outp
 
 
 def _regate(run: RunDir, policy_file: Path | None) -> tuple[RunDir, Outputs, RunStats]:
+    run_stats, gates, policy = regate_inputs(run, policy_file)
+    return run, rewrite_outputs(run, run_stats, gates, policy), run_stats
+
+
+def regate_inputs(run: RunDir, policy_file: Path | None) -> tuple[RunStats, list[GateConfig], str]:
+    """Everything `harness gate` reads, read and checked before anything is written: this process becomes
+    the run dir's writer, its stats.json and its gates (`policy_file`, else those it was decided by)."""
     run.take_writer_lock()  # a compare still writing this run dir would overwrite (or be overwritten by) us
     stats_file = run.path / "stats.json"
     if not stats_file.is_file():
@@ -74,12 +81,14 @@ def _regate(run: RunDir, policy_file: Path | None) -> tuple[RunDir, Outputs, Run
                           "rerun it with --run-dir to resume")
     run_stats = read_run_file(stats_file, RunStats)
     if policy_file is not None:
-        gates, policy = load_policy(policy_file), str(policy_file)
-    else:  # the gates the run was decided by, as its manifest recorded them (a --policy file included)
-        recorded = run.manifest.policy
-        gates = validate(PolicyFile, {"gates": recorded.gates}, str(run.path / "manifest.json"), "policy").gates
-        policy = recorded.source
+        return run_stats, load_policy(policy_file), str(policy_file)
+    # The gates the run was decided by, as its manifest recorded them (a --policy file included).
+    recorded = run.manifest.policy
+    gates = validate(PolicyFile, {"gates": recorded.gates}, str(run.path / "manifest.json"), "policy").gates
+    return run_stats, gates, recorded.source
+
+
+def rewrite_outputs(run: RunDir, run_stats: RunStats, gates: Sequence[GateConfig], policy: str) -> Outputs:
     names = [s.name for s in run.manifest.suites]
-    outputs = write_outputs(run, names, run.read("generations", GenerationRecord), run.read("checks", CheckRecord),
-                            run_stats, run.manifest.training(), gates, policy)
-    return run, outputs, run_stats
+    return write_outputs(run, names, run.read("generations", GenerationRecord), run.read("checks", CheckRecord),
+                         run_stats, run.manifest.training(), gates, policy)

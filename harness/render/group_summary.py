@@ -19,10 +19,10 @@ from harness.records.group_results import (
     GroupVerdict,
     RankingStats,
 )
-from harness.records.run_dir import RunDir, atomic_write_json, atomic_write_text
+from harness.records.run_dir import RunDir, atomic_write_json, atomic_write_text, writer_lock
 from harness.records.run_files import read_run_file
 from harness.records.stage_records import JudgmentRecord
-from harness.render.decision_files import regate
+from harness.render.decision_files import regate_inputs, rewrite_outputs
 from harness.render.formatting import pct
 from harness.render.run_summary import gate_suite
 from harness.render.text import inert
@@ -51,21 +51,30 @@ def group_ranking(path: Path, manifest: GroupManifest, seed: int) -> RankingStat
 def regate_group(path: Path, policy_file: Path | None = None) -> tuple[GroupManifest, GroupVerdict]:
     """`harness gate` on a run of several checkpoints: each candidate's comparison is re-decided (by
     `policy_file`, else the gates it was decided by), then the group's files. The p-values stay those of
-    the whole run's Holm family, as stats.json holds them."""
-    manifest = read_run_file(path / GROUP, GroupManifest)
-    stats_file = path / "stats.json"
-    if not stats_file.is_file():
-        raise ConfigError(str(path), None, "no stats.json: the compare in this run dir did not finish; rerun it "
-                          "with --run-dir to resume")
-    seed = read_run_file(stats_file, GroupStats).seed
-    decisions = []
-    for c in manifest.comparisons:
-        if c.gated:
-            _, outputs, _ = regate(path / c.dir, policy_file)
-            decisions.append(outputs.decision)
-        else:
-            decisions.append(Decision("ungated", 0, "a pair of candidates is compared for the ranking only", []))
-    _, verdict = write_group_outputs(path, manifest, decisions, seed)
+    the whole run's Holm family, as stats.json holds them. Every comparison is read and checked, with
+    this process as its writer, before any file is rewritten."""
+    lock = writer_lock(path)
+    runs: list[RunDir] = []
+    try:
+        manifest = read_run_file(path / GROUP, GroupManifest)
+        stats_file = path / "stats.json"
+        if not stats_file.is_file():
+            raise ConfigError(str(path), None, "no stats.json: the compare in this run dir did not finish; rerun "
+                              "it with --run-dir to resume")
+        seed = read_run_file(stats_file, GroupStats).seed
+        gated = []
+        for c in manifest.comparisons:
+            if c.gated:
+                runs.append(RunDir.open(path / c.dir))
+                gated.append((runs[-1], regate_inputs(runs[-1], policy_file)))
+        decided = iter([rewrite_outputs(run, *inputs).decision for run, inputs in gated])
+        ranking_only = Decision("ungated", 0, "a pair of candidates is compared for the ranking only", [])
+        decisions = [next(decided) if c.gated else ranking_only for c in manifest.comparisons]
+        _, verdict = write_group_outputs(path, manifest, decisions, seed)
+    finally:
+        for run in runs:
+            run.close()
+        lock.release()
     return manifest, verdict
 
 

@@ -17,7 +17,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, InfraError
+from harness.locks import HeldLock
+from harness.records.cache import content_key
 from harness.records.group_results import (
     GROUP,
     GroupComparison,
@@ -27,12 +29,16 @@ from harness.records.group_results import (
     Require,
 )
 from harness.records.manifest import CommandLine
-from harness.records.run_dir import atomic_write_json, new_run_id
+from harness.records.run_dir import LOCK, atomic_write_json, new_run_id, writer_lock
 from harness.records.run_files import read_run_file
 from harness.render.group_summary import write_group_outputs
 from harness.stages.heap import long_lived_heap
 from harness.stages.pipeline import CompareResult, Evaluated, Inputs, Progress, conclude, evaluate, open_cache, prepare
+from harness.stages.preflight import TrainedBefore, preflight
 from harness.verdict.run_stats import apply_holm_together
+
+MAX_ID = 120
+"""Characters of a run's directory name (a file name may hold 255 bytes; a name may be UTF-8)."""
 
 
 @dataclass(frozen=True)
@@ -131,31 +137,49 @@ def _between(first: Inputs, second: Inputs) -> Comparison:
 
 def run_group(group: GroupInputs, runs_dir: Path, run_dir: Path | None = None, cache_path: Path | None = None,
               progress: Progress | None = None) -> GroupResult:
-    path = run_dir or runs_dir / new_run_id(group.names[0], "+".join(group.names[1:]))
-    manifest = _start(group, path, resume=run_dir is not None)
+    path = run_dir or runs_dir / _group_id(group.names)
     evaluated: list[Evaluated] = []
     with long_lived_heap() as settle, open_cache(cache_path) as cache:
+        trained: TrainedBefore = {}
+        for c in group.comparisons:  # before anything is written, as a run of two checks and trains
+            preflight(c.inputs, cache, progress, trained)
+        manifest, lock = _start(group, path, resume=run_dir is not None)
         try:
-            for c in group.comparisons:
-                labelled = (lambda label, n, total, c=c: progress(f"{c.label}: {label}", n, total)) \
-                    if progress else None
-                evaluated.append(evaluate(c.inputs, cache, path, path / c.dir, labelled, settle))
+            try:
+                for c in group.comparisons:
+                    labelled = (lambda label, n, total, c=c: progress(f"{c.label}: {label}", n, total)) \
+                        if progress else None
+                    evaluated.append(evaluate(c.inputs, cache, path, path / c.dir, labelled, settle, trained))
+            except InfraError as exc:
+                raise InfraError(f"{exc}; a run of several checkpoints resumes as a whole: rerun the same command "
+                                 f"with --run-dir {path}") from exc
             family = [c.label for c in group.comparisons]
             apply_holm_together([e.run_stats for e in evaluated])
             for e in evaluated:
                 e.run_stats.holm_family = family
             results = [conclude(e) for e in evaluated]
+            for e in evaluated:  # stop being their writer before the group's files name their verdicts
+                e.run.close()
+            stats, verdict = write_group_outputs(path, manifest, [r.decision for r in results],
+                                                 group.plan.plan.seed)
+            manifest.finished_at = _now()
+            atomic_write_json(path / GROUP, manifest.model_dump(mode="json"))
         finally:
             for e in evaluated:
                 e.run.close()
-    stats, verdict = write_group_outputs(path, manifest, [r.decision for r in results], group.plan.plan.seed)
-    manifest.finished_at = _now()
-    atomic_write_json(path / GROUP, manifest.model_dump(mode="json"))
+            lock.release()
     return GroupResult(path, manifest, results, stats, verdict)
 
 
-def _start(group: GroupInputs, path: Path, resume: bool) -> GroupManifest:
-    """group.json, written before any comparison starts; a resumed group must be of the same comparisons."""
+def _group_id(names: Sequence[str]) -> str:
+    """new_run_id of the reference and the candidates, its names cut to stay well inside a file name's limit."""
+    run_id = new_run_id(names[0], "+".join(names[1:]))
+    return run_id if len(run_id) <= MAX_ID else run_id[:MAX_ID - 9] + "-" + content_key({"names": list(names)})[:8]
+
+
+def _start(group: GroupInputs, path: Path, resume: bool) -> tuple[GroupManifest, HeldLock]:
+    """The group's directory and its one writer's lock; group.json is written when the run is new. A resumed
+    run must be of the same comparisons, and its group.json is rewritten only when it finishes again."""
     comparisons = [GroupComparison(dir=c.dir, base=c.base, candidate=c.candidate, gated=c.gated)
                    for c in group.comparisons]
     manifest = GroupManifest(group_id=path.name, created_at=_now(), checkpoints=group.names, files=group.files,
@@ -164,17 +188,23 @@ def _start(group: GroupInputs, path: Path, resume: bool) -> GroupManifest:
         path.mkdir(parents=True, exist_ok=resume)
     except FileExistsError:
         raise ConfigError(str(path), None, "already exists; a run is resumed only with --run-dir") from None
-    if (path / GROUP).is_file():
-        existing = read_run_file(path / GROUP, GroupManifest)
-        if existing.comparisons != manifest.comparisons:
-            raise ConfigError(str(path), None, "this directory holds a run of other checkpoints; choose a new "
-                              "--run-dir")
-        manifest.created_at, manifest.group_id = existing.created_at, existing.group_id
-    elif resume and any(path.iterdir()):
-        raise ConfigError(str(path), None, "is not empty and holds no run of several checkpoints (group.json); "
-                          "choose a new --run-dir")
-    atomic_write_json(path / GROUP, manifest.model_dump(mode="json"))
-    return manifest
+    lock = writer_lock(path)
+    try:
+        if (path / GROUP).is_file():
+            existing = read_run_file(path / GROUP, GroupManifest)
+            if existing.comparisons != manifest.comparisons:
+                raise ConfigError(str(path), None, "this directory holds a run of other checkpoints; choose a new "
+                                  "--run-dir")
+            manifest.created_at, manifest.group_id = existing.created_at, existing.group_id
+        elif resume and any(p.name != LOCK for p in path.iterdir()):
+            raise ConfigError(str(path), None, "is not empty and holds no run of several checkpoints (group.json); "
+                              "choose a new --run-dir")
+        else:
+            atomic_write_json(path / GROUP, manifest.model_dump(mode="json"))
+    except BaseException:
+        lock.release()
+        raise
+    return manifest, lock
 
 
 def _now() -> str:

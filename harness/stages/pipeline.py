@@ -6,7 +6,6 @@ after that, so bad input leaves nothing behind.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -23,6 +22,7 @@ from harness.engines.checkpoint import ResolvedCheckpoint, resolve_checkpoint
 from harness.errors import ConfigError, InfraError
 from harness.records.cache import Cache, content_key, default_cache_dir
 from harness.records.forgetting_results import write_forgetting_results
+from harness.records.group_results import GROUP
 from harness.records.manifest import CommandLine, Manifest
 from harness.records.outcomes import CheckedAnswers
 from harness.records.provenance import git_commit, hardware, numeric_environment, package_versions
@@ -38,7 +38,8 @@ from harness.stages.generate import run_generation
 from harness.stages.heap import long_lived_heap as _long_lived_heap
 from harness.stages.judge.stage import Judge, load_judge, run_judging
 from harness.stages.judge.stopping import check_stop_early, win_rate_gates
-from harness.stages.train.sft import TrainOutcome, ensure_trained
+from harness.stages.preflight import TrainedBefore, preflight
+from harness.stages.train.sft import TrainOutcome
 from harness.verdict.gate import Decision
 from harness.verdict.judge_stats import summarize_judgments
 from harness.verdict.passk import check_sampled_plan
@@ -134,7 +135,8 @@ def _manifest(inputs: Inputs, checkpoints: dict[Role, ResolvedCheckpoint], run_i
         "checkpoints": {r: (c["fingerprint"], c["config"]) for r, c in resolved.items()},
         "suites": [s["sha256"] for s in suites], "tasks": [t["sha256"] for t in tasks], "judge": judge,
         # Gates decide from the records; they change no record, so a run may resume under another policy.
-        "plan": inputs.plan.model_dump(mode="json", exclude={"gates"})}
+        # Nor do the pairs of a run of several checkpoints: they choose the comparisons, not what one holds.
+        "plan": inputs.plan.model_dump(mode="json", exclude={"gates", "pairs"})}
     if inputs.plan.judge is not None and inputs.plan.judge.stop_early is not None:
         # Except the win-rate gates that decide where judging stops: they choose which pairs are judged.
         hashed["stop_early_gates"] = [g.model_dump(mode="json") for g in win_rate_gates(inputs.gates)]
@@ -154,29 +156,6 @@ def _manifest(inputs: Inputs, checkpoints: dict[Role, ResolvedCheckpoint], run_i
         "packages": package_versions(), "git": git_commit(CHECKOUT) if in_checkout() else None, "hardware": hardware(),
         "command_line": inputs.command_line.model_dump(), "stages": {},
     })
-
-
-def _same_tokenizer(trained: ResolvedCheckpoint, other: ResolvedCheckpoint) -> None:
-    """A candidate trained with another tokenizer than the base's is not the SFT of that base."""
-    if trained.tokenizer_digest is not None and trained.tokenizer_digest == other.tokenizer_digest:
-        return  # the same tokenizer files and template override (and transformers): nothing to load and compare
-    if not (trained.has_tokenizer and other.has_tokenizer):
-        return
-    if trained.tokenizer.get_vocab() != other.tokenizer.get_vocab() or trained.template_hash != other.template_hash:
-        raise ConfigError(trained.file, "train.base", f"the tokenizer or chat template {trained.name!r} is trained "
-                          f"with differs from that of {other.name!r}; train from the same base")
-
-
-def _check_tokenizers_before_training(inputs: Inputs, cache: Cache) -> None:
-    """Preflight: a checkpoint to be trained must start from the other side's tokenizer and template."""
-    trained = [role for role, cfg in inputs.configs.items() if cfg.train is not None]
-    if not trained:
-        return
-    starts = {role: resolve_checkpoint(cfg.model_copy(update={"model": cfg.train.base, "train": None})
-                                       if cfg.train else cfg, inputs.files[role], cache)
-              for role, cfg in inputs.configs.items()}
-    role = trained[0]
-    _same_tokenizer(starts[role], starts["candidate" if role == "base" else "base"])
 
 
 def _record_training(run: RunDir, trained: dict[Role, TrainOutcome], seconds: float) -> dict[str, TrainingResult]:
@@ -282,6 +261,10 @@ class Evaluated:
 
 def run_compare(inputs: Inputs, runs_dir: Path, run_dir: Path | None = None, cache_path: Path | None = None,
                 progress: Progress | None = None) -> CompareResult:
+    if run_dir is not None and ((run_dir / GROUP).is_file() or (run_dir.parent / GROUP).is_file()):
+        group = run_dir if (run_dir / GROUP).is_file() else run_dir.parent
+        raise ConfigError(str(run_dir), None, f"belongs to the run of several checkpoints in {group}: resume that "
+                          "run with all its checkpoint files and --run-dir " + str(group))
     with _long_lived_heap() as settle, open_cache(cache_path) as cache:
         evaluated = evaluate(inputs, cache, runs_dir, run_dir, progress, settle)
         try:
@@ -301,26 +284,19 @@ def open_cache(cache_path: Path | None) -> Iterator[Cache]:
 
 
 def evaluate(inputs: Inputs, cache: Cache, runs_dir: Path, run_dir: Path | None, progress: Progress | None,
-             settle: Callable[[], None]) -> Evaluated:
+             settle: Callable[[], None], trained_before: TrainedBefore | None = None) -> Evaluated:
     """Train (when asked), generate, check, judge and measure forgetting into a new run dir under `runs_dir`
     (or `run_dir`, resumed when it holds a run of the same inputs), and
     compute the statistics. `settle()` at each stage boundary hands what is alive to _long_lived_heap.
     An infrastructure failure marks its stage failed in the run dir (a rerun with --run-dir resumes)."""
     run: RunDir | None = None
     try:
-        _check_tokenizers_before_training(inputs, cache)
-        configs = dict(inputs.configs)
-        trained: dict[Role, TrainOutcome] = {}
-        train_started = time.perf_counter()
-        for role, cfg in inputs.configs.items():
-            if cfg.train is not None:
-                if progress:
-                    progress(f"training {cfg.name}", 0, 1)
-                trained[role] = ensure_trained(cfg, inputs.files[role], cache)
-                configs[role] = trained[role].checkpoint
-                if progress:
-                    progress(f"training {cfg.name}", 1, 1)
-        train_seconds = time.perf_counter() - train_started
+        if trained_before is None:  # a run of two checkpoints checks and trains here
+            trained_before = {}
+            preflight(inputs, cache, progress, trained_before)
+        trained = {role: trained_before[cfg.name][0] for role, cfg in inputs.configs.items() if cfg.train is not None}
+        train_seconds = sum(trained_before[cfg.name][1] for cfg in inputs.configs.values() if cfg.train is not None)
+        configs = {role: trained[role].checkpoint if role in trained else cfg for role, cfg in inputs.configs.items()}
         checkpoints = {role: resolve_checkpoint(cfg, inputs.files[role], cache) for role, cfg in configs.items()}
         settle()  # the tokenizers, and the libraries they imported
         run_id = new_run_id(checkpoints["base"].name, checkpoints["candidate"].name)
