@@ -102,13 +102,15 @@ def _compare_group(checkpoints: list[str], plan: Path | None, policy: Path | Non
 @app.command()
 @guarded
 def gate(
-    run_dir: Annotated[Path, typer.Argument(help="A finished run dir.")],
+    run_dir: Annotated[Path, typer.Argument(help="A finished run dir, or the directory of a finished run of "
+                                            "several checkpoints.")],
     policy: Annotated[Path | None,
                       typer.Option(help="Gate policy YAML (else the run's plan gates, else the default).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print verdict.json on stdout; tables go to stderr.")] = False,
 ) -> None:
     """Re-decide a run's gates from its stored records (no model is loaded); rewrites verdict.json,
-    junit.xml and summary.md. Exit 0 pass, 1 fail, 2 bad input, 3 inconclusive."""
+    junit.xml and summary.md (of every comparison, and the overall verdict, for a run of several
+    checkpoints). Exit 0 pass, 1 fail, 2 bad input, 3 inconclusive."""
     from harness.records.group_results import GROUP
     from harness.render import console
     from harness.render.decision_files import regate
@@ -219,17 +221,20 @@ def validate(
 @guarded
 def schema(
     kind: Annotated[str, typer.Argument(help="checkpoint, plan, policy or suite (input files); manifest, stats "
-                                        "or verdict (the files a run writes).")] = "checkpoint",
+                                        "or verdict (the files a run writes); group, group-stats or group-verdict "
+                                        "(those of a run of several checkpoints).")] = "checkpoint",
 ) -> None:
     """Print the JSON Schema of a file kind (editor completion, or a CI step that reads a run's files)."""
     from harness.config.schema import CheckpointConfig, PlanConfig, PolicyFile
     from harness.config.suites import SuiteFile
     from harness.errors import ConfigError
+    from harness.records.group_results import GroupManifest, GroupStats, GroupVerdict
     from harness.records.manifest import Manifest
     from harness.records.run_results import RunStats, Verdict
 
     models: dict[str, Any] = {"checkpoint": CheckpointConfig, "plan": PlanConfig, "policy": PolicyFile,
-                              "suite": SuiteFile, "manifest": Manifest, "stats": RunStats, "verdict": Verdict}
+                              "suite": SuiteFile, "manifest": Manifest, "stats": RunStats, "verdict": Verdict,
+                              "group": GroupManifest, "group-stats": GroupStats, "group-verdict": GroupVerdict}
     if kind not in models:
         raise ConfigError(None, "kind", f"unknown kind {kind!r}; expected one of: {', '.join(models)}")
     sys.stdout.write(json.dumps(models[kind].model_json_schema(), indent=2) + "\n")

@@ -66,7 +66,8 @@ def test_json_puts_the_verdict_alone_on_stdout_and_progress_is_plain_lines(tmp_p
 
 
 def test_the_run_files_have_schemas() -> None:
-    for kind, required in (("verdict", "gates"), ("stats", "suites"), ("manifest", "checkpoints")):
+    for kind, required in (("verdict", "gates"), ("stats", "suites"), ("manifest", "checkpoints"),
+                           ("group", "comparisons"), ("group-stats", "ranking"), ("group-verdict", "candidates")):
         result = subprocess.run(harness_cmd("schema", kind), capture_output=True, text=True, cwd=ROOT)
         assert result.returncode == 0, result.stderr
         assert required in json.loads(result.stdout)["properties"]

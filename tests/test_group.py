@@ -106,6 +106,18 @@ def test_the_ranking_counts_each_checkpoints_games_and_orders_by_strength() -> N
     assert stats.games == 30
 
 
+def test_the_report_names_a_group_file_that_does_not_read(tmp_path: Path) -> None:
+    from harness.report.group_data import group_of
+    from harness.report.run_data import Unreadable
+
+    member = tmp_path / "group" / "a-vs-b"
+    member.mkdir(parents=True)
+    assert group_of(member) is None  # a run of two checkpoints
+    (tmp_path / "group" / "group.json").write_text('{"schema_version": 1, "group_id": ')
+    found = group_of(member)
+    assert isinstance(found, Unreadable) and "group.json" in found.reason
+
+
 # ---------------------------------------------------------------------------- the CLI, end to end
 def compare(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(harness_cmd("compare", *args), capture_output=True, text=True, timeout=900, cwd=ROOT)

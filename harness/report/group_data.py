@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.errors import ConfigError
 from harness.records.group_results import GROUP, GroupManifest, GroupStats, GroupVerdict
 from harness.records.run_files import read_run_file
-from harness.report.run_data import read_records, records_file
+from harness.report.run_data import Unreadable, read_records, records_file
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -24,14 +25,18 @@ class GroupInfo:
     verdict: GroupVerdict | None
 
 
-def group_of(run_path: Path) -> GroupInfo | None:
-    """The run of several checkpoints a comparison's run dir belongs to; None for a two-checkpoint run."""
+def group_of(run_path: Path) -> GroupInfo | Unreadable | None:
+    """The run of several checkpoints a comparison's run dir belongs to; None for a two-checkpoint run, and
+    Unreadable (with why) when one of the group's files is there but does not read."""
     path = run_path.parent
     if not (path / GROUP).is_file():
         return None
-    manifest = read_run_file(path / GROUP, GroupManifest)
-    stats = read_run_file(path / "stats.json", GroupStats) if (path / "stats.json").is_file() else None
-    verdict = read_run_file(path / "verdict.json", GroupVerdict) if (path / "verdict.json").is_file() else None
+    try:
+        manifest = read_run_file(path / GROUP, GroupManifest)
+        stats = read_run_file(path / "stats.json", GroupStats) if (path / "stats.json").is_file() else None
+        verdict = read_run_file(path / "verdict.json", GroupVerdict) if (path / "verdict.json").is_file() else None
+    except ConfigError as exc:
+        return Unreadable(path, str(exc))
     return GroupInfo(path, manifest, stats, verdict)
 
 

@@ -6,16 +6,14 @@ from __future__ import annotations
 import report_ui
 import streamlit as st
 
-from harness.errors import ConfigError
-from harness.report import group_data, tables
+from harness.report import group_data, run_data, tables
 
 md = report_ui.md
 st.title("Ranking")
 run = report_ui.require_run()
-try:
-    group = group_data.group_of(run.path)
-except ConfigError as exc:  # a group file that is there but does not read: say which, and why
-    st.warning(md(str(exc)))
+group = group_data.group_of(run.path)
+if isinstance(group, run_data.Unreadable):  # a group file that is there but does not read: say which, and why
+    st.warning(md(group.reason))
     st.stop()
 if group is None:
     st.info("This run compares two checkpoints: its judge's win rate is on the Overview page. A ranking needs a "
