@@ -72,7 +72,9 @@ def test_paired_gates(spec: dict[str, Any], entry: dict[str, Any], outcome: str,
 
 JUDGE = {"n": 100, "win_rate": 0.7, "win_rate_ci": [0.6, 0.8], "sign_test_p": 0.001, "min_detectable_win_rate": 0.64,
          "decisive_consistency": 0.95,
-         "parse_failure_rate": 0.01, "failure_rate": 0.0, "swap_consistency": 0.9, "canaries": {"total": 4, "wins": 1}}
+         "parse_failure_rate": 0.01, "failure_rate": 0.0, "swap_consistency": 0.9, "canaries": {"total": 4, "wins": 1},
+         "gold": {"items": 10, "agreed": 9, "agreement": 0.9, "kappa": 0.85, "swap_consistency": 1.0, "unparsed": 0,
+                  "failed": 0, "confusion": {}, "sha256": "x"}}
 
 
 @pytest.mark.parametrize("spec, judge, outcome", [

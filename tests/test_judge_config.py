@@ -53,8 +53,8 @@ BROKEN = [
     ("completions_api", "judge: {kind: llm, endpoint: {base_url: 'http://h/v1', model: m, api: completions}}\n",
      "{f}: judge: a judge talks to its endpoint through the chat API; set endpoint.api to 'chat'"),
     ("unknown_key", "judge: {kind: reference, canary: 3}\n",
-     "{f}: judge.canary: unknown key; expected one of: canaries, checkpoint, chunk_size, definition, endpoint, kind, "
-     "startup_timeout_s, stop_early"),
+     "{f}: judge.canary: unknown key; expected one of: canaries, checkpoint, chunk_size, definition, endpoint, gold, "
+     "kind, startup_timeout_s, stop_early"),
     ("negative_canaries", "judge: {canaries: -1}\n",
      "{f}: judge.canaries: Input should be greater than or equal to 0 (got -1)"),
 ]

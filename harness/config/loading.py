@@ -71,8 +71,9 @@ def resolve_plan_paths(plan: Any, base: Path) -> Any:
         # A bare definition name (pairwise) is looked up in judges/; anything path-like is a file.
         if isinstance(judge.get("definition"), str) and _is_task_path(judge["definition"]):
             judge["definition"] = str(_resolve_path(judge["definition"], base))
-        if isinstance(judge.get("checkpoint"), str):
-            judge["checkpoint"] = str(_resolve_path(judge["checkpoint"], base))
+        for key in ("checkpoint", "gold"):
+            if isinstance(judge.get(key), str):
+                judge[key] = str(_resolve_path(judge[key], base))
         plan = {**plan, "judge": judge}
     return plan
 

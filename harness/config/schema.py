@@ -89,6 +89,10 @@ class JudgeConfig(Strict):
     stop_early: StopEarly | None = None
     """kind llm: judge items in a random order and stop once every judge.win_rate gate's outcome is settled
     by an anytime-valid confidence sequence; `true` for the defaults. Off (null) judges every pair."""
+    gold: str | None = None
+    """kind llm: a human-labelled gold set (JSONL: question, answer_a, answer_b, label A | B | tie, optional
+    reference and id) the judge is scored on before it judges the run: agreement and Cohen's kappa with the
+    labels in stats.json, and the judge.gold_agreement gate."""
 
     @field_validator("stop_early", mode="before")
     @classmethod
@@ -100,7 +104,7 @@ class JudgeConfig(Strict):
     @model_validator(mode="after")
     def _kind_fields(self) -> JudgeConfig:
         if self.kind != "llm":
-            given = [f for f in ("definition", "endpoint", "checkpoint", "stop_early")
+            given = [f for f in ("definition", "endpoint", "checkpoint", "stop_early", "gold")
                      if f in self.model_fields_set and (f != "stop_early" or self.stop_early is not None)]
             if given:
                 raise ValueError(f"'{given[0]}' is only used with kind 'llm' (kind is {self.kind!r})")
@@ -127,6 +131,8 @@ GATE_METRICS: dict[str, str] = {
     "judge.parse_failure_rate": "share of judged items whose verdict could not be parsed",
     "judge.failure_rate": "share of judged items whose judge call failed",
     "judge.swap_consistency": "share of parsed items where both answer orders agree",
+    "judge.gold_agreement": "with judge.gold: share of the gold set's pairs where the judge's verdict (both orders "
+                            "combined) equals the human label",
     "judge.decisive_consistency": "share of the items some order decided where both orders agree (ties alone "
                                   "decide nothing, so an always-tie judge has no value)",
     "judge.canary_wins": "number of canary answers (empty, injected, padded, ...) that beat the base",
@@ -148,7 +154,7 @@ class GateConfig(Strict):
     """suite.pass_rate_delta, suite.candidate_pass_rate, suite.pass_at_k_delta, suite.majority_vote_delta,
     forgetting.delta, judge.win_rate,
     judge.parse_failure_rate, judge.failure_rate, judge.swap_consistency, judge.decisive_consistency,
-    judge.canary_wins or
+    judge.canary_wins, judge.gold_agreement or
     train.smoke_passed (the README's metric table says what each is)."""
     test: Literal["superiority", "non_inferiority", "at_most", "at_least", "is_true"]
     """superiority: the CI's lower bound must clear `threshold` (and p < alpha where the metric has a p-value);

@@ -52,6 +52,9 @@ class JudgeInfo(RunFile):
     model: str | None
     definition: str | None
     definition_sha256: str | None
+    gold: str | None = None
+    """judge.gold: the gold set file the judge was scored on, and its sha256."""
+    gold_sha256: str | None = None
 
 
 class PolicyInfo(RunFile):

@@ -167,6 +167,25 @@ class SequentialSummary(RunFile):
     gates: list[SequentialGate]
 
 
+class GoldAgreement(RunFile):
+    """The judge scored on the plan's gold set (judge.gold) before it judged the run."""
+
+    items: int
+    agreed: int
+    agreement: float | None
+    """Share of gold pairs whose combined verdict equals the label (unparsed and failed count as disagreeing)."""
+    kappa: float | None
+    """Cohen's kappa between the verdicts (A, B, tie, none) and the labels."""
+    swap_consistency: float | None
+    """Of the gold pairs both orders parsed: both named the same answer."""
+    unparsed: int
+    failed: int
+    confusion: dict[str, dict[str, int]]
+    """By label: how many verdicts of each kind (A, B, tie, none)."""
+    sha256: str
+    """Of the gold set file."""
+
+
 class JudgeSummary(JudgeCounts):
     """A judge stage over real pairs (canaries apart); see harness/verdict/judge_stats.py."""
 
@@ -209,6 +228,8 @@ class JudgeSummary(JudgeCounts):
     """What sign_test_p is: the exact sign test, or with several samples per item a permutation test."""
     sequential: SequentialSummary | None = None
     """judge.stop_early: where judging stopped, and why; None when every pair was judged by plan."""
+    gold: GoldAgreement | None = None
+    """judge.gold: the judge's agreement with the gold set's human labels; None without a gold set."""
 
 
 class PairedDelta(RunFile):

@@ -14,7 +14,7 @@ from rich.table import Table
 from harness.records.group_results import GroupVerdict
 from harness.records.run_results import ForgettingStats, JudgeSummary, TrainingResult
 from harness.render.formatting import ci_pts, ci_raw, delta_pts, fraction, p_value, pct, removed_summary, value
-from harness.render.run_summary import stopping_line
+from harness.render.run_summary import gold_line, stopping_line
 from harness.render.text import inert
 from harness.verdict.gate import Decision
 
@@ -191,9 +191,9 @@ def _print_judge(judge: JudgeSummary | None) -> None:
               f"unparsed {judge.unparsed}, failed {judge.failed}); win rate {fraction(judge.win_rate)} "
               f"{ci_raw(judge.win_rate_ci)}; canaries won {judge.canaries.wins}/{judge.canaries.total}",
               highlight=False, soft_wrap=True)
-    stopping = stopping_line(judge)
-    if stopping:
-        out.print(_escape(stopping), highlight=False, soft_wrap=True)
+    for line in (stopping_line(judge), gold_line(judge)):
+        if line:
+            out.print(_escape(line), highlight=False, soft_wrap=True)
 
 
 def _print_forgetting(forgetting: ForgettingStats | None, names: dict[str, str]) -> None:

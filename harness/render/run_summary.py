@@ -248,7 +248,23 @@ def judge_lines(judge: JudgeSummary | None, stage: StageEntry | None = None) -> 
             f"{_words(judge.candidate_words_mean)}; length-controlled win rate "
             f"{fraction(judge.length_controlled_win_rate)}{fallback}. Canaries: {judge.canaries.wins} of "
             f"{judge.canaries.total} beat the base (won: {won}). Judge calls: {judge.calls} "
-            f"({judge.cached} pairs from cache){_requests(stage)}.", *_stopping(judge)]
+            f"({judge.cached} pairs from cache){_requests(stage)}.", *_stopping(judge), *_gold(judge)]
+
+
+def gold_line(judge: JudgeSummary) -> str | None:
+    """judge.gold: how often the judge agreed with people before it judged the run."""
+    gold = judge.gold
+    if gold is None:
+        return None
+    kappa = "n/a" if gold.kappa is None else f"{gold.kappa:.3f}"
+    return (f"Gold set: the judge agreed with the human label on {gold.agreed} of {gold.items} pairs "
+            f"({fraction(gold.agreement)}), Cohen's kappa {kappa}, swap consistency {fraction(gold.swap_consistency)}"
+            f", unparsed {gold.unparsed}, failed {gold.failed}.")
+
+
+def _gold(judge: JudgeSummary) -> list[str]:
+    line = gold_line(judge)
+    return ["", line] if line else []
 
 
 def stopping_line(judge: JudgeSummary) -> str | None:

@@ -26,8 +26,8 @@ from harness.records.group_results import GROUP
 from harness.records.manifest import CommandLine, Manifest
 from harness.records.outcomes import CheckedAnswers
 from harness.records.provenance import git_commit, hardware, numeric_environment, package_versions
-from harness.records.run_dir import RunDir, new_run_id
-from harness.records.run_results import RunStats, SequentialSummary, TrainingResult, Verdict
+from harness.records.run_dir import RunDir, atomic_write_text, new_run_id
+from harness.records.run_results import GoldAgreement, RunStats, SequentialSummary, TrainingResult, Verdict
 from harness.records.stage_records import CheckRecord, ForgettingRecord, GenerationRecord, JudgmentRecord, Role
 from harness.render.decision_files import policy_for, write_outputs
 from harness.render.run_summary import RunSummary
@@ -131,6 +131,8 @@ def _manifest(inputs: Inputs, checkpoints: dict[Role, ResolvedCheckpoint], run_i
         d = inputs.judge.definition
         judge = {"name": inputs.judge.name, "kind": inputs.judge.kind, "model": inputs.judge.model,
                  "definition": str(d.path) if d else None, "definition_sha256": d.sha256 if d else None}
+        if inputs.judge.gold is not None:  # (absent otherwise, so that earlier runs keep their inputs hash)
+            judge.update(gold=str(inputs.judge.gold.path), gold_sha256=inputs.judge.gold.sha256)
     hashed: dict[str, Any] = {
         "checkpoints": {r: (c["fingerprint"], c["config"]) for r, c in resolved.items()},
         "suites": [s["sha256"] for s in suites], "tasks": [t["sha256"] for t in tasks], "judge": judge,
@@ -186,15 +188,21 @@ def _judge_stage(inputs: Inputs, run: RunDir, generations: list[GenerationRecord
     if inputs.plan.judge is None:
         return None
     started = run.stage_started("judge")
+    gold_records: list[JudgmentRecord] = []
     records, jstats = run_judging(
         inputs.plan.judge, inputs.suites, generations, checks, cache, lambda recs: run.append("judge", recs),
         inputs.plan.seed, (lambda n, total: progress("judging", n, total)) if progress else None, inputs.plan_source,
-        inputs.gates)
+        inputs.gates, emit_gold=gold_records.extend)
     sequential: SequentialSummary | None = jstats.pop("sequential", None)
     if sequential is not None:  # the counts in the manifest too; stats.json has the whole summary
         jstats.update(items=sequential.items, judged_items=sequential.judged_items, calls_saved=sequential.calls_saved)
+    gold: GoldAgreement | None = jstats.pop("gold", None)
+    if gold is not None:  # the gold set's verdicts, whole (a resumed stage rewrites them from the cache)
+        lines = "".join(r.model_dump_json() + "\n" for r in gold_records)
+        atomic_write_text(run.path / "records" / "gold.jsonl", lines)
+        jstats.update(gold_items=gold.items, gold_agreed=gold.agreed)
     run.stage_done("judge", started, records, **{k: v for k, v in jstats.items() if k != "seconds"})
-    return Judged(records, sequential)
+    return Judged(records, sequential, gold)
 
 
 def _forgetting_stage(inputs: Inputs, run: RunDir, checkpoints: dict[Role, ResolvedCheckpoint], cache: Cache,
@@ -222,6 +230,8 @@ class Judged:
     records: list[JudgmentRecord]
     sequential: SequentialSummary | None
     """judge.stop_early: where judging stopped and why."""
+    gold: GoldAgreement | None = None
+    """judge.gold: the judge's agreement with the gold set."""
 
 
 def _run_stats(inputs: Inputs, manifest: Manifest, checks: CheckedAnswers,
@@ -237,6 +247,7 @@ def _run_stats(inputs: Inputs, manifest: Manifest, checks: CheckedAnswers,
             update={"lm_eval_version": manifest.forgetting.lm_eval_version})
     if judgments is not None:
         run_stats.judge = summarize_judgments(judgments.records, subject_rng(seed, "judge"), judgments.sequential)
+        run_stats.judge.gold = judgments.gold
     return apply_holm(run_stats)
 
 

@@ -112,6 +112,13 @@ def observations(metric: str, run_stats: RunStats, training: dict[str, TrainingR
                             None if mde is None else mde - 0.5, n=judge.judged, detail=bias_note(judge))]
     if metric == "judge.canary_wins":  # no canary judged: nothing was measured, not zero wins
         return [Observation(None, judge.canaries.wins if judge.canaries.total else None)]
+    if metric == "judge.gold_agreement":  # no gold set: nothing was measured
+        gold = judge.gold
+        if gold is None:
+            return [Observation(None, None)]
+        kappa = "n/a" if gold.kappa is None else f"{gold.kappa:.3f}"
+        return [Observation(None, gold.agreement, n=gold.items,
+                            detail=f"{gold.agreed} of {gold.items} gold pairs agreed with the labels, kappa {kappa}")]
     field = metric.split(".", 1)[1]
     if field not in JUDGE_FIELDS:
         raise ValueError(f"no observation for metric {metric!r}")

@@ -32,6 +32,7 @@ from harness.errors import ConfigError
 from harness.records.cache import Cache
 from harness.records.outcomes import checks_by_answer
 from harness.records.stage_records import CheckRecord, GenerationRecord, JudgmentRecord, Verdict
+from harness.stages.judge.gold import GoldSet, load_gold
 from harness.stages.judge.ledger import Emit, OnProgress, PairLedger
 from harness.stages.judge.llm import NAMESPACE, Outcome, Task, from_cache, make_task, sampling_of
 from harness.stages.judge.offline import check_outcomes, decide
@@ -39,6 +40,7 @@ from harness.stages.judge.pairs import CANARIES, Pair, build_pairs
 from harness.stages.judge.prompt import LoadedDefinition, load_definition
 from harness.stages.judge.stopping import Stopper, gate_rules, judging_plan
 from harness.stages.judge.window import run_window
+from harness.verdict.gold import gold_agreement
 
 __all__ = ["CANARIES", "Judge", "Pair", "load_judge", "run_judging"]
 
@@ -51,6 +53,7 @@ class Judge:
     model: str | None
     definition: LoadedDefinition | None = None
     checkpoint: CheckpointConfig | None = None
+    gold: GoldSet | None = None
 
     @property
     def kind(self) -> Literal["reference", "rules", "llm"]:
@@ -62,9 +65,10 @@ def load_judge(plan: JudgeConfig, file: str) -> Judge:
     if plan.kind != "llm":
         return Judge(plan, file, plan.kind, None)
     loaded = load_definition(plan.definition, file)
+    gold = load_gold(plan.gold, file) if plan.gold is not None else None
     if plan.endpoint is not None:
         plan.endpoint.api_key(file, "judge.endpoint.api_key_env")  # set, before any model loads
-        return Judge(plan, file, loaded.definition.name, plan.endpoint.model, loaded)
+        return Judge(plan, file, loaded.definition.name, plan.endpoint.model, loaded, gold=gold)
     assert plan.checkpoint is not None
     checkpoint = load_checkpoint(Path(plan.checkpoint))
     if checkpoint.backend == "openai":
@@ -73,7 +77,7 @@ def load_judge(plan: JudgeConfig, file: str) -> Judge:
     if checkpoint.train is not None:
         raise ConfigError(file, "judge.checkpoint", f"{plan.checkpoint} is produced by training; "
                           "train it first (harness train) and point the judge at the result")
-    return Judge(plan, file, loaded.definition.name, checkpoint.model, loaded, checkpoint)
+    return Judge(plan, file, loaded.definition.name, checkpoint.model, loaded, checkpoint, gold)
 
 
 @dataclass
@@ -101,7 +105,8 @@ class JudgeStats:
 def run_judging(plan: JudgeConfig, suites: Sequence[Suite], generations: Sequence[GenerationRecord],
                 checks: Sequence[CheckRecord], cache: Cache, emit: Emit, seed: int,
                 progress: OnProgress | None = None, file: str = "plan",
-                gates: Sequence[GateConfig] = ()) -> tuple[list[JudgmentRecord], dict[str, Any]]:
+                gates: Sequence[GateConfig] = (), emit_gold: Emit | None = None
+                ) -> tuple[list[JudgmentRecord], dict[str, Any]]:
     """Judge every base/candidate pair (and the canaries); records go to `emit` as they are final.
     `checks` feed the offline judges; `seed` draws the answer delimiters (and, with plan.stop_early, the
     judging order; `gates` are then the policy whose win-rate gates may stop it: stopping.py). Returns the
@@ -114,6 +119,7 @@ def run_judging(plan: JudgeConfig, suites: Sequence[Suite], generations: Sequenc
     canaries = sum(p.canary is not None for p in pairs)
     stats = JudgeStats(pairs=len(pairs) - canaries, canary_pairs=canaries, unpaired_samples=unpaired)
     stopper = None
+    gold_summary = None
     if judge.definition is None:  # offline: no model, no call, nothing worth caching
         records = _judge_offline(judge, pairs, checks)
         stats.asked = len(records)
@@ -121,6 +127,13 @@ def run_judging(plan: JudgeConfig, suites: Sequence[Suite], generations: Sequenc
         if progress:
             progress(len(records), len(pairs))
     else:
+        if judge.gold is not None:  # first: the judge scored against people before it judges the run
+            gold_stats = JudgeStats(pairs=len(judge.gold.pairs))
+            gold = _judge_llm(judge, judge.gold.pairs, cache, emit_gold or (lambda records: None), seed,
+                              gold_stats, None)
+            stats.calls += gold_stats.calls
+            stats.retries += gold_stats.retries
+            gold_summary = gold_agreement(gold, judge.gold.labels, judge.gold.sha256)
         if plan.stop_early is not None:
             order = judging_plan(pairs, seed)
             rules = gate_rules(plan.stop_early, gates, len(order.spans))
@@ -135,6 +148,8 @@ def run_judging(plan: JudgeConfig, suites: Sequence[Suite], generations: Sequenc
     out.update(asdict(stats))
     if stopper is not None:
         out["sequential"] = stopper.summary()
+    if gold_summary is not None:
+        out["gold"] = gold_summary
     return records, out
 
 
