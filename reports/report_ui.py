@@ -104,6 +104,11 @@ def records(run: RunInfo, stage: str) -> pd.DataFrame | None:
     return _records_at(run.path, stage)
 
 
+def records_in(run_path: Path, stage: str) -> pd.DataFrame | None:
+    """A stage's records of the run dir at `run_path` (another comparison of the selected run's group)."""
+    return _records_at(run_path, stage)
+
+
 # _run (leading underscore) is left out of the cache key: its manifest and suite copies are in the signature.
 @st.cache_data(show_spinner="Reading the run's suite copies...", max_entries=16)
 def _prompts(run_path: str, signature: tuple[Any, ...], _run: RunInfo) -> item_data.SuitePrompts:

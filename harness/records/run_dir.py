@@ -82,6 +82,15 @@ def writer_lock(path: Path) -> HeldLock:
     return held
 
 
+def claim_dir(path: Path, resume: bool) -> HeldLock:
+    """Create a run's directory (an existing one only with `resume`) and become its one writer."""
+    try:
+        path.mkdir(parents=True, exist_ok=resume)
+    except FileExistsError:
+        raise ConfigError(str(path), None, "already exists; a run is resumed only with --run-dir") from None
+    return writer_lock(path)
+
+
 class RunDir:
     def __init__(self, path: Path, manifest: Manifest, lock: HeldLock | None = None) -> None:
         self.path = path
@@ -93,11 +102,7 @@ class RunDir:
         """A new run dir (never an existing one: a run is resumed only on purpose), or with `resume`
         the one at `path`, new or holding a run of the same inputs. Either way this process becomes its
         one writer until close() or exit."""
-        try:
-            path.mkdir(parents=True, exist_ok=resume)
-        except FileExistsError:
-            raise ConfigError(str(path), None, "already exists; a run is resumed only with --run-dir") from None
-        lock = writer_lock(path)
+        lock = claim_dir(path, resume)
         try:
             run = cls._prepare(path, manifest, lock)
         except BaseException:

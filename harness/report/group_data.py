@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from harness.errors import ConfigError
 from harness.records.group_results import GROUP, GroupManifest, GroupStats, GroupVerdict
 from harness.records.run_files import read_run_file
-from harness.report.run_data import Unreadable, read_records, records_file
+from harness.report.run_data import Unreadable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,21 +51,20 @@ def pair_row(stats: GroupStats, first: str, second: str) -> dict[str, Any] | Non
     return None
 
 
-def _answers(group: GroupInfo, name: str) -> pd.DataFrame | None:
-    """A checkpoint's answers, from the first comparison it took part in."""
+def answers_in(group: GroupInfo, name: str) -> tuple[Path, str] | None:
+    """Where a checkpoint's answers are: the run dir of the first comparison it took part in, and its role."""
     for c in group.manifest.comparisons:
-        role = "base" if c.base == name else "candidate" if c.candidate == name else None
-        file = records_file(group.path / c.dir, "generations") if role else None
-        if file is not None:
-            frame = read_records(file)
-            return frame[frame["role"] == role][["suite", "item_id", "sample_index", "text"]]
+        if name in (c.base, c.candidate):
+            return group.path / c.dir, "base" if c.base == name else "candidate"
     return None
 
 
-def side_by_side(group: GroupInfo, first: str, second: str) -> pd.DataFrame | None:
-    """Both checkpoints' answers to the same items (suite, item, sample), one row each."""
-    a, b = _answers(group, first), _answers(group, second)
-    if a is None or b is None:
-        return None
-    joined = a.merge(b, on=["suite", "item_id", "sample_index"], suffixes=(" a", " b"))
-    return joined.rename(columns={"text a": first, "text b": second})
+def side_by_side(first: pd.DataFrame, first_role: str, second: pd.DataFrame, second_role: str,
+                 names: tuple[str, str]) -> pd.DataFrame:
+    """Two checkpoints' answers (from their comparisons' generation records) to the same items (suite,
+    item, sample), one row each, a column per checkpoint."""
+    keys = ["suite", "item_id", "sample_index"]
+    a = first[first["role"] == first_role][[*keys, "text"]]
+    b = second[second["role"] == second_role][[*keys, "text"]]
+    joined = a.merge(b, on=keys, suffixes=(" a", " b"))
+    return joined.rename(columns={"text a": names[0], "text b": names[1]})

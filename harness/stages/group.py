@@ -29,7 +29,7 @@ from harness.records.group_results import (
     Require,
 )
 from harness.records.manifest import CommandLine
-from harness.records.run_dir import LOCK, atomic_write_json, new_run_id, writer_lock
+from harness.records.run_dir import LOCK, atomic_write_json, claim_dir, new_run_id
 from harness.records.run_files import read_run_file
 from harness.render.group_summary import write_group_outputs
 from harness.stages.heap import long_lived_heap
@@ -94,24 +94,16 @@ def prepare_group(arguments: Sequence[str], plan_file: Path | None = None, polic
         raise ConfigError(None, "--adapter", "names the adapter of the one candidate of a two-checkpoint run; with "
                           "several candidates, give each its own checkpoint file with adapter:")
     with long_lived_heap():
-        against_base = [prepare(arguments[0], candidate, plan_file, policy_file, asked)
-                        for candidate in arguments[1:]]
-    first = against_base[0]
+        first = prepare(arguments[0], arguments[1], plan_file, policy_file, asked)
+        against_base = [first] + [prepare(arguments[0], candidate, plan_file, policy_file, asked, same_plan_as=first)
+                                  for candidate in arguments[2:]]
     names = [first.configs["base"].name] + [i.configs["candidate"].name for i in against_base]
     files = [first.files["base"]] + [i.files["candidate"] for i in against_base]
     for index, name in enumerate(names):
         if name in names[:index]:
             raise ConfigError(files[index], "name", f"{files[names.index(name)]} is also named {name!r}; give each "
                               "checkpoint its own name")
-    for other in against_base[1:]:
-        if other.plan.model_dump(mode="json") != first.plan.model_dump(mode="json"):
-            raise ConfigError(other.files["candidate"], "plan", f"differs from the plan {first.plan_source} gives; "
-                              "every checkpoint of a run is compared on one plan: give --plan, or the same plan: "
-                              "block in every candidate file")
-    # One plan: every comparison shares the first one's loaded suites, tasks and judge.
-    comparisons = [Comparison(_slug(f"{names[0]}-vs-{i.configs['candidate'].name}"),
-                              replace(i, suites=first.suites, tasks=first.tasks, judge=first.judge), True)
-                   for i in against_base]
+    comparisons = [Comparison(_slug(f"{names[0]}-vs-{i.configs['candidate'].name}"), i, True) for i in against_base]
     if first.plan.pairs == "all":
         comparisons += [_between(a.inputs, b.inputs) for k, a in enumerate(comparisons) for b in comparisons[k + 1:]]
     dirs = [c.dir for c in comparisons]
@@ -184,11 +176,7 @@ def _start(group: GroupInputs, path: Path, resume: bool) -> tuple[GroupManifest,
                    for c in group.comparisons]
     manifest = GroupManifest(group_id=path.name, created_at=_now(), checkpoints=group.names, files=group.files,
                              pairs=group.plan.plan.pairs, require=group.require, comparisons=comparisons)
-    try:
-        path.mkdir(parents=True, exist_ok=resume)
-    except FileExistsError:
-        raise ConfigError(str(path), None, "already exists; a run is resumed only with --run-dir") from None
-    lock = writer_lock(path)
+    lock = claim_dir(path, resume)
     try:
         if (path / GROUP).is_file():
             existing = read_run_file(path / GROUP, GroupManifest)

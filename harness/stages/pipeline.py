@@ -81,15 +81,17 @@ class CompareResult:
 
 
 def prepare(base_arg: str | Path, candidate_arg: str | Path, plan_file: Path | None = None,
-            policy_file: Path | None = None, command_line: CommandLine | None = None) -> Inputs:
+            policy_file: Path | None = None, command_line: CommandLine | None = None,
+            same_plan_as: Inputs | None = None) -> Inputs:
     """Load and validate every input (checkpoint files, or models named on the command line); no model
-    is touched."""
+    is touched. `same_plan_as`: another comparison of the same run, whose plan this one must have and
+    whose loaded suites, tasks, judge and gates it shares (read once for the whole run)."""
     with _long_lived_heap():
-        return _prepare(base_arg, candidate_arg, plan_file, policy_file, command_line)
+        return _prepare(base_arg, candidate_arg, plan_file, policy_file, command_line, same_plan_as)
 
 
 def _prepare(base_arg: str | Path, candidate_arg: str | Path, plan_file: Path | None,
-             policy_file: Path | None, command_line: CommandLine | None) -> Inputs:
+             policy_file: Path | None, command_line: CommandLine | None, same_plan_as: Inputs | None) -> Inputs:
     asked = command_line or CommandLine()
     overrides = parse_overrides(asked.overrides)
     base, base_file = load_checkpoint_argument(str(base_arg), "base", overrides, None, asked.backend)
@@ -103,17 +105,26 @@ def _prepare(base_arg: str | Path, candidate_arg: str | Path, plan_file: Path | 
         if config.endpoint is not None:
             config.endpoint.api_key(str(file), "endpoint.api_key_env")  # set, before any model loads
     source = str(plan_file) if plan_file else (candidate_file if candidate.plan else "defaults")
-    suites = [limit_suite(s, asked.limit) for s in load_suites(plan.suites, source if source != "defaults" else "plan")]
+    where = "forgetting" if plan_file else "plan.forgetting"
+    if same_plan_as is None:
+        suites = [limit_suite(s, asked.limit)
+                  for s in load_suites(plan.suites, source if source != "defaults" else "plan")]
+        tasks = resolve_tasks(plan.forgetting, source, where) if plan.forgetting else []
+        judge = load_judge(plan.judge, source) if plan.judge else None
+        gates, policy = policy_for(plan, policy_file)
+        check_stop_early(plan.judge, gates, source, policy)
+    else:
+        if plan.model_dump(mode="json") != same_plan_as.plan.model_dump(mode="json"):
+            raise ConfigError(candidate_file, "plan", f"differs from the plan {same_plan_as.plan_source} gives; "
+                              "every checkpoint of a run is compared on one plan: give --plan, or the same plan: "
+                              "block in every candidate file")
+        shared = same_plan_as
+        suites, tasks, judge, gates, policy = shared.suites, shared.tasks, shared.judge, shared.gates, shared.policy
     check_sampled_plan(plan, base.sampling.n, candidate.sampling.n, suites,
                        source if source != "defaults" else None, prefix="" if plan_file else "plan.")
-    where = "forgetting" if plan_file else "plan.forgetting"
-    tasks = resolve_tasks(plan.forgetting, source, where) if plan.forgetting else []
     for config in (base, candidate):
         if plan.forgetting:
             check_engine(plan.forgetting, config, source, where)
-    judge = load_judge(plan.judge, source) if plan.judge else None
-    gates, policy = policy_for(plan, policy_file)
-    check_stop_early(plan.judge, gates, source, policy)
     return Inputs({"base": base_file, "candidate": candidate_file},
                   {"base": base, "candidate": candidate}, plan, source, suites, tasks, gates, policy, judge, asked)
 

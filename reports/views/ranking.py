@@ -56,7 +56,11 @@ if pair is not None:
            else "not judged directly: inferred through the others")
     st.metric(f"P({first} beats {second})", f"{100 * pair['probability']:.1f}%")
     st.caption(md(f"95% interval [{100 * low:.1f}%, {100 * high:.1f}%]; {how}."))
-answers = group_data.side_by_side(group, first, second)
+sources = [group_data.answers_in(group, name) for name in (first, second)]
+frames = [report_ui.records_in(source[0], "generations") if source else None for source in sources]
+answers = None
+if sources[0] and sources[1] and frames[0] is not None and frames[1] is not None:  # read once, then from cache
+    answers = group_data.side_by_side(frames[0], sources[0][1], frames[1], sources[1][1], (first, second))
 if answers is None or answers.empty:
     st.info("No answers of both to show.")
 else:
