@@ -102,13 +102,13 @@ def _generations_and_checks(run: RunDir, candidate: str) -> None:
             for item, texts in ANSWERS.items() for i, role in enumerate(ROLES)]
     started = run.stage_started("generations")
     run.append("generations", gens)
-    run.stage_done("generations", started, gens, total=len(gens), cached=0, generated=len(gens))
+    run.stage_done("generations", started, GenerationRecord, total=len(gens), cached=0, generated=len(gens))
     checks = [CheckRecord(role=role, suite="chat", item_id=item, sample_index=0, check=check, passed=passed,
                           detail="" if passed else detail)
               for (item, check), (*outcomes, detail) in CHECKS.items() for role, passed in zip(ROLES, outcomes)]
     started = run.stage_started("checks")
     run.append("checks", checks)
-    run.stage_done("checks", started, checks)
+    run.stage_done("checks", started, CheckRecord)
 
 
 TRAINING = TrainingResult.model_validate({
@@ -126,7 +126,7 @@ def _train(run: RunDir) -> None:
                              epoch=s / 4, eval_loss=1.1 if s == 4 else None) for s in range(1, 5)]
     started = run.stage_started("train")
     run.append("train", steps)
-    run.stage_done("train", started, steps, results={"candidate": TRAINING})
+    run.stage_done("train", started, TrainStepRecord, results={"candidate": TRAINING})
 
 
 def _judge(run: RunDir) -> None:
@@ -137,7 +137,7 @@ def _judge(run: RunDir) -> None:
     records = [JudgmentRecord.model_validate(row) for row in rows]
     started = run.stage_started("judge")
     run.append("judge", records)
-    run.stage_done("judge", started, records)
+    run.stage_done("judge", started, JudgmentRecord)
 
 
 def _judge_row(item: str, ab: str, ba: str, preference: str, consistent: bool, reason: str) -> dict[str, Any]:
@@ -156,7 +156,7 @@ def _forgetting(run: RunDir) -> None:
                for doc, ok in outcomes.items() for i, role in enumerate(ROLES)]
     started = run.stage_started("forgetting")
     run.append("forgetting", records)
-    run.stage_done("forgetting", started, records)
+    run.stage_done("forgetting", started, ForgettingRecord)
 
 
 def _paired(base: float, candidate: float, delta_ci: tuple[float, float], **more: Any) -> dict[str, Any]:

@@ -90,8 +90,9 @@ def test_check_answers_gathers_each_answers_checks_while_it_checks() -> None:
     bare = SuiteItem.model_validate({"id": "b", "prompt": "q"})  # no check: no outcome
     suite = Suite("s", None, "", (item, bare), (), "h")  # type: ignore[arg-type]
     gens = [_gen("base", "a", "Sorry, 5"), _gen("candidate", "a", "five: 5"), _gen("base", "b", "x")]
-    checked = check_answers([suite], gens)
-    assert checked.records == run_checks([suite], gens)
-    assert checked.answers == CheckedAnswers.of(checked.records)
-    assert checked.answers.sides == {("s", "base"): {("a", 0): {"contains": False, "contains#2": True}},
+    records: list = []
+    answers = check_answers([suite], gens, records.extend)
+    assert records == run_checks([suite], gens)
+    assert answers == CheckedAnswers.of(records)
+    assert answers.sides == {("s", "base"): {("a", 0): {"contains": False, "contains#2": True}},
                                      ("s", "candidate"): {("a", 0): {"contains": True, "contains#2": True}}}

@@ -109,7 +109,7 @@ def sampled_run(root: Path) -> Path:
     for stage, records in (("generations", gens), ("checks", checks)):
         started = run.stage_started(stage)
         run.append(stage, records)
-        run.stage_done(stage, started, records)
+        run.stage_done(stage, started, type(records[0]))
     run.close()
     return run.path
 

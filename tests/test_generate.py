@@ -57,9 +57,9 @@ SUITE = Suite("s", Path("s.yaml"), "", tuple(SuiteItem(id=f"q{i}", prompt=f"ques
 
 def run(cache: Cache, **checkpoints: ResolvedCheckpoint) -> tuple[list, generate.GenerateStats]:
     written: list = []
-    records, stats = generate.run_generation(checkpoints, [SUITE], cache, written.extend)  # type: ignore[arg-type]
-    assert sorted(r.cache_key + r.role for r in written) == sorted(r.cache_key + r.role for r in records)
-    return records, stats
+    stats = generate.run_generation(checkpoints, [SUITE], cache, written.extend)  # type: ignore[arg-type]
+    assert stats.total == len(written) == stats.cached + stats.generated
+    return written, stats
 
 
 def test_generates_in_chunks_then_serves_everything_from_cache(cache_path: Path) -> None:
@@ -107,11 +107,12 @@ def test_base_and_adapter_share_one_engine(cache_path: Path) -> None:
 def test_seed_only_keys_sampled_answers() -> None:
     greedy = [checkpoint("b", "fp"), checkpoint("b", "fp")]
     object.__setattr__(greedy[1].config.sampling, "seed", 7)
-    keys = [generate.plan_work("base", c, [SUITE])[0].key for c in greedy]
+    keys = [generate.plan_work("base", c, generate.suite_items([SUITE]))[0].key for c in greedy]
     assert keys[0] == keys[1]
     sampled = CheckpointConfig(name="b", model="/m", backend="transformers",
                                sampling={"temperature": 0.7, "n": 2, "seed": 3})
-    work = generate.plan_work("base", ResolvedCheckpoint(sampled, "f", "/m", None, "fp", None, "server"), [SUITE])
+    work = generate.plan_work("base", ResolvedCheckpoint(sampled, "f", "/m", None, "fp", None, "server"),
+                              generate.suite_items([SUITE]))
     assert len(work) == 10
     assert work[0].key != work[1].key and [w.request.seed for w in work[:2]] == [3, 4]
 
@@ -137,16 +138,19 @@ def test_an_unchanged_rerun_loads_no_tokenizer_and_a_changed_one_renders_what_th
     config = CheckpointConfig(name="b", model=str(SHIPPED_BASE), backend="transformers")
     first = resolve_checkpoint(config, "b.yaml", cache)
     assert first.preloaded_tokenizer is not None  # loaded once: its template compiled, its hash recorded
-    records, _ = generate.run_generation({"base": first}, [SUITE], cache, lambda _: None)
+    records: list = []
+    generate.run_generation({"base": first}, [SUITE], cache, records.extend)
 
     again = resolve_checkpoint(config, "b.yaml", cache)
     assert (again.fingerprint, again.template_hash) == (first.fingerprint, first.template_hash)
-    rerun, stats = generate.run_generation({"base": again}, [SUITE], cache, lambda _: None)
+    rerun: list = []
+    stats = generate.run_generation({"base": again}, [SUITE], cache, rerun.extend)
     assert stats.cached == 5 and again.preloaded_tokenizer is None  # served by hash alone: no tokenizer loaded
     assert [r.model_dump() for r in rerun] == [r.model_copy(update={"cached": True}).model_dump() for r in records]
 
     longer = resolve_checkpoint(config.model_copy(update={"sampling": SamplingConfig(max_tokens=9)}), "b.yaml", cache)
-    changed, stats = generate.run_generation({"base": longer}, [SUITE], cache, lambda _: None)
+    changed: list = []
+    stats = generate.run_generation({"base": longer}, [SUITE], cache, changed.extend)
     assert stats.generated == 5 and longer.preloaded_tokenizer is not None  # rendered for the engine
     assert [r.text for r in changed] == [r.text for r in records]
     assert [r.prompt_hash for r in changed] == [r.prompt_hash for r in records]

@@ -98,7 +98,8 @@ def demo_answers(demo_models, tmp_path_factory: pytest.TempPathFactory) -> tuple
     checkpoints = {role: resolve_checkpoint(CheckpointConfig(name=role, model=str(path), backend="transformers",
                                                              sampling=SamplingConfig(max_tokens=40)), role, cache)
                    for role, path in (("base", demo_models.base), ("candidate", demo_models.candidate))}
-    gens, _ = run_generation(checkpoints, suites, cache, lambda records: None)
+    gens: list = []
+    run_generation(checkpoints, suites, cache, gens.extend)
     cache.close()
     return suites, gens, run_checks(suites, gens)
 

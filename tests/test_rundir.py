@@ -32,7 +32,7 @@ def test_stage_lifecycle(tmp_path: Path) -> None:
     assert run.stage_status("checks") == "running"
     run.append("checks", [_rec(0), _rec(1)])
     assert run.read("checks", CheckRecord) == [_rec(0), _rec(1)]  # from JSONL while running
-    run.stage_done("checks", started, [_rec(0), _rec(1)], extra=3)
+    run.stage_done("checks", started, CheckRecord, extra=3)
     written = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert written["stages"]["checks"]["status"] == "done"
     assert written["stages"]["checks"]["records"] == 2 and written["stages"]["checks"]["extra"] == 3
@@ -108,19 +108,19 @@ def test_corrupt_records_are_one_line_naming_the_file_and_line(tmp_path: Path) -
     jsonl.write_text(jsonl.read_text() + '{"role": "base", "sui')  # a kill mid-line
     with pytest.raises(ConfigError, match=r"checks.jsonl: line 3 is not a whole CheckRecord"):
         run.read("checks", CheckRecord)
-    run.stage_done("checks", run.stage_started("checks"), [_rec(0)])
+    run.stage_done("checks", run.stage_started("checks"), CheckRecord)
     parquet = run.path / "records" / "checks.parquet"
     parquet.write_bytes(parquet.read_bytes()[:40])
     with pytest.raises(ConfigError, match=r"checks.parquet: not a readable Parquet file"):
         run.read("checks", CheckRecord)
 
 
-def test_records_frame_is_the_frame_of_the_dumped_records() -> None:
-    # Parquet is written from one tuple per record (a third of the memory of one dict each): the same
-    # frame, column types included, as from the dicts, whatever mix of values and missing ones a column holds.
-    import pandas as pd
+def test_parquet_is_typed_by_the_record_model_whatever_its_values(tmp_path: Path) -> None:
+    # A stage's Parquet is parsed from its JSONL into the model's column types: records come back equal, a
+    # column missing in every record is still typed, and a stage with no records has the columns too.
+    import pyarrow.parquet as pq
 
-    from harness.records.run_dir import records_frame
+    from harness.records.columnar import arrow_schema
     from harness.records.stage_records import JudgmentRecord, TrainStepRecord
 
     judged = [JudgmentRecord(judge="j", kind="llm", model="m", decided_by="j", suite="s", item_id=f"i{i}",
@@ -131,11 +131,22 @@ def test_records_frame_is_the_frame_of_the_dumped_records() -> None:
               for i in range(20)]
     steps = [TrainStepRecord(step=i, loss=1.0 / (i + 1), grad_norm=None if i % 2 else 0.5, learning_rate=1e-4,
                              epoch=0.1 * i, eval_loss=None if i % 3 else 2.0) for i in range(7)]
-    checks = [CheckRecord(role="base", suite="s", item_id=f"i{i}", sample_index=0, check="c", passed=bool(i % 2),
-                          detail="") for i in range(5)]
-    for records in (judged, steps, steps[1:2], checks, []):
-        expected = pd.DataFrame([r.model_dump() for r in records])
-        pd.testing.assert_frame_equal(records_frame(records), expected)
+    run = RunDir.create(tmp_path / "run", manifest())
+    for stage, model, records in (("judge", JudgmentRecord, judged), ("train", TrainStepRecord, steps[1:2]),
+                                  ("checks", CheckRecord, [])):
+        started = run.stage_started(stage)
+        run.append(stage, records)
+        run.stage_done(stage, started, model)
+        assert run.read(stage, model) == records
+        written = pq.read_schema(run.path / "records" / f"{stage}.parquet")
+        assert [(f.name, f.type) for f in written] == [(f.name, f.type) for f in arrow_schema(model)]
+        assert run.manifest.stages[stage].records == len(records)
+    # A line longer than the reader's block is read whole.
+    long = [_rec(0).model_copy(update={"detail": "x" * (5 << 20)}), _rec(1)]
+    started = run.stage_started("checks")
+    run.append("checks", long)
+    run.stage_done("checks", started, CheckRecord)
+    assert run.read("checks", CheckRecord) == long
 
 
 def test_records_share_their_set_of_given_fields() -> None:
@@ -170,5 +181,5 @@ def test_read_gives_back_the_records_written(tmp_path: Path) -> None:
     started = run.stage_started("judge")
     run.append("judge", records)
     assert run.read("judge", JudgmentRecord) == records  # from the JSONL
-    run.stage_done("judge", started, records)
+    run.stage_done("judge", started, JudgmentRecord)
     assert run.read("judge", JudgmentRecord) == records  # from the Parquet

@@ -66,3 +66,17 @@ def test_missing_suite_and_duplicate_names(tmp_path: Path) -> None:
         (tmp_path / name).write_text("name: same\nitems: [{id: a, prompt: x}]\n")
     with pytest.raises(ConfigError, match=r"two.yaml: name: suite name 'same' is also used by"):
         load_suites([str(tmp_path)], "plan.yaml")
+
+
+def test_items_with_equal_checks_share_one_list_of_them(tmp_path: Path) -> None:
+    # A large JSONL suite repeats its checks on every line: held once, not once per item.
+    checks = [{"type": "max_words", "limit": 30}, {"type": "number_matches_reference"}]
+    rows = [{"id": f"q{i}", "prompt": f"question {i}", "reference": "1", "checks": checks} for i in range(3)]
+    rows.append({"id": "own", "prompt": "q", "reference": "1", "checks": [{"type": "max_words", "limit": 5}]})
+    rows.append({"id": "list", "prompt": "q", "checks": [{"type": "contains", "value": "a"}]})
+    (tmp_path / "s.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    items = load_suite(tmp_path / "s.jsonl").items
+    assert items[0].checks is items[1].checks is items[2].checks
+    assert items[3].checks is not items[0].checks and items[3].checks[0].limit == 5  # type: ignore[union-attr]
+    assert [len(i.checks) for i in items] == [2, 2, 2, 1, 1]
+    assert items[0].checks == items[1].model_validate(rows[1]).checks

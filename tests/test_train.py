@@ -152,7 +152,7 @@ def test_retraining_with_the_same_seed_is_served_entirely_from_the_cache(demo_mo
         checkpoint = resolve_checkpoint(CheckpointConfig(name="small", model=str(tmp_path / "out"),
                                                          backend="transformers", engine={"dtype": "float32"}),
                                         str(file), cache)
-        _, stats = run_generation({"candidate": checkpoint}, suites, cache, lambda records: None)
+        stats = run_generation({"candidate": checkpoint}, suites, cache, lambda records: None)
         digest = lambda name: hashlib.sha256((tmp_path / "out" / name).read_bytes()).hexdigest()  # noqa: E731
         return checkpoint.fingerprint, digest("model.safetensors"), digest("training_args.bin"), stats.generated
 

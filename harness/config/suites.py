@@ -97,7 +97,25 @@ def load_suite(path: Path) -> Suite:
             raise ConfigError(file, f"items[{index}].id", f"duplicate item id {item.id!r}")
         seen.add(item.id)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return Suite(spec.name, path, spec.description, tuple(spec.items), tuple(spec.checks), digest)
+    return Suite(spec.name, path, spec.description, _share_checks(spec.items), tuple(spec.checks), digest)
+
+
+def _share_checks(items: list[SuiteItem]) -> tuple[SuiteItem, ...]:
+    """Items whose checks are equal share one list of them. A JSONL suite usually repeats the same checks
+    on every line, and each item's own copies would cost more than the rest of the item (two kilobytes
+    for three checks): a large suite is held for the whole run. Items are frozen, and nothing changes a
+    list of their checks, so sharing one changes nothing else."""
+    shared: dict[tuple[Check, ...], list[Check]] = {}
+    for item in items:
+        if not item.checks:
+            continue
+        try:
+            same = shared.setdefault(tuple(item.checks), item.checks)
+        except TypeError:  # a check with a list in it is not hashable: it keeps its own
+            continue
+        if same is not item.checks:
+            object.__setattr__(item, "checks", same)
+    return tuple(items)
 
 
 def expand_suite_paths(entries: list[str], file: str) -> list[Path]:

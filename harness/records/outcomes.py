@@ -81,6 +81,10 @@ class CheckedAnswers:
         self.sides.setdefault(side, {})[key] = named
         self.passed.setdefault(side, {})[key] = all(named.values())
 
+    def named(self, role: str, suite: str, item_id: str, sample_index: int) -> dict[str, bool] | None:
+        """One answer's checks by name; None when it has none."""
+        return self.sides.get((suite, role), {}).get((item_id, sample_index))
+
     @cached_property
     def outcomes(self) -> dict[AnswerKey, bool]:
         """answer_outcomes: pass or fail, per answer."""

@@ -23,19 +23,16 @@ import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
-from operator import attrgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
 from harness.errors import ConfigError
 from harness.locks import HeldLock, lock_holder, try_lock
+from harness.records.columnar import jsonl_to_parquet
 from harness.records.manifest import Manifest, StageEntry
 from harness.records.run_files import read_run_file
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 R = TypeVar("R", bound=BaseModel)
 MANIFEST = "manifest.json"
@@ -166,12 +163,14 @@ class RunDir:
         (self.path / "records" / f"{stage}.jsonl").unlink(missing_ok=True)
         return time.perf_counter()
 
-    def stage_done(self, stage: str, started: float, records: Sequence[BaseModel], **stats: Any) -> None:
-        self._write_parquet(stage, records)
+    def stage_done(self, stage: str, started: float, model: type[BaseModel], /, **stats: Any) -> None:
+        """The stage is complete: every record it made is in its JSONL (of `model`), which becomes its
+        Parquet before the manifest says done."""
+        count = self._write_parquet(stage, model)
         entry = self.manifest.stages[stage]
         self.manifest.stages[stage] = StageEntry.model_validate({
             **entry.model_dump(), "status": "done", "finished_at": _now(),
-            "seconds": round(time.perf_counter() - started, 3), "records": len(records), **stats})
+            "seconds": round(time.perf_counter() - started, 3), "records": count, **stats})
         self.save_manifest()
 
     def finished(self, stage: str, needed: str | None = None) -> bool:
@@ -210,12 +209,9 @@ class RunDir:
             fh.flush()
             os.fsync(fh.fileno())
 
-    def _write_parquet(self, stage: str, records: Sequence[BaseModel]) -> None:
-        frame = records_frame(records)
-        target = self.path / "records" / f"{stage}.parquet"
-        tmp = target.with_name(f".{target.name}.tmp")
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, target)
+    def _write_parquet(self, stage: str, model: type[BaseModel]) -> int:
+        records = self.path / "records"
+        return jsonl_to_parquet(records / f"{stage}.jsonl", records / f"{stage}.parquet", model)
 
     def read(self, stage: str, model: type[R]) -> list[R]:
         """Records of a finished stage (Parquet), else what the JSONL holds."""
@@ -252,21 +248,6 @@ class RunDir:
 
     def write_text(self, name: str, text: str) -> None:
         atomic_write_text(self.path / name, text)
-
-
-def records_frame(records: Sequence[BaseModel]) -> pd.DataFrame:
-    """Records (of one flat model) as a DataFrame, a column per field: the frame, column types included,
-    that pd.DataFrame([r.model_dump() for r in records]) gives (pandas infers each column's type from a
-    list of tuples as from a list of dicts), from one tuple per record instead of one dict, which holds
-    the same values in a third of the memory."""
-    import pandas as pd
-
-    if not records:
-        return pd.DataFrame()
-    fields = list(type(records[0]).model_fields)
-    if len(fields) == 1:
-        return pd.DataFrame([r.model_dump() for r in records])
-    return pd.DataFrame(list(map(attrgetter(*fields), records)), columns=fields)
 
 
 def _now() -> str:

@@ -5,18 +5,19 @@ gate RUN_DIR` from the stored records alone, so both give the same verdict."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.config.schema import GateConfig, PlanConfig, PolicyFile
 from harness.config.yamlio import validate
 from harness.errors import ConfigError
+from harness.records.answers import AnswerRow, Answers
 from harness.records.outcomes import CheckedAnswers
 from harness.records.run_dir import RunDir
 from harness.records.run_files import read_run_file
 from harness.records.run_results import RunStats, TrainingResult, Verdict
-from harness.records.stage_records import CheckRecord, GenerationRecord
+from harness.records.stage_records import CheckRecord
 from harness.render.run_summary import RunSummary, junit_xml, markdown, summarize, verdict
 from harness.verdict.gate import Decision, decide, default_policy, load_policy
 
@@ -40,7 +41,7 @@ def policy_for(plan: PlanConfig, policy_file: Path | None) -> tuple[list[GateCon
     return list(plan.gates), "the plan's gates"
 
 
-def write_outputs(run: RunDir, suite_names: Sequence[str], generations: Sequence[GenerationRecord],
+def write_outputs(run: RunDir, suite_names: Sequence[str], generations: Iterable[AnswerRow],
                   checks: Sequence[CheckRecord] | CheckedAnswers, run_stats: RunStats,
                   training: dict[str, TrainingResult], gates: Sequence[GateConfig], policy: str) -> Outputs:
     summary = summarize(suite_names, generations, checks)
@@ -90,5 +91,6 @@ def regate_inputs(run: RunDir, policy_file: Path | None) -> tuple[RunStats, list
 
 def rewrite_outputs(run: RunDir, run_stats: RunStats, gates: Sequence[GateConfig], policy: str) -> Outputs:
     names = [s.name for s in run.manifest.suites]
-    return write_outputs(run, names, run.read("generations", GenerationRecord), run.read("checks", CheckRecord),
+    answers = Answers.read(run.path / "records" / "generations.parquet")
+    return write_outputs(run, names, answers, run.read("checks", CheckRecord),
                          run_stats, run.manifest.training(), gates, policy)

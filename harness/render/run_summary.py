@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from harness.records.answers import AnswerRow
 from harness.records.manifest import Manifest, StageEntry
 from harness.records.outcomes import CheckedAnswers
 from harness.records.run_results import (
@@ -21,7 +22,7 @@ from harness.records.run_results import (
     TrainingResult,
     Verdict,
 )
-from harness.records.stage_records import ROLES, CheckRecord, GenerationRecord
+from harness.records.stage_records import ROLES, CheckRecord
 from harness.render.formatting import ci_pts, ci_raw, delta_pts, fraction, loss, p_value, pct, removed_summary, value
 from harness.render.text import markdown_cell
 from harness.verdict.gate import Decision
@@ -60,54 +61,71 @@ class RunSummary:
     """All answers whose pass/fail differs between base and candidate."""
 
 
-def _rates(gens: Sequence[GenerationRecord], answers: dict[tuple[str, int], dict[str, bool]]) -> RoleRates:
+@dataclass
+class _Tally:
+    """One side of one suite's answers, counted as they go by."""
+
+    answers: int = 0
+    truncated: int = 0
+    tokens: int = 0
+
+    def add(self, answer: AnswerRow) -> None:
+        self.answers += 1
+        self.truncated += answer.finish_reason == "length"
+        self.tokens += answer.completion_tokens
+
+
+def _rates(tally: _Tally, answers: dict[tuple[str, int], dict[str, bool]]) -> RoleRates:
     """One side of one suite: its answers, and its checked answers' checks by name ((item, sample) -> checks)."""
     by_check: dict[str, list[int]] = {}
     passed = 0
     for named in answers.values():
         passed += all(named.values())
         for name, ok in named.items():
-            tally = by_check.setdefault(name, [0, 0])
-            tally[0] += ok
-            tally[1] += 1
-    tokens = [g.completion_tokens for g in gens]
+            count = by_check.setdefault(name, [0, 0])
+            count[0] += ok
+            count[1] += 1
     return RoleRates(
-        answers=len(gens), checked=len(answers), passed=passed,
-        truncated=sum(g.finish_reason == "length" for g in gens),
-        mean_completion_tokens=sum(tokens) / len(tokens) if tokens else 0.0,
+        answers=tally.answers, checked=len(answers), passed=passed, truncated=tally.truncated,
+        mean_completion_tokens=tally.tokens / tally.answers if tally.answers else 0.0,
         checks={name: ok / total for name, (ok, total) in sorted(by_check.items())})
 
 
-def summarize(suite_names: Sequence[str], generations: Sequence[GenerationRecord],
+def summarize(suite_names: Sequence[str], generations: Iterable[AnswerRow],
               checks: Sequence[CheckRecord] | CheckedAnswers) -> RunSummary:
-    gens: dict[tuple[str, str], list[GenerationRecord]] = defaultdict(list)
-    for g in generations:
-        gens[(g.suite, g.role)].append(g)
+    """`generations` (an Answers, or records) is walked twice: the base's texts are kept for the second walk,
+    which compares the candidate's answers with them."""
+    if iter(generations) is generations:  # a one-shot iterator
+        generations = list(generations)
     checked = CheckedAnswers.of(checks)
+    tallies: dict[tuple[str, str], _Tally] = defaultdict(_Tally)
+    base_texts: dict[tuple[str, str, int], str] = {}
+    for g in generations:
+        tallies[(g.suite, g.role)].add(g)
+        if g.role == "base":
+            base_texts[(g.suite, g.item_id, g.sample_index)] = g.text
     nothing: dict[tuple[str, int], bool] = {}
-    texts = {(g.role, g.suite, g.item_id, g.sample_index): g.text for g in generations}
-
-    suites: list[SuiteSummary] = []
+    identical: dict[str, int] = defaultdict(int)
     flipped: dict[str, list[Example]] = defaultdict(list)
     """Each suite's first EXAMPLES answers that changed outcome (all the round-robin below can take)."""
-    total_pairs = total_identical = changed = 0
-    for name in suite_names:
-        base, cand = gens[(name, "base")], gens[(name, "candidate")]
-        identical = sum(texts.get(("candidate", name, g.item_id, g.sample_index)) == g.text for g in base)
-        total_pairs += min(len(base), len(cand))
-        total_identical += identical
-        suites.append(SuiteSummary(name, _rates(base, checked.sides.get((name, "base"), {})),
-                                   _rates(cand, checked.sides.get((name, "candidate"), {})), identical))
-        base_passed = checked.passed.get((name, "base"), nothing)
-        cand_passed = checked.passed.get((name, "candidate"), nothing)
-        for g in base:
-            before = base_passed.get((g.item_id, g.sample_index))
-            after = cand_passed.get((g.item_id, g.sample_index))
-            if before is not None and after is not None and before != after:
-                changed += 1
-                if len(flipped[name]) < EXAMPLES:
-                    answer = texts[("candidate", name, g.item_id, g.sample_index)]
-                    flipped[name].append(Example(name, g.item_id, g.text, answer, before, after))
+    changed = 0
+    names = set(suite_names)
+    for g in generations:
+        if g.role != "candidate" or g.suite not in names:
+            continue
+        base_text = base_texts.get((g.suite, g.item_id, g.sample_index))
+        identical[g.suite] += base_text == g.text
+        before = checked.passed.get((g.suite, "base"), nothing).get((g.item_id, g.sample_index))
+        after = checked.passed.get((g.suite, "candidate"), nothing).get((g.item_id, g.sample_index))
+        if before is not None and after is not None and before != after and base_text is not None:
+            changed += 1
+            if len(flipped[g.suite]) < EXAMPLES:
+                flipped[g.suite].append(Example(g.suite, g.item_id, base_text, g.text, before, after))
+    suites = [SuiteSummary(name, _rates(tallies[(name, "base")], checked.sides.get((name, "base"), {})),
+                           _rates(tallies[(name, "candidate")], checked.sides.get((name, "candidate"), {})),
+                           identical[name]) for name in suite_names]
+    total_pairs = sum(min(s.base.answers, s.candidate.answers) for s in suites)
+    total_identical = sum(s.identical for s in suites)
     # Round-robin over the suites, so a suite that changed little still shows what did.
     queues = [list(v) for v in flipped.values()]
     examples: list[Example] = []

@@ -6,45 +6,49 @@ harness/config/checks.py.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
 
 from harness.config.checks import Check
 from harness.config.suites import Suite
+from harness.records.answers import AnswerRow
 from harness.records.outcomes import CheckedAnswers
-from harness.records.stage_records import CheckRecord, GenerationRecord
+from harness.records.stage_records import CheckRecord
+
+CHUNK = 8192
+"""Check records handed on at a time: the stage holds no more than these."""
 
 
-@dataclass(frozen=True)
-class Checked:
-    records: list[CheckRecord]
-    """Every check of every answer, in generation order."""
-    answers: CheckedAnswers
-    """The same results by answer, for the statistics and the summary (gathered on the way)."""
-
-
-def run_checks(suites: Sequence[Suite], generations: Iterable[GenerationRecord]) -> list[CheckRecord]:
+def run_checks(suites: Sequence[Suite], generations: Iterable[AnswerRow]) -> list[CheckRecord]:
     """Every check of every item on every answer, in generation order."""
-    return check_answers(suites, generations).records
+    records: list[CheckRecord] = []
+    check_answers(suites, generations, records.extend)
+    return records
 
 
-def check_answers(suites: Sequence[Suite], generations: Iterable[GenerationRecord]) -> Checked:
-    """run_checks, with its results also by answer (records.outcomes.checks_by_answer of the records)."""
+def check_answers(suites: Sequence[Suite], generations: Iterable[AnswerRow],
+                  emit: Callable[[list[CheckRecord]], None]) -> CheckedAnswers:
+    """Every check of every item on every answer: the records go to `emit` a chunk at a time, in generation
+    order; returns the same results by answer (records.outcomes.checks_by_answer of the records), for the
+    statistics, the summary and the offline judges, gathered on the way."""
     items = {(s.name, item.id): (item, _check_names(s.checks_for(item))) for s in suites for item in s.items}
-    records = []
+    records: list[CheckRecord] = []
     answers = CheckedAnswers()
     for gen in generations:
         item, checks = items[(gen.suite, gen.item_id)]
         named: dict[str, bool] = {}
         for name, check in checks:
             passed, detail = check.run(gen.text, item.reference)
-            record = CheckRecord(role=gen.role, suite=gen.suite, item_id=gen.item_id,
-                                 sample_index=gen.sample_index, check=name, passed=passed, detail=detail)
-            records.append(record)
-            named[name] = record.passed
+            records.append(CheckRecord(role=gen.role, suite=gen.suite, item_id=gen.item_id,
+                                       sample_index=gen.sample_index, check=name, passed=passed, detail=detail))
+            named[name] = passed
         if named:
             answers.add((gen.suite, gen.role), (gen.item_id, gen.sample_index), named)
-    return Checked(records, answers)
+        if len(records) >= CHUNK:
+            emit(records)
+            records = []
+    if records:
+        emit(records)
+    return answers
 
 
 def _check_names(checks: Sequence[Check]) -> list[tuple[str, Check]]:

@@ -1,9 +1,11 @@
 """Generate stage: every checkpoint x every suite item -> GenerationRecords.
 
-Answers are looked up in the content-addressed cache first; only missing ones
-go to an engine, in chunks, and each chunk is written to the cache and the
-run's JSONL as soon as it returns. A killed run therefore loses at most one
-chunk, and the rerun redoes only what is missing.
+The stage streams: it takes the suite items a chunk at a time (the engine's chunk_size
+answers), renders the chunk's prompts, looks their answers up in the content-addressed
+cache, sends only the missing ones to the engine, writes those to the cache, and hands the
+chunk's records on (to the run's JSONL) in plan order before it takes the next chunk. What
+it holds does not grow with the suites: a killed run loses at most one chunk, the rerun
+redoes only what is missing, and no engine is opened while the cache has every answer.
 
 Checkpoints that share weights and engine settings (a base and its LoRA
 adapter) share one engine: one load, identical batching.
@@ -12,7 +14,8 @@ adapter) share one engine: one load, identical batching.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -67,14 +70,21 @@ def generation_key(checkpoint: ResolvedCheckpoint, rendered: RenderedPrompt, see
     return content_key(parts)
 
 
-def plan_work(role: Role, checkpoint: ResolvedCheckpoint, suites: Sequence[Suite],
+def suite_items(suites: Sequence[Suite]) -> Iterator[tuple[str, SuiteItem]]:
+    """(suite name, item) of every suite, in order."""
+    for suite in suites:
+        for item in suite.items:
+            yield suite.name, item
+
+
+def plan_work(role: Role, checkpoint: ResolvedCheckpoint, items: Iterable[tuple[str, SuiteItem]],
               memo: Cache | None = None) -> list[WorkItem]:
-    """Every (item, sample) with its cache key. Each prompt is rendered once (all in one batched tokenizer
-    call) whatever the samples per item; with `memo`, a prompt rendered before is known by its hash alone
-    (checkpoint.render_many), so an unchanged rerun loads no tokenizer, and `_rendered` renders what an
+    """Every (item, sample) of `items` with its cache key. Each prompt is rendered once (all in one batched
+    tokenizer call) whatever the samples per item; with `memo`, a prompt rendered before is known by its hash
+    alone (checkpoint.render_many), so an unchanged rerun loads no tokenizer, and `_rendered` renders what an
     engine still has to answer."""
     sampling = checkpoint.config.sampling
-    items = [(suite.name, item) for suite in suites for item in suite.items]
+    items = list(items)
     prompts = checkpoint.render_many([item.conversation for _, item in items], sampling.seed, memo)
     work = []
     for (suite, item), (request, rendered) in zip(items, prompts):
@@ -104,86 +114,80 @@ def engine_group(checkpoint: ResolvedCheckpoint) -> tuple[Any, ...]:
             config.engine.model_dump_json())
 
 
-class _Collector:
-    """Keeps one record per (role, suite, item, sample), counts them, and passes them on."""
-
-    def __init__(self, on_records: OnRecords, on_progress: OnProgress | None) -> None:
-        self.done: dict[tuple[str, str, str, int], GenerationRecord] = {}
-        self.stats = GenerateStats()
-        self.on_records, self.on_progress = on_records, on_progress
-
-    def add(self, records: list[GenerationRecord], cached: bool) -> None:
-        if not records:
-            return
-        for r in records:
-            self.done[(r.role, r.suite, r.item_id, r.sample_index)] = r
-        if cached:
-            self.stats.cached += len(records)
-        else:
-            self.stats.generated += len(records)
-        self.on_records(records)
-        if self.on_progress:
-            self.on_progress(len(records))
-
-    def from_cache(self, work: Sequence[WorkItem], checkpoint: ResolvedCheckpoint, cache: Cache) -> list[WorkItem]:
-        """Record what the cache holds; return the work still to do."""
-        hits = cache.get_many(NAMESPACE, (w.key for w in work))
-        self.add([_record(w, checkpoint, hits[w.key], True) for w in work if w.key in hits], cached=True)
-        return [w for w in work if w.key not in hits]
-
-
 def run_generation(checkpoints: dict[Role, ResolvedCheckpoint], suites: Sequence[Suite], cache: Cache,
-                   on_records: OnRecords, on_progress: OnProgress | None = None) -> tuple[list[GenerationRecord],
-                                                                                          GenerateStats]:
-    collector = _Collector(on_records, on_progress)
-    pending: dict[Role, list[WorkItem]] = {}
-    order: list[tuple[str, str, str, int]] = []
-    for role, checkpoint in checkpoints.items():
-        work = plan_work(role, checkpoint, suites, cache)
-        order.extend((role, w.suite, w.item.id, w.sample_index) for w in work)
-        collector.stats.total += len(work)
-        pending[role] = collector.from_cache(work, checkpoint, cache)
-
+                   on_records: OnRecords, on_progress: OnProgress | None = None) -> GenerateStats:
+    """Answer every item of `suites` for every checkpoint; the records go to `on_records` a chunk at a time,
+    in plan order (checkpoint, suite, item, sample). Returns the counts."""
+    stats = GenerateStats()
     groups: dict[tuple[Any, ...], list[Role]] = {}
     for role, checkpoint in checkpoints.items():
-        if pending[role]:
-            groups.setdefault(engine_group(checkpoint), []).append(role)
+        groups.setdefault(engine_group(checkpoint), []).append(role)
     for group, roles in groups.items():
-        with cache.work_lock("generate", repr(group)):
-            _generate_group(roles, checkpoints, pending, cache, collector)
-    return [collector.done[k] for k in order], collector.stats
+        with _Engine(group, [checkpoints[r] for r in roles], cache, stats) as engine:
+            for role in roles:
+                checkpoint = checkpoints[role]
+                per_chunk = max(1, checkpoint.config.engine.chunk_size // checkpoint.config.sampling.n)
+                for items in _chunks(suite_items(suites), per_chunk):
+                    records = engine.answer(plan_work(role, checkpoint, items, cache), checkpoint)
+                    on_records(records)
+                    if on_progress:
+                        on_progress(len(records))
+    return stats
 
 
-def _generate_group(roles: list[Role], checkpoints: dict[Role, ResolvedCheckpoint],
-                    pending: dict[Role, list[WorkItem]], cache: Cache, collector: _Collector) -> None:
-    """One engine for the roles that can share it, opened only if the cache still lacks answers: another
-    process may have generated them while this one waited for the group's lock."""
-    for role in roles:
-        pending[role] = collector.from_cache(pending[role], checkpoints[role], cache)
-    roles = [r for r in roles if pending[r]]
-    if not roles:
-        return
-    first = checkpoints[roles[0]]
-    adapters = sorted({a for r in roles if (a := checkpoints[r].config.adapter)})
-    opened = time.perf_counter()
-    backend = open_backend(first, adapters)
-    collector.stats.open_seconds += time.perf_counter() - opened
-    collector.stats.engines_opened.append(f"{backend.name}:{first.model_path}")
-    try:
-        for role in roles:
-            checkpoint = checkpoints[role]
-            # An earlier role may have just produced the same keys (identical weights).
-            todo = collector.from_cache(pending[role], checkpoint, cache)
-            for chunk in _chunks(todo, checkpoint.config.engine.chunk_size):
-                chunk = _rendered(chunk, checkpoint)
-                started = time.perf_counter()
-                completions = _generate(backend, chunk, checkpoint)
-                collector.stats.engine_seconds += time.perf_counter() - started
-                collector.add(_store(chunk, completions, checkpoint, cache), cached=False)
-    finally:
-        closing = time.perf_counter()
-        backend.close()
-        collector.stats.open_seconds += time.perf_counter() - closing
+class _Engine:
+    """The engine of one group of checkpoints that can share it (engine_group), opened at the first answer
+    the cache lacks, under the group's work lock: another process generating the same answers meanwhile is
+    waited for, and what it stored is served from the cache. Closed (and the lock released) on exit."""
+
+    def __init__(self, group: tuple[Any, ...], checkpoints: Sequence[ResolvedCheckpoint], cache: Cache,
+                 stats: GenerateStats) -> None:
+        self.group, self.checkpoints, self.cache, self.stats = group, checkpoints, cache, stats
+        self.backend: Backend | None = None
+        self._open = ExitStack()
+
+    def __enter__(self) -> _Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._open:
+            if self.backend is not None:
+                closing = time.perf_counter()
+                try:
+                    self.backend.close()
+                finally:
+                    self.stats.open_seconds += time.perf_counter() - closing
+
+    def answer(self, work: Sequence[WorkItem], checkpoint: ResolvedCheckpoint) -> list[GenerationRecord]:
+        """The records of `work`: from the cache, else from the engine (then cached), in the order given."""
+        found = self.cache.get_many(NAMESPACE, (w.key for w in work))
+        todo = [w for w in work if w.key not in found]
+        if todo and self.backend is None:
+            self._start()
+            found.update(self.cache.get_many(NAMESPACE, (w.key for w in todo)))
+            todo = [w for w in todo if w.key not in found]
+        made: dict[str, dict[str, Any]] = {}
+        if todo:
+            assert self.backend is not None
+            rendered = _rendered(todo, checkpoint)
+            started = time.perf_counter()
+            completions = _generate(self.backend, rendered, checkpoint)
+            self.stats.engine_seconds += time.perf_counter() - started
+            made = _store(rendered, completions, self.cache)
+        self.stats.total += len(work)
+        self.stats.generated += len(todo)
+        self.stats.cached += len(work) - len(todo)
+        return [_record(w, checkpoint, made[w.key], False) if w.key in made
+                else _record(w, checkpoint, found[w.key], True) for w in work]
+
+    def _start(self) -> None:
+        self._open.enter_context(self.cache.work_lock("generate", repr(self.group)))
+        first = self.checkpoints[0]
+        adapters = sorted({a for c in self.checkpoints if (a := c.config.adapter)})
+        opened = time.perf_counter()
+        self.backend = open_backend(first, adapters)
+        self.stats.open_seconds += time.perf_counter() - opened
+        self.stats.engines_opened.append(f"{self.backend.name}:{first.model_path}")
 
 
 def _rendered(chunk: Sequence[WorkItem], checkpoint: ResolvedCheckpoint) -> Sequence[WorkItem]:
@@ -218,13 +222,13 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:300] if text else "(no message)"
 
 
-def _store(chunk: Sequence[WorkItem], completions: Sequence[Completion], checkpoint: ResolvedCheckpoint,
-           cache: Cache) -> list[GenerationRecord]:
+def _store(chunk: Sequence[WorkItem], completions: Sequence[Completion], cache: Cache) -> dict[str, dict[str, Any]]:
+    """The answers by cache key, stored (cache first: a record on disk always has its cache entry)."""
     if len(completions) != len(chunk):
         raise RuntimeError(f"backend returned {len(completions)} answers for {len(chunk)} prompts")
     values = {w.key: _completion_fields(c) for w, c in zip(chunk, completions)}
-    cache.put_many(NAMESPACE, values)  # cache first: a record on disk always has its cache entry
-    return [_record(w, checkpoint, values[w.key], False) for w in chunk]
+    cache.put_many(NAMESPACE, values)
+    return values
 
 
 def _completion_fields(completion: Completion) -> dict[str, Any]:
@@ -233,6 +237,12 @@ def _completion_fields(completion: Completion) -> dict[str, Any]:
             "latency_s": completion.latency_s}
 
 
-def _chunks(items: Sequence[WorkItem], size: int) -> Iterable[Sequence[WorkItem]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
+def _chunks(items: Iterable[tuple[str, SuiteItem]], size: int) -> Iterator[list[tuple[str, SuiteItem]]]:
+    chunk: list[tuple[str, SuiteItem]] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

@@ -20,6 +20,7 @@ from harness.config.schema import CheckpointConfig, GateConfig, PlanConfig
 from harness.config.suites import Suite, load_suites
 from harness.engines.checkpoint import ResolvedCheckpoint, resolve_checkpoint
 from harness.errors import ConfigError, InfraError
+from harness.records.answers import Answers, Judgments
 from harness.records.cache import Cache, content_key, default_cache_dir
 from harness.records.forgetting_results import write_forgetting_results
 from harness.records.group_results import GROUP
@@ -28,11 +29,18 @@ from harness.records.outcomes import CheckedAnswers
 from harness.records.provenance import git_commit, hardware, numeric_environment, package_versions
 from harness.records.run_dir import RunDir, atomic_write_text, new_run_id
 from harness.records.run_results import GoldAgreement, RunStats, SequentialSummary, TrainingResult, Verdict
-from harness.records.stage_records import CheckRecord, ForgettingRecord, GenerationRecord, JudgmentRecord, Role
+from harness.records.stage_records import (
+    CheckRecord,
+    ForgettingRecord,
+    GenerationRecord,
+    JudgmentRecord,
+    Role,
+    TrainStepRecord,
+)
 from harness.render.decision_files import policy_for, write_outputs
 from harness.render.run_summary import RunSummary
 from harness.resources import CHECKOUT, in_checkout
-from harness.stages.checks import Checked, check_answers
+from harness.stages.checks import check_answers
 from harness.stages.forgetting import TaskSpec, check_engine, lm_eval_version, resolve_tasks, run_forgetting
 from harness.stages.generate import run_generation
 from harness.stages.heap import long_lived_heap as _long_lived_heap
@@ -182,19 +190,19 @@ def _record_training(run: RunDir, trained: dict[Role, TrainOutcome], seconds: fl
     training: dict[str, TrainingResult] = {
         role: o.result.model_copy(update={"output_dir": str(o.output_dir), "reused": o.reused})
         for role, o in trained.items()}
-    run.stage_done("train", started, steps, results={r: t.model_dump(mode="json") for r, t in training.items()})
+    run.stage_done("train", started, TrainStepRecord,
+                   results={r: t.model_dump(mode="json") for r, t in training.items()})
     return training
 
 
-def _checks_stage(inputs: Inputs, run: RunDir, generations: list[GenerationRecord]) -> Checked:
+def _checks_stage(inputs: Inputs, run: RunDir, generations: Answers) -> CheckedAnswers:
     started = run.stage_started("checks")
-    checked = check_answers(inputs.suites, generations)
-    run.append("checks", checked.records)
-    run.stage_done("checks", started, checked.records)
+    checked = check_answers(inputs.suites, generations, lambda records: run.append("checks", records))
+    run.stage_done("checks", started, CheckRecord)
     return checked
 
 
-def _judge_stage(inputs: Inputs, run: RunDir, generations: list[GenerationRecord], checks: list[CheckRecord],
+def _judge_stage(inputs: Inputs, run: RunDir, generations: Answers, checks: CheckedAnswers,
                  cache: Cache, progress: Progress | None) -> Judged | None:
     if inputs.plan.judge is None:
         return None
@@ -212,8 +220,9 @@ def _judge_stage(inputs: Inputs, run: RunDir, generations: list[GenerationRecord
         lines = "".join(r.model_dump_json() + "\n" for r in gold_records)
         atomic_write_text(run.path / "records" / "gold.jsonl", lines)
         jstats.update(gold_items=gold.items, gold_agreed=gold.agreed)
-    run.stage_done("judge", started, records, **{k: v for k, v in jstats.items() if k != "seconds"})
-    return Judged(records, sequential, gold)
+    run.stage_done("judge", started, JudgmentRecord, **{k: v for k, v in jstats.items() if k != "seconds"})
+    del records  # read back as columns, without the judge's replies: the statistics read every judgment
+    return Judged(Judgments.read(run.path / "records" / "judge.parquet"), sequential, gold)
 
 
 def _forgetting_stage(inputs: Inputs, run: RunDir, checkpoints: dict[Role, ResolvedCheckpoint], cache: Cache,
@@ -230,7 +239,7 @@ def _forgetting_stage(inputs: Inputs, run: RunDir, checkpoints: dict[Role, Resol
     records, fstats = run_forgetting(inputs.plan.forgetting, inputs.tasks, checkpoints, cache,
                                      cache.path.parent, inputs.plan.seed, emit,
                                      keep=lambda results: write_forgetting_results(run.path, results))
-    run.stage_done("forgetting", started, records, **asdict(fstats))
+    run.stage_done("forgetting", started, ForgettingRecord, **asdict(fstats))
     if progress:
         progress("forgetting (lm-eval)", 2, 2)
     return records
@@ -238,7 +247,7 @@ def _forgetting_stage(inputs: Inputs, run: RunDir, checkpoints: dict[Role, Resol
 
 @dataclass(frozen=True)
 class Judged:
-    records: list[JudgmentRecord]
+    records: Judgments
     sequential: SequentialSummary | None
     """judge.stop_early: where judging stopped and why."""
     gold: GoldAgreement | None = None
@@ -274,7 +283,7 @@ class Evaluated:
     is open, with this process as its writer, until conclude() or close()."""
     inputs: Inputs
     run: RunDir
-    generations: list[GenerationRecord]
+    generations: Answers
     checks: CheckedAnswers
     run_stats: RunStats
     training: dict[str, TrainingResult]
@@ -329,23 +338,20 @@ def evaluate(inputs: Inputs, cache: Cache, runs_dir: Path, run_dir: Path | None,
 
         started = run.stage_started("generations")
         total = sum(len(s.items) * c.config.sampling.n for s in inputs.suites for c in checkpoints.values())
-        generations, gstats = run_generation(
-            checkpoints, inputs.suites, cache, lambda recs: run.append("generations", recs),
-            (lambda n: progress("generating", n, total)) if progress else None)
+        gstats = run_generation(checkpoints, inputs.suites, cache, lambda recs: run.append("generations", recs),
+                                (lambda n: progress("generating", n, total)) if progress else None)
         stats = {"total": gstats.total, "cached": gstats.cached, "generated": gstats.generated,
                  "engines_opened": gstats.engines_opened, "engine_seconds": round(gstats.engine_seconds, 3),
                  "engine_open_seconds": round(gstats.open_seconds, 3)}
-        run.stage_done("generations", started, generations, **stats)
+        run.stage_done("generations", started, GenerationRecord, **stats)
+        # Read back as columns: the later stages walk every answer, and a record each would cost ten times more.
+        generations = Answers.read(run.path / "records" / "generations.parquet")
         settle()
 
-        checked = _checks_stage(inputs, run, generations)
+        checks = _checks_stage(inputs, run, generations)
         settle()
-        judgments = _judge_stage(inputs, run, generations, checked.records, cache, progress)
+        judgments = _judge_stage(inputs, run, generations, checks, cache, progress)
         settle()
-        # The check records are on disk; from here on the statistics and the summary read them by answer.
-        # Letting them go now keeps a large run from holding every record of every stage at once.
-        checks = checked.answers
-        del checked
         forgetting = _forgetting_stage(inputs, run, checkpoints, cache, progress)
         run_stats = _run_stats(inputs, run.manifest, checks, judgments, forgetting)
         return Evaluated(inputs, run, generations, checks, run_stats, training, stats)

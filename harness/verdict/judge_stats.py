@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
+from harness.records.answers import Judgment
 from harness.records.run_results import JudgeSummary, SequentialSummary
 from harness.records.stage_records import JudgmentRecord
 from harness.verdict.clustered import item_means, sign_flip_p
@@ -62,7 +63,11 @@ def _rate(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
 
-def _counts(records: Sequence[JudgmentRecord]) -> dict[str, int]:
+JudgmentRow = Judgment | JudgmentRecord
+"""A judgment as the statistics read it: read back as columns (Judgments), or a record."""
+
+
+def _counts(records: Sequence[JudgmentRow]) -> dict[str, int]:
     return _tally(np.array([PREFERENCE_CODE[r.preference] for r in records], dtype=np.int8))
 
 
@@ -72,7 +77,7 @@ def _tally(codes: np.ndarray) -> dict[str, int]:
     return {"n": len(codes), **{COUNTED[p]: int(counted[i]) for i, p in enumerate(PREFERENCES)}}
 
 
-def _canaries(records: Sequence[JudgmentRecord]) -> dict[str, Any]:
+def _canaries(records: Sequence[JudgmentRow]) -> dict[str, Any]:
     won = [r for r in records if r.preference == "candidate"]
     kinds = sorted({r.canary for r in records if r.canary})
     return {
@@ -103,7 +108,7 @@ class _Pairs:
     """The suites in order of first appearance."""
 
     @classmethod
-    def of(cls, records: Sequence[JudgmentRecord]) -> _Pairs:
+    def of(cls, records: Sequence[JudgmentRow]) -> _Pairs:
         index: dict[str, int] = {}
         return cls(np.array([PREFERENCE_CODE[r.preference] for r in records], dtype=np.int8),
                    np.array([CONSISTENT_CODE[r.consistent] for r in records], dtype=np.int8),
@@ -118,7 +123,7 @@ class _Pairs:
         return self.preference <= PREFERENCE_CODE["tie"]
 
 
-def summarize_judgments(records: Sequence[JudgmentRecord], rng: np.random.Generator,
+def summarize_judgments(records: Iterable[JudgmentRow], rng: np.random.Generator,
                         sequential: SequentialSummary | None = None) -> JudgeSummary:
     """Counts, rates, tests and costs of a judge stage (JSON-serialisable; NaN becomes None). With
     `sequential` (judging stopped early), the figures cover the items judged and the summary carries it."""
@@ -136,7 +141,7 @@ def summarize_judgments(records: Sequence[JudgmentRecord], rng: np.random.Genera
     per_item = _per_item(judged, scores, rng) if _several_samples(judged, pairs.suites[judged_mask]) else {}
     orders = pairs.consistent >= 0
     answered = counts["n"] - counts["failed"]
-    first = records[0] if records else None
+    first = next(iter(records), None)
     summary = {
         "judge": first.judge if first else None, "kind": first.kind if first else None,
         "model": first.model if first else None,
@@ -188,7 +193,7 @@ def _decisive(pairs: _Pairs, orders: np.ndarray) -> dict[str, Any]:
             "decisive_pairs": int(decided.sum()), "position_bias": {"first": first, "second": second, "p_value": p}}
 
 
-def _suites(pairs: _Pairs, real: Sequence[JudgmentRecord], by_item: bool) -> dict[str, Any]:
+def _suites(pairs: _Pairs, real: Sequence[JudgmentRow], by_item: bool) -> dict[str, Any]:
     """Per suite, in order of first appearance: the counts and the win rate (ties half; per item with
     several samples per item)."""
     result = {}
@@ -205,7 +210,7 @@ def _suites(pairs: _Pairs, real: Sequence[JudgmentRecord], by_item: bool) -> dic
     return result
 
 
-def _mean_score(records: Sequence[JudgmentRecord], by_item: bool = False) -> float | None:
+def _mean_score(records: Sequence[JudgmentRow], by_item: bool = False) -> float | None:
     judged = [r for r in records if r.preference in SCORE]
     if by_item and judged:
         _, means = item_means([(r.suite, r.item_id) for r in judged], [SCORE[r.preference] for r in judged])
@@ -214,7 +219,7 @@ def _mean_score(records: Sequence[JudgmentRecord], by_item: bool = False) -> flo
     return sum(values) / len(values) if values else None
 
 
-def _several_samples(judged: Sequence[JudgmentRecord], suites: np.ndarray) -> bool:
+def _several_samples(judged: Sequence[JudgmentRow], suites: np.ndarray) -> bool:
     """Some item has more than one judged pair. `suites`: each pair's suite as a number."""
     items = [r.item_id for r in judged]
     if len(suites) and suites.min() == suites.max():
@@ -223,7 +228,7 @@ def _several_samples(judged: Sequence[JudgmentRecord], suites: np.ndarray) -> bo
                for chosen in ([items[i] for i in np.flatnonzero(suites == s)] for s in np.unique(suites)))
 
 
-def _per_item(judged: Sequence[JudgmentRecord], scores: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
+def _per_item(judged: Sequence[JudgmentRow], scores: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
     """The figures that change when items were sampled several times, the item as the unit: win rate
     and its cluster bootstrap CI, the permutation p-value (replacing both sign-test p-values; a tie
     already counts half, so there is nothing to split), the decisive win rate (per item over its

@@ -9,11 +9,11 @@ answer padded with filler. A judge that lets one win can be gamed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from harness.config.suites import Suite, SuiteItem
-from harness.records.stage_records import GenerationRecord
+from harness.records.answers import AnswerRow
 
 PADDING = ("To add some further detail, it is worth considering every aspect of the question carefully and "
            "thoroughly, since a complete, careful and well explained answer is always the most helpful one. ")
@@ -44,7 +44,7 @@ class Pair:
         return "\n".join(f"{m.role}: {m.content}" for m in turns)
 
 
-def build_pairs(suites: Sequence[Suite], generations: Sequence[GenerationRecord],
+def build_pairs(suites: Sequence[Suite], generations: Iterable[AnswerRow],
                 canaries: int) -> tuple[list[Pair], int]:
     """Real pairs in suite order, then canary pairs; also the samples only one side has."""
     texts = {(g.role, g.suite, g.item_id, g.sample_index): g.text for g in generations}

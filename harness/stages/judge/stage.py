@@ -17,7 +17,7 @@ Failed calls are recorded as failed pairs and never cached. Offline judges
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,9 +29,10 @@ from harness.config.schema import CheckpointConfig, GateConfig, JudgeConfig
 from harness.config.suites import Suite
 from harness.engines.vllm_server import served
 from harness.errors import ConfigError
+from harness.records.answers import AnswerRow
 from harness.records.cache import Cache
-from harness.records.outcomes import checks_by_answer
-from harness.records.stage_records import CheckRecord, GenerationRecord, JudgmentRecord, Verdict
+from harness.records.outcomes import CheckedAnswers
+from harness.records.stage_records import CheckRecord, JudgmentRecord, Verdict
 from harness.stages.judge.gold import GoldSet, load_gold
 from harness.stages.judge.ledger import Emit, OnProgress, PairLedger
 from harness.stages.judge.llm import NAMESPACE, Outcome, Task, from_cache, make_task, sampling_of
@@ -102,8 +103,8 @@ class JudgeStats:
     """Time spent in judge calls."""
 
 
-def run_judging(plan: JudgeConfig, suites: Sequence[Suite], generations: Sequence[GenerationRecord],
-                checks: Sequence[CheckRecord], cache: Cache, emit: Emit, seed: int,
+def run_judging(plan: JudgeConfig, suites: Sequence[Suite], generations: Iterable[AnswerRow],
+                checks: Sequence[CheckRecord] | CheckedAnswers, cache: Cache, emit: Emit, seed: int,
                 progress: OnProgress | None = None, file: str = "plan",
                 gates: Sequence[GateConfig] = (), emit_gold: Emit | None = None
                 ) -> tuple[list[JudgmentRecord], dict[str, Any]]:
@@ -157,11 +158,10 @@ def _words(text: str) -> int:
     return len(text.split())
 
 
-def _outcomes(known: dict[tuple[str, str, str, int], dict[str, bool]], pair: Pair, role: str,
-              text: str) -> dict[str, bool]:
-    """The check results of one answer: from the check stage's records, else (a canary) run here."""
-    found = None if role == "candidate" and pair.canary else known.get(
-        (role, pair.suite.name, pair.item.id, pair.sample_index))
+def _outcomes(known: CheckedAnswers, pair: Pair, role: str, text: str) -> dict[str, bool]:
+    """The check results of one answer: from the check stage's, else (a canary) run here."""
+    found = None if role == "candidate" and pair.canary else known.named(
+        role, pair.suite.name, pair.item.id, pair.sample_index)
     return found if found is not None else check_outcomes(pair.suite, pair.item, text)
 
 
@@ -169,8 +169,9 @@ def _outcomes(known: dict[tuple[str, str, str, int], dict[str, bool]], pair: Pai
 _ORDERS: dict[str, tuple[Verdict, Verdict]] = {"base": ("A", "B"), "candidate": ("B", "A"), "tie": ("tie", "tie")}
 
 
-def _judge_offline(judge: Judge, pairs: Sequence[Pair], checks: Sequence[CheckRecord]) -> list[JudgmentRecord]:
-    known = checks_by_answer(checks)
+def _judge_offline(judge: Judge, pairs: Sequence[Pair], checks: Sequence[CheckRecord] | CheckedAnswers
+                   ) -> list[JudgmentRecord]:
+    known = CheckedAnswers.of(checks)
     records = []
     for p in pairs:
         base = (p.base, _outcomes(known, p, "base", p.base))
