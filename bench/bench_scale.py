@@ -197,6 +197,7 @@ def one_size(items: int, workdir: Path, render: str, rerun: bool) -> dict[str, A
     import harness.stages.generate as generate
     import harness.stages.pipeline as pipeline
     from harness.records.cache import Cache
+    from harness.records.columnar import ParquetSink
     from harness.records.run_dir import RunDir
 
     imported_rss = rss_mib()
@@ -206,7 +207,7 @@ def one_size(items: int, workdir: Path, render: str, rerun: bool) -> dict[str, A
     timers.wrap(Cache, "get_many", "cache reads")
     timers.wrap(Cache, "put_many", "cache writes")
     timers.wrap(RunDir, "append", "jsonl appends")
-    timers.wrap(RunDir, "_write_parquet", "parquet writes")
+    timers.wrap(ParquetSink, "_flush", "parquet writes")
     timers.wrap(pipeline, "run_generation", "generate stage", peak=True)
     timers.wrap(RunDir, "stage_done", "", peak=True, name=lambda run, stage, *_: f"{stage} stage_done")
     timers.wrap(pipeline, "check_answers", "checks", peak=True)

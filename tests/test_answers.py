@@ -28,9 +28,12 @@ def test_answers_read_back_from_the_stage_are_the_records_fields_in_order(tmp_pa
     run.append("generations", gens)
     run.stage_done("generations", started, GenerationRecord)
     read = Answers.read(run.path / "records" / "generations.parquet")
-    expected = [(g.role, g.suite, g.item_id, g.sample_index, g.text, g.finish_reason, g.completion_tokens) for g in gens]
+    expected = [(g.role, g.suite, g.item_id, g.sample_index, g.text, g.finish_reason, g.completion_tokens)
+                for g in gens]
     assert len(read) == 11 and [tuple(a) for a in read] == expected
     assert list(read) == list(read) == list(Answers.of(gens))  # walked as often as needed
+    rows = list(read)
+    assert rows[1].role is rows[10].role and rows[1].suite is rows[10].suite  # one string for a repeated value
 
 
 def test_the_summary_of_answers_read_back_is_the_summary_of_the_records() -> None:

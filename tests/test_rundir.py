@@ -183,3 +183,32 @@ def test_read_gives_back_the_records_written(tmp_path: Path) -> None:
     assert run.read("judge", JudgmentRecord) == records  # from the JSONL
     run.stage_done("judge", started, JudgmentRecord)
     assert run.read("judge", JudgmentRecord) == records  # from the Parquet
+
+
+def test_a_stage_parquet_is_written_as_records_are_appended_and_only_made_whole_when_done(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyarrow.parquet as pq
+
+    import harness.records.columnar as columnar
+
+    monkeypatch.setattr(columnar, "ROW_GROUP", 3)
+    run = RunDir.create(tmp_path / "run", manifest("r", "h"))
+    records = run.path / "records"
+    started = run.stage_started("checks")
+    for start in range(0, 8, 2):
+        run.append("checks", [_rec(start), _rec(start + 1)])
+    assert not (records / "checks.parquet").exists()  # readers see the JSONL until the stage is done
+    run.stage_done("checks", started, CheckRecord)
+    assert run.read("checks", CheckRecord) == [_rec(i) for i in range(8)]
+    assert pq.ParquetFile(records / "checks.parquet").num_row_groups == 2  # (4 + 4 records, groups of >= 3)
+    assert [p.name for p in records.iterdir() if p.name.startswith(".")] == []
+    # A stage restarted (or failed) drops what it had appended; a killed run's temporary file goes too.
+    run.stage_started("judge")
+    run.append("judge", [])
+    run.stage_started("checks")
+    run.append("checks", [_rec(0)])
+    (records / ".judge.parquet.tmp").write_bytes(b"left by a killed run")
+    run.stage_failed("checks", "the engine died")
+    run.stage_started("judge")
+    assert sorted(p.name for p in records.iterdir()) == ["checks.jsonl", "checks.parquet"]
+    run.close()

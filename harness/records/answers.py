@@ -14,33 +14,47 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, NamedTuple, Protocol, 
 
 from pydantic import BaseModel
 
-from harness.records.columnar import arrow_schema, read_columns
+from harness.errors import ConfigError
+from harness.records.columnar import arrow_schema, read_metadata
 from harness.records.stage_records import GenerationRecord, JudgmentRecord
 
 if TYPE_CHECKING:
     import pyarrow as pa
-    from typing_extensions import Self  # (typing.Self from Python 3.11)
 
 BATCH = 8192
 T = TypeVar("T")
+R = TypeVar("R", bound="Rows[Any]")  # (typing.Self needs Python 3.11)
 
 
 class Rows(Generic[T]):
     """Some columns of a stage's records (`model`'s), in record order, as rows of `row` (a named tuple whose
-    fields are those columns); iterable as often as needed."""
+    fields are those columns); iterable as often as needed. Read from the stage's Parquet, they are read
+    again, a batch at a time, on each walk: nothing is held between walks."""
 
     row: ClassVar[type[Any]]
     model: ClassVar[type[BaseModel]]
+    repeated: ClassVar[frozenset[str]] = frozenset()
+    """Columns of few distinct values (a role, a suite's name): each value is one string for all rows."""
 
-    def __init__(self, table: pa.Table) -> None:
-        self._table = table.select(list(self.row._fields))
+    def __init__(self, source: pa.Table | Path) -> None:
+        self._table: pa.Table | None = None
+        self._path: Path | None = None
+        if isinstance(source, Path):
+            self._path, self._rows = source, int(read_metadata(source).num_rows)
+        else:
+            self._table, self._rows = source.select(list(self.row._fields)), int(source.num_rows)
 
     @classmethod
-    def read(cls, parquet: Path) -> Self:
-        return cls(read_columns(parquet, cls.row._fields))
+    def read(cls: type[R], parquet: Path) -> R:
+        rows = cls(parquet)
+        missing = set(cls.row._fields) - set(read_metadata(parquet).schema.names)
+        if missing:
+            raise ConfigError(str(parquet), None, f"has no column {sorted(missing)[0]!r}: not the Parquet file of "
+                              f"{cls.model.__name__} records")
+        return rows
 
     @classmethod
-    def of(cls, records: Iterable[Any]) -> Self:
+    def of(cls: type[R], records: Iterable[Any]) -> R:
         """From records in memory (tests, and callers that have only a few)."""
         import pyarrow as pa
 
@@ -51,12 +65,27 @@ class Rows(Generic[T]):
                              for i, name in enumerate(fields)], names=list(fields)))
 
     def __len__(self) -> int:
-        return int(self._table.num_rows)
+        return self._rows
 
     def __iter__(self) -> Iterator[T]:
         make: Callable[[Iterable[Any]], T] = self.row._make
-        for batch in self._table.to_batches(max_chunksize=BATCH):
-            yield from map(make, zip(*(column.to_pylist() for column in batch.columns)))
+        repeated = [i for i, name in enumerate(self.row._fields) if name in self.repeated]
+        one: dict[Any, Any] = {}
+        for batch in self._batches():
+            columns = [column.to_pylist() for column in batch.columns]
+            for i in repeated:
+                columns[i] = [one.setdefault(value, value) for value in columns[i]]
+            yield from map(make, zip(*columns))
+
+    def _batches(self) -> Iterator[pa.RecordBatch]:
+        if self._table is not None:
+            yield from self._table.to_batches(max_chunksize=BATCH)
+            return
+        import pyarrow.parquet as pq
+
+        assert self._path is not None
+        with pq.ParquetFile(self._path) as file:
+            yield from file.iter_batches(batch_size=BATCH, columns=list(self.row._fields))
 
 
 class AnswerRow(Protocol):
@@ -92,6 +121,7 @@ class Answers(Rows[Answer]):
     """Every answer of a run (its generations stage's records), in record order."""
 
     row, model = Answer, GenerationRecord
+    repeated = frozenset({"role", "suite", "finish_reason"})
 
 
 class Judgment(NamedTuple):
@@ -124,3 +154,5 @@ class Judgments(Rows[Judgment]):
     """Every judgment of a run (its judge stage's records), in record order."""
 
     row, model = Judgment, JudgmentRecord
+    repeated = frozenset({"judge", "kind", "model", "suite", "canary", "decided_by", "verdict_ab", "verdict_ba",
+                          "preference"})

@@ -1,11 +1,10 @@
-"""A stage's records as Arrow columns: its JSONL made into Parquet, and columns read back.
+"""A stage's records as Arrow columns: its Parquet written as it runs, and columns read back.
 
-A stage appends its records to JSONL as they are final; when it completes, the JSONL is parsed
-straight into typed columns (Arrow's JSON reader, in C++) and written as Parquet. No record is
-held in Python for it, so finishing a stage of a million records costs their bytes, not a
-million objects. The column types come from the record's model, not from the values, so every
-Parquet file of a stage has one schema whatever its values (an optional field that is always
-missing is still a typed column).
+A stage appends its records to JSONL as they are final (what a killed run keeps). The same
+records go, as typed columns, into row groups of a Parquet file that becomes the stage's when it
+completes: no record is held for it, and no file is parsed again. The column types come from
+the record's model, not from the values, so every Parquet file of a stage has one schema
+whatever its values (an optional field that is always missing is still a typed column).
 """
 
 from __future__ import annotations
@@ -23,10 +22,10 @@ from harness.errors import ConfigError
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
-BLOCK_BYTES = 4 << 20
-"""Arrow's JSON reader parses a block at a time, and needs each line inside one block: a file with a
-longer line is read again in blocks that hold its longest (larger blocks are slower to parse)."""
+ROW_GROUP = 65_536
+"""Records per Parquet row group: a stage's appends are gathered (as columns) up to this many."""
 
 
 def arrow_type(annotation: Any) -> tuple[pa.DataType, bool]:
@@ -60,36 +59,61 @@ def arrow_schema(model: type[BaseModel]) -> pa.Schema:
     return pa.schema(fields)
 
 
-def jsonl_to_parquet(jsonl: Path, target: Path, model: type[BaseModel]) -> int:
-    """Write `target` (atomically) from the records in `jsonl` (absent: none); returns how many."""
-    import pyarrow as pa
-    import pyarrow.json as pj
-    import pyarrow.parquet as pq
+class ParquetSink:
+    """One stage's records as they are appended, into a temporary Parquet file that finish() makes the
+    stage's (atomically) and discard() removes."""
 
-    schema = arrow_schema(model)
-    if jsonl.is_file() and jsonl.stat().st_size:
-        options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
-        try:
-            table = pj.read_json(jsonl, read_options=pj.ReadOptions(block_size=BLOCK_BYTES), parse_options=options)
-        except pa.ArrowInvalid:  # a line longer than a block (and only that: the lines are ours, whole)
-            longest = max(map(len, jsonl.open("rb")))
-            table = pj.read_json(jsonl, read_options=pj.ReadOptions(block_size=2 * longest + 1),
-                                 parse_options=options)
-        table = table.select(schema.names)
-    else:
-        table = schema.empty_table()
-    tmp = target.with_name(f".{target.name}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, target)
-    return int(table.num_rows)
+    def __init__(self, target: Path, model: type[BaseModel]) -> None:
+        self.target, self.model = target, model
+        self.schema = arrow_schema(model)
+        self._tmp = target.with_name(f".{target.name}.tmp")
+        self._writer: Any = None
+        self._pending: list[pa.RecordBatch] = []
+        self._waiting = 0
+        self.count = 0
+
+    def add(self, records: Sequence[BaseModel]) -> None:
+        import pyarrow as pa
+
+        if not records:
+            return
+        columns = [pa.array([getattr(r, f.name) for r in records], f.type) for f in self.schema]
+        self._pending.append(pa.record_batch(columns, schema=self.schema))
+        self._waiting += len(records)
+        self.count += len(records)
+        if self._waiting >= ROW_GROUP:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._tmp, self.schema)
+        if self._pending:
+            self._writer.write_table(pa.Table.from_batches(self._pending, schema=self.schema))
+        self._pending, self._waiting = [], 0
+
+    def finish(self) -> int:
+        """The stage's Parquet, whole; returns how many records it holds."""
+        self._flush()
+        self._writer.close()
+        os.replace(self._tmp, self.target)
+        return self.count
+
+    def discard(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._tmp.unlink(missing_ok=True)
+        self._pending, self._waiting, self.count, self._writer = [], 0, 0, None
 
 
-def read_columns(parquet: Path, columns: Sequence[str]) -> pa.Table:
-    """Some columns of a finished stage's Parquet (the others are never read from disk)."""
+def read_metadata(parquet: Path) -> pq.FileMetaData:
+    """A finished stage's Parquet's metadata (rows, columns): a missing or broken file is one line."""
     import pyarrow.parquet as pq
 
     try:
-        return pq.read_table(parquet, columns=list(columns))
+        return pq.read_metadata(parquet)
     except (OSError, ValueError) as exc:  # missing, truncated, foreign (pyarrow's errors are these)
         raise ConfigError(str(parquet), None, f"not a readable Parquet file of this stage ({type(exc).__name__}): "
                           "the file is missing, truncated or corrupt") from None

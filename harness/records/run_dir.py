@@ -30,7 +30,7 @@ from pydantic import BaseModel
 
 from harness.errors import ConfigError
 from harness.locks import HeldLock, lock_holder, try_lock
-from harness.records.columnar import jsonl_to_parquet
+from harness.records.columnar import ParquetSink
 from harness.records.manifest import Manifest, StageEntry
 from harness.records.run_files import read_run_file
 
@@ -93,6 +93,8 @@ class RunDir:
         self.path = path
         self.manifest = manifest
         self._lock = lock
+        self._sinks: dict[str, ParquetSink] = {}
+        """Each running stage's Parquet, written as its records are appended."""
 
     @classmethod
     def create(cls, path: Path, manifest: Manifest, resume: bool = False) -> RunDir:
@@ -122,6 +124,8 @@ class RunDir:
 
     def close(self) -> None:
         """Stop being the run dir's writer (the end of the process does the same)."""
+        for stage in list(self._sinks):
+            self._discard(stage)
         if self._lock is not None:
             self._lock.release()
             self._lock = None
@@ -161,12 +165,15 @@ class RunDir:
         self.manifest.stages[stage] = StageEntry(status="running", started_at=_now())
         self.save_manifest()
         (self.path / "records" / f"{stage}.jsonl").unlink(missing_ok=True)
+        self._discard(stage)
+        (self.path / "records" / f".{stage}.parquet.tmp").unlink(missing_ok=True)  # a killed run's
         return time.perf_counter()
 
     def stage_done(self, stage: str, started: float, model: type[BaseModel], /, **stats: Any) -> None:
-        """The stage is complete: every record it made is in its JSONL (of `model`), which becomes its
-        Parquet before the manifest says done."""
-        count = self._write_parquet(stage, model)
+        """The stage is complete: the records appended since it started (of `model`) become its Parquet
+        before the manifest says done."""
+        sink = self._sinks.pop(stage, None) or ParquetSink(self.path / "records" / f"{stage}.parquet", model)
+        count = sink.finish()
         entry = self.manifest.stages[stage]
         self.manifest.stages[stage] = StageEntry.model_validate({
             **entry.model_dump(), "status": "done", "finished_at": _now(),
@@ -191,6 +198,7 @@ class RunDir:
     def stage_failed(self, stage: str, error: str) -> None:
         """The stage stopped on an engine, endpoint or lm-eval failure: say so, with why. Its records so
         far stay in the JSONL; a rerun with --run-dir redoes only what they lack."""
+        self._discard(stage)
         entry = self.manifest.stages[stage]
         self.manifest.stages[stage] = entry.model_copy(update={"status": "failed", "finished_at": _now(),
                                                                "error": error})
@@ -202,16 +210,23 @@ class RunDir:
 
     # records ----------------------------------------------------------------
     def append(self, stage: str, records: Iterable[BaseModel]) -> None:
-        """Append while the stage runs; flushed so a kill keeps what was written."""
+        """Append while the stage runs: to its JSONL, flushed so a kill keeps what was written, and to the
+        Parquet that stage_done() makes the stage's."""
+        records = list(records)
         with (self.path / "records" / f"{stage}.jsonl").open("a", encoding="utf-8") as fh:
             for record in records:
                 fh.write(record.model_dump_json() + "\n")
             fh.flush()
             os.fsync(fh.fileno())
+        if records:
+            if stage not in self._sinks:
+                self._sinks[stage] = ParquetSink(self.path / "records" / f"{stage}.parquet", type(records[0]))
+            self._sinks[stage].add(records)
 
-    def _write_parquet(self, stage: str, model: type[BaseModel]) -> int:
-        records = self.path / "records"
-        return jsonl_to_parquet(records / f"{stage}.jsonl", records / f"{stage}.parquet", model)
+    def _discard(self, stage: str) -> None:
+        sink = self._sinks.pop(stage, None)
+        if sink is not None:
+            sink.discard()
 
     def read(self, stage: str, model: type[R]) -> list[R]:
         """Records of a finished stage (Parquet), else what the JSONL holds."""

@@ -208,10 +208,10 @@ def _judge_stage(inputs: Inputs, run: RunDir, generations: Answers, checks: Chec
         return None
     started = run.stage_started("judge")
     gold_records: list[JudgmentRecord] = []
-    records, jstats = run_judging(
+    _, jstats = run_judging(
         inputs.plan.judge, inputs.suites, generations, checks, cache, lambda recs: run.append("judge", recs),
         inputs.plan.seed, (lambda n, total: progress("judging", n, total)) if progress else None, inputs.plan_source,
-        inputs.gates, emit_gold=gold_records.extend)
+        inputs.gates, emit_gold=gold_records.extend, keep=False)
     sequential: SequentialSummary | None = jstats.pop("sequential", None)
     if sequential is not None:  # the counts in the manifest too; stats.json has the whole summary
         jstats.update(items=sequential.items, judged_items=sequential.judged_items, calls_saved=sequential.calls_saved)
@@ -221,7 +221,7 @@ def _judge_stage(inputs: Inputs, run: RunDir, generations: Answers, checks: Chec
         atomic_write_text(run.path / "records" / "gold.jsonl", lines)
         jstats.update(gold_items=gold.items, gold_agreed=gold.agreed)
     run.stage_done("judge", started, JudgmentRecord, **{k: v for k, v in jstats.items() if k != "seconds"})
-    del records  # read back as columns, without the judge's replies: the statistics read every judgment
+    # Read back as columns, without the judge's replies: the statistics read every judgment.
     return Judged(Judgments.read(run.path / "records" / "judge.parquet"), sequential, gold)
 
 

@@ -46,23 +46,25 @@ class Pair:
 
 def build_pairs(suites: Sequence[Suite], generations: Iterable[AnswerRow],
                 canaries: int) -> tuple[list[Pair], int]:
-    """Real pairs in suite order, then canary pairs; also the samples only one side has."""
-    texts = {(g.role, g.suite, g.item_id, g.sample_index): g.text for g in generations}
-    samples = sorted({(g.suite, g.item_id, g.sample_index) for g in generations}, key=lambda k: k[2])
-    by_item: dict[tuple[str, str], list[int]] = {}
-    for suite_name, item_id, index in samples:
-        by_item.setdefault((suite_name, item_id), []).append(index)
+    """Real pairs in suite order (an item's samples in index order), then canary pairs; also the samples only
+    one side has. One walk over the answers; each side's texts are let go as their pairs are made."""
+    texts: dict[str, dict[tuple[str, str, int], str]] = {"base": {}, "candidate": {}}
+    samples = 0
+    for g in generations:
+        texts[g.role][(g.suite, g.item_id, g.sample_index)] = g.text
+        samples = max(samples, g.sample_index + 1)
+    base, candidate = texts["base"], texts["candidate"]
     pairs: list[Pair] = []
     unpaired = 0
     for suite in suites:
         for item in suite.items:
-            for index in by_item.get((suite.name, item.id), []):
-                base = texts.get(("base", suite.name, item.id, index))
-                cand = texts.get(("candidate", suite.name, item.id, index))
-                if base is None or cand is None:
+            for index in range(samples):
+                key = (suite.name, item.id, index)
+                before, after = base.pop(key, None), candidate.pop(key, None)
+                if before is not None and after is not None:
+                    pairs.append(Pair(suite, item, index, before, after))
+                elif before is not None or after is not None:
                     unpaired += 1
-                    continue
-                pairs.append(Pair(suite, item, index, base, cand))
     return pairs + _canary_pairs(pairs, canaries), unpaired
 
 

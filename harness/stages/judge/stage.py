@@ -106,14 +106,15 @@ class JudgeStats:
 def run_judging(plan: JudgeConfig, suites: Sequence[Suite], generations: Iterable[AnswerRow],
                 checks: Sequence[CheckRecord] | CheckedAnswers, cache: Cache, emit: Emit, seed: int,
                 progress: OnProgress | None = None, file: str = "plan",
-                gates: Sequence[GateConfig] = (), emit_gold: Emit | None = None
+                gates: Sequence[GateConfig] = (), emit_gold: Emit | None = None, keep: bool = True
                 ) -> tuple[list[JudgmentRecord], dict[str, Any]]:
     """Judge every base/candidate pair (and the canaries); records go to `emit` as they are final.
     `checks` feed the offline judges; `seed` draws the answer delimiters (and, with plan.stop_early, the
     judging order; `gates` are then the policy whose win-rate gates may stop it: stopping.py). Returns the
     records in pair order (judging order when stopping early) and the stage's counts (JudgeStats: pairs,
     cached, asked now, failed, calls, retries, requests, seconds), with `sequential` (a SequentialSummary)
-    when judging could stop early."""
+    when judging could stop early. `keep=False`: the records only go to `emit` (and none come back), for a
+    caller that reads them back from where they went."""
     started = time.perf_counter()
     judge = load_judge(plan, file)
     pairs, unpaired = build_pairs(suites, generations, plan.canaries)
@@ -122,11 +123,8 @@ def run_judging(plan: JudgeConfig, suites: Sequence[Suite], generations: Iterabl
     stopper = None
     gold_summary = None
     if judge.definition is None:  # offline: no model, no call, nothing worth caching
-        records = _judge_offline(judge, pairs, checks)
-        stats.asked = len(records)
-        emit(records)
-        if progress:
-            progress(len(records), len(pairs))
+        records = _judge_offline(judge, pairs, checks, emit, progress, keep)
+        stats.asked = len(pairs)
     else:
         if judge.gold is not None:  # first: the judge scored against people before it judges the run
             gold_stats = JudgeStats(pairs=len(judge.gold.pairs))
@@ -142,7 +140,9 @@ def run_judging(plan: JudgeConfig, suites: Sequence[Suite], generations: Iterabl
                 pairs = [pairs[i] for i in order.order]
                 stopper = Stopper(rules, order.spans, plan.stop_early)
         records = _judge_llm(judge, pairs, cache, emit, seed, stats, progress, stopper)
-    stats.failed = sum(r.preference == "failed" for r in records)
+        stats.failed = sum(r.preference == "failed" for r in records)
+        if not keep:
+            records = []
     stats.requests = stats.calls + stats.retries
     stats.seconds = round(time.perf_counter() - started, 3)
     out: dict[str, Any] = {"judge": judge.name, "kind": judge.kind, "model": judge.model}
@@ -165,26 +165,39 @@ def _outcomes(known: CheckedAnswers, pair: Pair, role: str, text: str) -> dict[s
     return found if found is not None else check_outcomes(pair.suite, pair.item, text)
 
 
+OFFLINE_CHUNK = 8192
+"""Offline judgments written at a time: the stage holds no more than these."""
+
 # The offline judge's preference as each order's verdict (A is the side shown first).
 _ORDERS: dict[str, tuple[Verdict, Verdict]] = {"base": ("A", "B"), "candidate": ("B", "A"), "tie": ("tie", "tie")}
 
 
-def _judge_offline(judge: Judge, pairs: Sequence[Pair], checks: Sequence[CheckRecord] | CheckedAnswers
-                   ) -> list[JudgmentRecord]:
+def _judge_offline(judge: Judge, pairs: Sequence[Pair], checks: Sequence[CheckRecord] | CheckedAnswers, emit: Emit,
+                   progress: OnProgress | None, keep: bool) -> list[JudgmentRecord]:
+    """Every pair decided by the rules; the records go to `emit` a chunk at a time (and are returned if `keep`)."""
     known = CheckedAnswers.of(checks)
-    records = []
-    for p in pairs:
-        base = (p.base, _outcomes(known, p, "base", p.base))
-        cand = (p.candidate, _outcomes(known, p, "candidate", p.candidate))
-        d = decide(judge.config.kind, p.item, p.question, base, cand)  # type: ignore[arg-type]
-        ab, ba = _ORDERS[d.preference]
-        records.append(JudgmentRecord(
-            judge=judge.name, kind=judge.kind, model=None, decided_by=d.decided_by, suite=p.suite.name,
-            item_id=p.item.id, sample_index=p.sample_index, canary=p.canary, verdict_ab=ab, verdict_ba=ba,
-            reason_ab=d.reason, reason_ba=d.reason, preference=d.preference, consistent=True, latency_s=0.0,
-            prompt_tokens=0, completion_tokens=0, calls=0, cached=False,
-            base_words=_words(p.base), candidate_words=_words(p.candidate)))
-    return records
+    kept: list[JudgmentRecord] = []
+    for start in range(0, len(pairs), OFFLINE_CHUNK):
+        records = [_offline_record(judge, known, p) for p in pairs[start:start + OFFLINE_CHUNK]]
+        emit(records)
+        if keep:
+            kept.extend(records)
+        if progress:
+            progress(start + len(records), len(pairs))
+    return kept
+
+
+def _offline_record(judge: Judge, known: CheckedAnswers, p: Pair) -> JudgmentRecord:
+    base = (p.base, _outcomes(known, p, "base", p.base))
+    cand = (p.candidate, _outcomes(known, p, "candidate", p.candidate))
+    d = decide(judge.config.kind, p.item, p.question, base, cand)  # type: ignore[arg-type]
+    ab, ba = _ORDERS[d.preference]
+    return JudgmentRecord(
+        judge=judge.name, kind=judge.kind, model=None, decided_by=d.decided_by, suite=p.suite.name,
+        item_id=p.item.id, sample_index=p.sample_index, canary=p.canary, verdict_ab=ab, verdict_ba=ba,
+        reason_ab=d.reason, reason_ba=d.reason, preference=d.preference, consistent=True, latency_s=0.0,
+        prompt_tokens=0, completion_tokens=0, calls=0, cached=False,
+        base_words=_words(p.base), candidate_words=_words(p.candidate))
 
 
 def _identity(judge: Judge, cache: Cache) -> dict[str, Any]:
