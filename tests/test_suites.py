@@ -77,6 +77,47 @@ def test_items_with_equal_checks_share_one_list_of_them(tmp_path: Path) -> None:
     (tmp_path / "s.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     items = load_suite(tmp_path / "s.jsonl").items
     assert items[0].checks is items[1].checks is items[2].checks
+    assert items[0].tags is items[1].tags and items[0].__pydantic_fields_set__ is items[3].__pydantic_fields_set__
+    assert items[4].model_copy(update={"reference": "2"}).model_fields_set == {"id", "prompt", "checks", "reference"}
+    assert items[4].model_fields_set == {"id", "prompt", "checks"}  # (a copy's changes stay its own)
     assert items[3].checks is not items[0].checks and items[3].checks[0].limit == 5  # type: ignore[union-attr]
     assert [len(i.checks) for i in items] == [2, 2, 2, 1, 1]
     assert items[0].checks == items[1].model_validate(rows[1]).checks
+
+
+def test_a_yaml_suite_read_an_item_at_a_time_is_the_suite_yaml_reads(tmp_path: Path) -> None:
+    # The items list is built one element at a time; anchors, aliases and merge keys across items still work,
+    # and every problem is the one-line error the whole-document reader gives.
+    import yaml
+
+    from harness.config.yamlio import read_yaml
+
+    text = ("description: d\nchecks: [{type: max_words, limit: 9}]\nitems:\n"
+            "  - &first {id: a, prompt: x, tags: [t], checks: [{type: contains, value: y}]}\n"
+            "  - {<<: *first, id: b}\n  - id: c\n    messages: [{role: user, content: hi}]\nname: s\n")
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    seen: list = []
+    assert read_yaml(path, ("items", lambda i, row: seen.append(i) or row)) == yaml.safe_load(text)
+    assert seen == [0, 1, 2]
+    suite = load_suite(path)
+    assert [i.id for i in suite.items] == ["a", "b", "c"] and suite.items[1].prompt == "x"
+    for shipped in DEFAULT_SUITES_DIR.glob("*.yaml"):
+        assert read_yaml(shipped, ("items", lambda i, row: row)) == yaml.safe_load(shipped.read_text())
+    for bad, message in [
+        ("name: s\nitems: [{id: a, prompt: x}]\nname: t\n", "line 3, column 1: duplicate key 'name' (first given on "
+                                                             "line 1); each key may appear once"),
+        ("name: s\nitems:\n  - {id: a, prompt: x}\n  - {id: b, prompt: x, id: c}\n", "line 4, column 24: duplicate "
+                                                                                     "key 'id'"),
+        ("name: s\nitems: [{id: a, prompt: x}]\n---\nname: t\n", "line 3, column 1: invalid YAML (but found "
+                                                                  "another document)"),
+        ("name: s\nitems:\n  - {id: a, prompt: x}\n  -\n", "items[1]: Input should be a valid dictionary or instance "
+                                                            "of SuiteItem"),
+        ("name: s\nitems: {id: a}\n", "items: Input should be a valid list"),
+        ("- a\n- b\n", "expected a mapping with 'name' and 'items'"),
+        ("name: s\nitems:\n  - {id: a, prompt: *nowhere}\n", "line 3, column 21: invalid YAML (found undefined "
+                                                              "alias")]:
+        path.write_text(bad)
+        with pytest.raises(ConfigError) as info:
+            load_suite(path)
+        assert str(info.value).startswith(f"{path}: {message}"), str(info.value)

@@ -11,12 +11,12 @@ import hashlib
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from harness.config.checks import Check
-from harness.config.yamlio import os_problem, read_jsonl, read_mapping, stat_path, validate
+from harness.config.yamlio import iter_jsonl, os_problem, read_mapping, stat_path, validate
 from harness.errors import ConfigError
 
 SUITE_SUFFIXES = (".yaml", ".yml", ".jsonl")
@@ -79,43 +79,56 @@ class Suite:
 
 
 def load_suite(path: Path) -> Suite:
+    """A suite file, read and validated an item at a time: what stays is the items, not the file's text or
+    its parsed rows (a suite of 100,000 items would otherwise leave several kilobytes an item behind)."""
     file = str(path)
     found = stat_path(path, file, None)
     if found is None or not stat.S_ISREG(found.st_mode):
         raise ConfigError(file, None, "suite file not found")
+    item = _ItemReader(file)
     if path.suffix == ".jsonl":
-        rows = read_jsonl(path)
-        if not rows:
+        items = [item(index, row) for index, row in enumerate(iter_jsonl(path))]
+        if not items:
             raise ConfigError(file, None, "suite has no items")
-        data: object = {"name": path.stem, "items": rows}
+        data: object = {"name": path.stem, "items": items}
     else:
-        data = read_mapping(path, "a mapping with 'name' and 'items'")
-    spec = validate(SuiteFile, data, file)
-    seen: set[str] = set()
-    for index, item in enumerate(spec.items):
-        if item.id in seen:
-            raise ConfigError(file, f"items[{index}].id", f"duplicate item id {item.id!r}")
-        seen.add(item.id)
+        data = read_mapping(path, "a mapping with 'name' and 'items'", each=("items", item))
+    spec = validate(SuiteFile, data, file)  # (the items are validated already: pydantic keeps them as they are)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return Suite(spec.name, path, spec.description, _share_checks(spec.items), tuple(spec.checks), digest)
+    return Suite(spec.name, path, spec.description, tuple(spec.items), tuple(spec.checks), digest)
 
 
-def _share_checks(items: list[SuiteItem]) -> tuple[SuiteItem, ...]:
-    """Items whose checks are equal share one list of them. A JSONL suite usually repeats the same checks
-    on every line, and each item's own copies would cost more than the rest of the item (two kilobytes
-    for three checks): a large suite is held for the whole run. Items are frozen, and nothing changes a
-    list of their checks, so sharing one changes nothing else."""
-    shared: dict[tuple[Check, ...], list[Check]] = {}
-    for item in items:
-        if not item.checks:
-            continue
+class _ItemReader:
+    """Validates each item as it is read, refuses a repeated id, and lets items share what they have equal:
+    their checks, tags and set of given fields (pydantic's, 200 bytes an item). A JSONL suite usually repeats
+    the same checks on every line, and each item's own copies would cost more than the rest of the item (two
+    kilobytes for three checks), held for the whole run. Items are frozen, nothing changes their lists, and
+    model_copy copies the set before changing it, so sharing changes nothing else."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.ids: set[str] = set()
+        self.shared: dict[Any, Any] = {}
+
+    def __call__(self, index: int, row: Any) -> SuiteItem:
+        # (None is not an item: validate() would read it as an empty mapping)
+        item = validate(SuiteItem, [] if row is None else row, self.file, f"items[{index}]")
+        if item.id in self.ids:
+            raise ConfigError(self.file, f"items[{index}].id", f"duplicate item id {item.id!r}")
+        self.ids.add(item.id)
+        given = item.__pydantic_fields_set__
+        self._share(item, "__pydantic_fields_set__", given, ("fields", frozenset(given)))
+        self._share(item, "tags", item.tags, ("tags", *item.tags))
         try:
-            same = shared.setdefault(tuple(item.checks), item.checks)
+            self._share(item, "checks", item.checks, ("checks", *item.checks))
         except TypeError:  # a check with a list in it is not hashable: it keeps its own
-            continue
-        if same is not item.checks:
-            object.__setattr__(item, "checks", same)
-    return tuple(items)
+            pass
+        return item
+
+    def _share(self, item: SuiteItem, name: str, value: Any, key: tuple[Any, ...]) -> None:
+        same = self.shared.setdefault(key, value)
+        if same is not value:
+            object.__setattr__(item, name, same)
 
 
 def expand_suite_paths(entries: list[str], file: str) -> list[Path]:

@@ -7,7 +7,7 @@ import errno
 import json
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -85,8 +85,68 @@ class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: 
         return super().construct_mapping(node, deep=deep)
 
 
-def read_yaml(path: Path) -> Any:
-    """Parse a YAML file; a missing file, a syntax error or a duplicate key is a ConfigError."""
+class _EntryLoader(_UniqueKeyLoader, yaml.composer.Composer):  # type: ignore[misc]
+    """The same loader, driven one top-level entry at a time (Composer.compose_node over its events), so
+    that a long list is built and handed on one element at a time instead of as one document."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.anchors: dict[str, Any] = {}
+
+    def next_value(self) -> Any:
+        value = self.construct_object(self.compose_node(None, None), deep=True)
+        self.constructed_objects: dict[Any, Any] = {}
+        self.recursive_objects: dict[Any, Any] = {}
+        return value
+
+
+Each = tuple[str, Callable[[int, Any], Any]]
+"""(key, f): the top-level list under `key` is read one element at a time, and f(index, element) kept."""
+
+
+def _read_entries(loader: _EntryLoader, each: Each) -> Any:
+    """The document: a top-level mapping is read key by key (each: below); anything else whole."""
+    events = yaml.events
+    loader.get_event()  # the stream's start
+    if loader.check_event(events.StreamEndEvent):
+        return None
+    loader.get_event()  # the document's start
+    if not loader.check_event(events.MappingStartEvent):
+        data = loader.next_value()
+    else:
+        loader.get_event()
+        data = {}
+        lines: dict[Any, int] = {}
+        while not loader.check_event(events.MappingEndEvent):
+            mark = loader.peek_event().start_mark
+            key = loader.next_value()
+            try:
+                if key in lines:
+                    raise DuplicateKeyError(None, None, f"duplicate key {key!r} (first given on line "
+                                            f"{lines[key] + 1}); each key may appear once", mark)
+                lines[key] = mark.line
+            except TypeError:  # an unhashable key: the validation names it
+                pass
+            if key == each[0] and loader.check_event(events.SequenceStartEvent):
+                loader.get_event()
+                kept: list[Any] = []
+                while not loader.check_event(events.SequenceEndEvent):
+                    kept.append(each[1](len(kept), loader.next_value()))
+                loader.get_event()
+                data[key] = kept
+            else:
+                data[key] = loader.next_value()
+        loader.get_event()
+    loader.get_event()  # the document's end
+    if not loader.check_event(events.StreamEndEvent):
+        raise yaml.composer.ComposerError("expected a single document in the stream", None,
+                                          "but found another document", loader.peek_event().start_mark)
+    return data
+
+
+def read_yaml(path: Path, each: Each | None = None) -> Any:
+    """Parse a YAML file; a missing file, a syntax error or a duplicate key is a ConfigError. With `each`, a
+    list under that top-level key is read (and handed to its function) one element at a time."""
     found = stat_path(path, str(path), None)
     if found is None or not stat.S_ISREG(found.st_mode):
         raise ConfigError(str(path), None, "file not found" if found is None else "is not a file")
@@ -97,6 +157,12 @@ def read_yaml(path: Path) -> Any:
     except OSError as exc:
         raise ConfigError(str(path), None, os_problem(path, exc)) from None
     try:
+        if each is not None:
+            loader = _EntryLoader(text)
+            try:
+                return _read_entries(loader, each)
+            finally:
+                loader.dispose()
         return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506  (a safe loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -126,9 +192,9 @@ def check_unique_keys(path: Path) -> None:
         return
 
 
-def read_mapping(path: Path, expected: str) -> dict[str, Any]:
+def read_mapping(path: Path, expected: str, each: Each | None = None) -> dict[str, Any]:
     """A YAML file that must hold a mapping: an empty file (or only comments) is an error too."""
-    data = read_yaml(path)
+    data = read_yaml(path, each)
     if data is None:
         raise ConfigError(str(path), None, f"the file is empty; expected {expected}")
     if not isinstance(data, dict):
@@ -138,19 +204,22 @@ def read_mapping(path: Path, expected: str) -> dict[str, Any]:
 
 def read_jsonl(path: Path) -> list[Any]:
     """Parse a JSONL file, naming the line of the first bad row."""
-    rows: list[Any] = []
+    return list(iter_jsonl(path))
+
+
+def iter_jsonl(path: Path) -> Iterator[Any]:
+    """read_jsonl a line at a time."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open(encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ConfigError(str(path), f"line {lineno}", f"invalid JSON ({exc.msg})") from None
     except UnicodeDecodeError:
         raise ConfigError(str(path), None, "not UTF-8 text") from None
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise ConfigError(str(path), f"line {lineno}", f"invalid JSON ({exc.msg})") from None
-    return rows
 
 
 def field_path(loc: tuple[Any, ...]) -> str:

@@ -76,8 +76,14 @@ class CheckedAnswers:
             checked.add((suite, role), (item, sample), named)
         return checked
 
+    _shared: dict[tuple[tuple[str, bool], ...], dict[str, bool]] = field(default_factory=dict, repr=False,
+                                                                           compare=False)
+    """Equal results share one dict (read-only): a suite's answers have few distinct ones, and a large run
+    would otherwise hold a dict per answer."""
+
     def add(self, side: Side, key: SampleKey, named: dict[str, bool]) -> None:
         """One answer's checks by name (each answer once)."""
+        named = self._shared.setdefault(tuple(named.items()), named)
         self.sides.setdefault(side, {})[key] = named
         self.passed.setdefault(side, {})[key] = all(named.values())
 

@@ -41,8 +41,8 @@ def check_answers(suites: Sequence[Suite], generations: Iterable[AnswerRow],
             records.append(CheckRecord(role=gen.role, suite=gen.suite, item_id=gen.item_id,
                                        sample_index=gen.sample_index, check=name, passed=passed, detail=detail))
             named[name] = passed
-        if named:
-            answers.add((gen.suite, gen.role), (gen.item_id, gen.sample_index), named)
+        if named:  # (keyed by the suite item's own id: one string for every answer to the item)
+            answers.add((gen.suite, gen.role), (item.id, gen.sample_index), named)
         if len(records) >= CHUNK:
             emit(records)
             records = []
