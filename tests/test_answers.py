@@ -52,3 +52,17 @@ def test_judge_statistics_of_judgments_read_back_are_those_of_the_records(tmp_pa
     read = Judgments.read(run.path / "records" / "judge.parquet")
     assert len(read) == len(records)
     assert summarize_judgments(read, np.random.default_rng(3)) == summarize_judgments(records, np.random.default_rng(3))
+
+
+def test_judge_statistics_with_several_samples_read_back_are_those_of_the_records(tmp_path: Path) -> None:
+    """The per-item figures walk the judgments twice: a lazy read-back must give the same summary."""
+    records = [record(pref).model_copy(update={"item_id": f"i{k // 2}", "sample_index": k % 2})
+               for k, pref in enumerate(["candidate", "tie", "base", "base", "candidate", "candidate"] * 3)]
+    run = RunDir.create(tmp_path / "run", manifest())
+    started = run.stage_started("judge")
+    run.append("judge", records)
+    run.stage_done("judge", started, JudgmentRecord)
+    read = Judgments.read(run.path / "records" / "judge.parquet")
+    summary = summarize_judgments(read, np.random.default_rng(3))
+    assert summary == summarize_judgments(records, np.random.default_rng(3))
+    assert (summary.items, summary.samples_per_item) == (9, 2.0)

@@ -17,6 +17,7 @@ per-item scores against 0.5 (harness/verdict/clustered.py). One pair per item: u
 from __future__ import annotations
 
 import math
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -24,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.records.answers import Judgment
+from harness.records.answers import Judgment, Judgments
 from harness.records.run_results import JudgeSummary, SequentialSummary
 from harness.records.stage_records import JudgmentRecord
 from harness.verdict.clustered import item_means, sign_flip_p
@@ -67,10 +68,6 @@ JudgmentRow = Judgment | JudgmentRecord
 """A judgment as the statistics read it: read back as columns (Judgments), or a record."""
 
 
-def _counts(records: Sequence[JudgmentRow]) -> dict[str, int]:
-    return _tally(np.array([PREFERENCE_CODE[r.preference] for r in records], dtype=np.int8))
-
-
 def _tally(codes: np.ndarray) -> dict[str, int]:
     """The preferences' counts, from their codes (PREFERENCE_CODE)."""
     counted = np.bincount(codes, minlength=len(PREFERENCES)) if len(codes) else np.zeros(len(PREFERENCES), int)
@@ -92,8 +89,9 @@ def _canaries(records: Sequence[JudgmentRow]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class _Pairs:
-    """The real pairs' fields the summary reads, as arrays: one pass over the records per field, then numpy
-    (a run of 100,000 items has 100,000 pairs)."""
+    """What the summary reads of the judgments, gathered in one walk: the real pairs' fields as arrays,
+    the canaries' records (a few per suite), the sums. Nothing per pair is kept as a Python object, so a
+    run of 100,000 items is summarised without holding its judgments."""
 
     preference: np.ndarray
     """PREFERENCE_CODE of each pair's preference."""
@@ -106,16 +104,52 @@ class _Pairs:
     """Each pair's suite, as its index in suite_names."""
     suite_names: list[str]
     """The suites in order of first appearance."""
+    keys: np.ndarray
+    """hash((suite, item_id)) of each pair: equal items hash equal, so distinct hashes prove one pair per
+    item (the exact item codes are read again only when they do not; see _item_codes)."""
+    base_words: np.ndarray
+    candidate_words: np.ndarray
+    decided_by: Counter[str]
+    canaries: list[JudgmentRow]
+    sums: dict[str, int]
+    """calls, prompt_tokens, completion_tokens and cached over every record, canaries included."""
+    first: JudgmentRow | None
 
     @classmethod
-    def of(cls, records: Sequence[JudgmentRow]) -> _Pairs:
+    def of(cls, records: Iterable[JudgmentRow]) -> _Pairs:
         index: dict[str, int] = {}
-        return cls(np.array([PREFERENCE_CODE[r.preference] for r in records], dtype=np.int8),
-                   np.array([CONSISTENT_CODE[r.consistent] for r in records], dtype=np.int8),
-                   np.array([VERDICT_CODE[r.verdict_ab] for r in records], dtype=np.int8),
-                   np.array([VERDICT_CODE[r.verdict_ba] for r in records], dtype=np.int8),
-                   np.array([index.setdefault(r.suite, len(index)) for r in records], dtype=np.int64),
-                   list(index))
+        # Typed arrays: a machine integer per pair, not a Python object.
+        pref, cons, ab, ba = (array("b") for _ in range(4))
+        suite, keys, base_words, cand_words = (array("q") for _ in range(4))
+        decided_by: Counter[str] = Counter()
+        canaries: list[JudgmentRow] = []
+        calls = prompt_tokens = completion_tokens = cached = 0
+        first: JudgmentRow | None = None
+        for r in records:
+            if first is None:
+                first = r
+            calls += r.calls
+            prompt_tokens += r.prompt_tokens
+            completion_tokens += r.completion_tokens
+            cached += r.cached
+            if r.canary is not None:
+                canaries.append(r)
+                continue
+            pref.append(PREFERENCE_CODE[r.preference])
+            cons.append(CONSISTENT_CODE[r.consistent])
+            ab.append(VERDICT_CODE[r.verdict_ab])
+            ba.append(VERDICT_CODE[r.verdict_ba])
+            suite.append(index.setdefault(r.suite, len(index)))
+            keys.append(hash((r.suite, r.item_id)))
+            base_words.append(r.base_words)
+            cand_words.append(r.candidate_words)
+            decided_by[r.decided_by] += 1
+        int8 = [np.array(c, dtype=np.int8) for c in (pref, cons, ab, ba)]
+        return cls(int8[0], int8[1], int8[2], int8[3], np.array(suite, dtype=np.int64),
+                   list(index), np.array(keys, dtype=np.int64), np.array(base_words, dtype=float),
+                   np.array(cand_words, dtype=float), decided_by, canaries,
+                   {"calls": calls, "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                    "cached": cached}, first)
 
     @property
     def judged(self) -> np.ndarray:
@@ -123,57 +157,64 @@ class _Pairs:
         return self.preference <= PREFERENCE_CODE["tie"]
 
 
-def summarize_judgments(records: Iterable[JudgmentRow], rng: np.random.Generator,
+def _item_codes(records: Iterable[JudgmentRow]) -> np.ndarray:
+    """Each real pair's item as a number (items in first-appearance order): a second walk, made only when
+    some item may have several pairs."""
+    index: dict[tuple[str, str], int] = {}
+    return np.array([index.setdefault((r.suite, r.item_id), len(index)) for r in records if r.canary is None],
+                    dtype=np.int64)
+
+
+def summarize_judgments(records: Sequence[JudgmentRow] | Judgments, rng: np.random.Generator,
                         sequential: SequentialSummary | None = None) -> JudgeSummary:
     """Counts, rates, tests and costs of a judge stage (JSON-serialisable; NaN becomes None). With
-    `sequential` (judging stopped early), the figures cover the items judged and the summary carries it."""
-    real = [r for r in records if r.canary is None]
-    pairs = _Pairs.of(real)
+    `sequential` (judging stopped early), the figures cover the items judged and the summary carries it.
+    `records` is walked once, twice when some item may have several judged pairs."""
+    pairs = _Pairs.of(records)
     judged_mask = pairs.judged
-    judged = [r for r, kept in zip(real, judged_mask.tolist()) if kept]
     counts = _tally(pairs.preference)
     scores = SCORE_OF_CODE[pairs.preference[judged_mask]]
     boot = paired_bootstrap(np.zeros(len(scores)), scores, rng, resamples=RESAMPLES)
     sign = sign_test(counts["wins"], counts["losses"], counts["ties"])
-    base_words = np.array([r.base_words for r in judged], dtype=float)
-    cand_words = np.array([r.candidate_words for r in judged], dtype=float)
+    base_words, cand_words = pairs.base_words[judged_mask], pairs.candidate_words[judged_mask]
     length = length_controlled_win_rate(scores, cand_words - base_words)
-    per_item = _per_item(judged, scores, rng) if _several_samples(judged, pairs.suites[judged_mask]) else {}
+    keys = pairs.keys[judged_mask]
+    items = _item_codes(records) if len(np.unique(keys)) < len(keys) else None
+    if items is not None and len(np.unique(items[judged_mask])) == len(keys):
+        items = None  # a hash collision, not an item judged twice
+    per_item = _per_item(items[judged_mask], pairs.preference[judged_mask], rng) if items is not None else {}
     orders = pairs.consistent >= 0
     answered = counts["n"] - counts["failed"]
-    first = next(iter(records), None)
+    first = pairs.first
     summary = {
         "judge": first.judge if first else None, "kind": first.kind if first else None,
         "model": first.model if first else None,
-        "decided_by": dict(sorted(Counter(r.decided_by for r in real).items())),
+        "decided_by": dict(sorted(pairs.decided_by.items())),
         **counts,
-        "judged": len(judged),
+        "judged": len(scores),
         "inconsistent": int((pairs.consistent == 0).sum()),
         "win_rate": float(scores.mean()) if len(scores) else None,
         "win_rate_ci": [boot.low, boot.high],
         "win_rate_ci_method": f"percentile bootstrap over judged pairs, {RESAMPLES} resamples, 95%",
         # Each judged pair taken as one Bernoulli trial: conservative when there are ties (a tie's 0.5
         # varies less than a win or a loss). inf (-> None) when nothing was judged.
-        "min_detectable_win_rate": min_detectable_win_rate(len(judged)),
+        "min_detectable_win_rate": min_detectable_win_rate(len(scores)),
         "decisive_win_rate": {"estimate": sign.win_rate.estimate, "low": sign.win_rate.low,
                               "high": sign.win_rate.high, "method": "Wilson, 95%, ties excluded"},
         "sign_test_p": sign.p_value,
         "sign_test_tie_split_p": sign.tie_split_p_value,
         "swap_consistency": _rate(int((pairs.consistent == 1).sum()), int(orders.sum())),
         **_decisive(pairs, orders),
-        "tie_rate": _rate(counts["ties"], len(judged)),
+        "tie_rate": _rate(counts["ties"], len(scores)),
         "parse_failure_rate": _rate(counts["unparsed"], answered),
         "failure_rate": _rate(counts["failed"], counts["n"]),
         "length_controlled_win_rate": length.win_rate if length.n else None,
         "length_control": asdict(length),
-        "base_words_mean": float(base_words.mean()) if len(judged) else None,
-        "candidate_words_mean": float(cand_words.mean()) if len(judged) else None,
-        "canaries": _canaries([r for r in records if r.canary is not None]),
-        "calls": sum(r.calls for r in records),
-        "prompt_tokens": sum(r.prompt_tokens for r in records),
-        "completion_tokens": sum(r.completion_tokens for r in records),
-        "cached": sum(r.cached for r in records),
-        "by_suite": _suites(pairs, real, bool(per_item)),
+        "base_words_mean": float(base_words.mean()) if len(scores) else None,
+        "candidate_words_mean": float(cand_words.mean()) if len(scores) else None,
+        "canaries": _canaries(pairs.canaries),
+        **pairs.sums,
+        "by_suite": _suites(pairs, items),
         **per_item,
     }
     return JudgeSummary.model_validate({**_clean(summary), "sequential": sequential})
@@ -193,59 +234,44 @@ def _decisive(pairs: _Pairs, orders: np.ndarray) -> dict[str, Any]:
             "decisive_pairs": int(decided.sum()), "position_bias": {"first": first, "second": second, "p_value": p}}
 
 
-def _suites(pairs: _Pairs, real: Sequence[JudgmentRow], by_item: bool) -> dict[str, Any]:
-    """Per suite, in order of first appearance: the counts and the win rate (ties half; per item with
-    several samples per item)."""
+def _suites(pairs: _Pairs, items: np.ndarray | None) -> dict[str, Any]:
+    """Per suite, in order of first appearance: the counts and the win rate (ties half; per item when
+    `items`, each real pair's item code, is given: several samples per item)."""
     result = {}
     for index, suite in enumerate(pairs.suite_names):
         mask = pairs.suites == index
         codes = pairs.preference[mask]
-        if by_item:
-            score = _mean_score([r for r, kept in zip(real, mask.tolist()) if kept], by_item)
+        judged = codes <= PREFERENCE_CODE["tie"]
+        values = SCORE_OF_CODE[codes[judged]]
+        score: float | None
+        if items is not None and len(values):
+            score = float(item_means(items[mask][judged].tolist(), values)[1].mean())
         else:
             # A sum of halves and ones is exact in any order: the same number as summing pair by pair.
-            values = SCORE_OF_CODE[codes[codes <= PREFERENCE_CODE["tie"]]]
             score = float(values.sum()) / len(values) if len(values) else None
         result[suite] = {**_tally(codes), "win_rate": score}
     return result
 
 
-def _mean_score(records: Sequence[JudgmentRow], by_item: bool = False) -> float | None:
-    judged = [r for r in records if r.preference in SCORE]
-    if by_item and judged:
-        _, means = item_means([(r.suite, r.item_id) for r in judged], [SCORE[r.preference] for r in judged])
-        return float(means.mean())
-    values = [SCORE[r.preference] for r in judged]
-    return sum(values) / len(values) if values else None
-
-
-def _several_samples(judged: Sequence[JudgmentRow], suites: np.ndarray) -> bool:
-    """Some item has more than one judged pair. `suites`: each pair's suite as a number."""
-    items = [r.item_id for r in judged]
-    if len(suites) and suites.min() == suites.max():
-        return len(set(items)) < len(items)
-    return any(len(set(chosen)) < len(chosen)
-               for chosen in ([items[i] for i in np.flatnonzero(suites == s)] for s in np.unique(suites)))
-
-
-def _per_item(judged: Sequence[JudgmentRow], scores: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
+def _per_item(items: np.ndarray, preference: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
     """The figures that change when items were sampled several times, the item as the unit: win rate
     and its cluster bootstrap CI, the permutation p-value (replacing both sign-test p-values; a tie
     already counts half, so there is nothing to split), the decisive win rate (per item over its
-    decisive pairs, items with one) and the MDE over items. The pair-level length control is kept."""
-    items, item_scores = item_means([(r.suite, r.item_id) for r in judged], scores)
+    decisive pairs, items with one) and the MDE over items. The pair-level length control is kept.
+    `items` and `preference`: each judged pair's item code and PREFERENCE_CODE."""
+    scores = SCORE_OF_CODE[preference]
+    groups, item_scores = item_means(items.tolist(), scores)
     boot = paired_bootstrap(np.zeros(len(item_scores)), item_scores, rng, resamples=RESAMPLES)
     p = sign_flip_p(item_scores - 0.5, rng)
-    decisive = [r for r in judged if r.preference != "tie"]
-    _, decisive_rates = item_means([(r.suite, r.item_id) for r in decisive],
-                                   [SCORE[r.preference] for r in decisive])
+    decisive = preference != PREFERENCE_CODE["tie"]
+    _, decisive_rates = item_means(items[decisive].tolist(), scores[decisive])
     dboot = paired_bootstrap(np.zeros(len(decisive_rates)), decisive_rates, rng, resamples=RESAMPLES)
     return {
-        "items": len(items), "samples_per_item": len(judged) / len(items),
+        "items": len(groups), "samples_per_item": len(items) / len(groups),
         "win_rate": float(item_scores.mean()), "win_rate_ci": [boot.low, boot.high],
         "win_rate_ci_method": (f"cluster bootstrap over items (each item's mean pair score), {RESAMPLES} "
                                "resamples, 95%"),
-        "min_detectable_win_rate": min_detectable_win_rate(len(items)),
+        "min_detectable_win_rate": min_detectable_win_rate(len(groups)),
         "decisive_win_rate": {"estimate": dboot.estimate, "low": dboot.low, "high": dboot.high,
                               "method": "per-item share of decisive pairs won, mean over items; "
                                         "cluster bootstrap, 95%"},
