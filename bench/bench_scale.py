@@ -206,7 +206,7 @@ def one_size(items: int, workdir: Path, render: str, rerun: bool) -> dict[str, A
     timers.wrap(generate, "plan_work", "render + keys")
     timers.wrap(Cache, "get_many", "cache reads")
     timers.wrap(Cache, "put_many", "cache writes")
-    timers.wrap(RunDir, "append", "jsonl appends")
+    timers.wrap(RunDir, "append", "record appends")
     timers.wrap(ParquetSink, "_flush", "parquet writes")
     timers.wrap(pipeline, "run_generation", "generate stage", peak=True)
     timers.wrap(RunDir, "stage_done", "", peak=True, name=lambda run, stage, *_: f"{stage} stage_done")

@@ -10,7 +10,7 @@ import pytest
 
 from harness.errors import ConfigError
 from harness.records.run_dir import RunDir, atomic_write_text, new_run_id
-from harness.records.stage_records import CheckRecord
+from harness.records.stage_records import CheckRecord, JudgmentRecord
 from tests.run_files import manifest
 
 
@@ -121,7 +121,7 @@ def test_parquet_is_typed_by_the_record_model_whatever_its_values(tmp_path: Path
     import pyarrow.parquet as pq
 
     from harness.records.columnar import arrow_schema
-    from harness.records.stage_records import JudgmentRecord, TrainStepRecord
+    from harness.records.stage_records import TrainStepRecord
 
     judged = [JudgmentRecord(judge="j", kind="llm", model="m", decided_by="j", suite="s", item_id=f"i{i}",
                              sample_index=0, canary="empty" if i % 3 == 0 else None, raw_ab="x" if i % 2 else None,
@@ -170,8 +170,6 @@ def test_records_share_their_set_of_given_fields() -> None:
 
 
 def test_read_gives_back_the_records_written(tmp_path: Path) -> None:
-    from harness.records.stage_records import JudgmentRecord
-
     run = RunDir.create(tmp_path / "run", manifest())
     records = [JudgmentRecord(judge="j", kind="rules", model=None, decided_by="rules", suite="s", item_id=f"i{i}",
                               sample_index=i % 2, canary=None if i else "empty", preference="tie",
@@ -211,4 +209,15 @@ def test_a_stage_parquet_is_written_as_records_are_appended_and_only_made_whole_
     run.stage_failed("checks", "the engine died")
     run.stage_started("judge")
     assert sorted(p.name for p in records.iterdir()) == ["checks.jsonl", "checks.parquet"]
+    run.close()
+
+
+def test_a_stage_done_with_another_model_than_its_records_is_refused(tmp_path: Path) -> None:
+    run = RunDir.create(tmp_path / "run", manifest("r", "h"))
+    started = run.stage_started("checks")
+    run.append("checks", [_rec(0)])
+    with pytest.raises(TypeError, match="appended CheckRecord records, not JudgmentRecord"):
+        run.stage_done("checks", started, JudgmentRecord)
+    assert not (run.path / "records" / "checks.parquet").exists()
+    assert [p.name for p in (run.path / "records").iterdir() if p.name.startswith(".")] == []
     run.close()

@@ -40,18 +40,19 @@ class Rows(Generic[T]):
         self._table: pa.Table | None = None
         self._path: Path | None = None
         if isinstance(source, Path):
-            self._path, self._rows = source, int(read_metadata(source).num_rows)
+            meta = read_metadata(source)
+            missing = set(self.row._fields) - set(meta.schema.names)
+            if missing:
+                raise ConfigError(str(source), None, f"has no column {sorted(missing)[0]!r}: not the Parquet file "
+                                  f"of {self.model.__name__} records")
+            self._path, self._rows = source, int(meta.num_rows)
         else:
             self._table, self._rows = source.select(list(self.row._fields)), int(source.num_rows)
 
     @classmethod
     def read(cls: type[R], parquet: Path) -> R:
-        rows = cls(parquet)
-        missing = set(cls.row._fields) - set(read_metadata(parquet).schema.names)
-        if missing:
-            raise ConfigError(str(parquet), None, f"has no column {sorted(missing)[0]!r}: not the Parquet file of "
-                              f"{cls.model.__name__} records")
-        return rows
+        """A finished stage's Parquet; a missing, broken or foreign file is a ConfigError."""
+        return cls(parquet)
 
     @classmethod
     def of(cls: type[R], records: Iterable[Any]) -> R:

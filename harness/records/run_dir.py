@@ -173,6 +173,9 @@ class RunDir:
         """The stage is complete: the records appended since it started (of `model`) become its Parquet
         before the manifest says done."""
         sink = self._sinks.pop(stage, None) or ParquetSink(self.path / "records" / f"{stage}.parquet", model)
+        if sink.model is not model:  # (a caller's mistake: the Parquet would not hold `model`'s columns)
+            sink.discard()
+            raise TypeError(f"stage {stage!r} appended {sink.model.__name__} records, not {model.__name__}")
         count = sink.finish()
         entry = self.manifest.stages[stage]
         self.manifest.stages[stage] = StageEntry.model_validate({
