@@ -76,7 +76,7 @@ BROKEN = [
     ("n_without_sampling", "name: x\nmodel: demo:base\nsampling:\n  n: 4\n",
      "{f}: sampling: n > 1 needs temperature > 0 (greedy answers would be identical)"),
     ("unknown_demo", "name: x\nmodel: demo:large\n",
-     "{f}: model: unknown demo model 'demo:large'; expected one of: demo:base, demo:candidate"),
+     "{f}: model: unknown demo model 'demo:large'; expected one of: demo:base, demo:candidate, demo:judge"),
     ("missing_adapter", "name: x\nmodel: demo:base\nadapter: ./lora\n",
      "{f}: adapter: directory {d}/lora does not exist"),
     ("train_and_model", "name: x\nmodel: demo:base\ntrain: {base: demo:base, data: [d.jsonl]}\n",

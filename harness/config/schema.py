@@ -24,7 +24,7 @@ from harness.resources import shipped_dir
 DEFAULT_SUITES_DIR = shipped_dir("suites") / "demo"
 DEFAULT_FORGETTING_DIR = shipped_dir("suites") / "forgetting"
 DEMO_SCHEME = "demo:"
-DEMO_MODELS = ("base", "candidate")
+DEMO_MODELS = ("base", "candidate", "judge")
 
 
 class ForgettingConfig(Strict):
@@ -262,7 +262,7 @@ class CheckpointConfig(Strict):
     name: Annotated[str, Field(min_length=1, pattern=r"^[\w.@+-]+$")]
     """Short label used in the run (letters, digits, . _ - + @)."""
     model: Annotated[str, Field(min_length=1)] | None = None
-    """Local directory, hub id, `demo:base` / `demo:candidate`, or (backend openai) the served name.
+    """Local directory, hub id, `demo:base` / `demo:candidate` / `demo:judge`, or (backend openai) the served name.
     Left out when `train:` produces the checkpoint."""
     revision: str | None = None
     """Hub revision, or a label that changes the fingerprint of a remote model."""

@@ -99,15 +99,42 @@ def verify_shipped_base(path: Path = SHIPPED_BASE) -> Path:
     if not SHIPPED_SHA256:
         raise InfraError(f"{path}: this install ships no demo base; rebuild it with "
                          "`python -m harness.demo.build --rebuild` (or `harness demo --rebuild-base`)")
-    for name, pinned in SHIPPED_SHA256.items():
+    return verify_pinned(path, SHIPPED_SHA256, "demo base", "`harness demo --rebuild-base`")
+
+
+def verify_pinned(path: Path, pins: dict[str, str], what: str, rebuild: str) -> Path:
+    """`path`, once each pinned file is there with its sha256; else an InfraError naming the file and `rebuild`."""
+    for name, pinned in pins.items():
         file = path / name
         if not file.is_file():
-            raise InfraError(f"{file}: missing from the shipped demo base; reinstall harness, or rebuild "
-                             "the base with `harness demo --rebuild-base`")
+            raise InfraError(f"{file}: missing from the shipped {what}; reinstall harness, or rebuild it with "
+                             f"{rebuild}")
         if (got := sha256_file(file)) != pinned:
-            raise InfraError(f"{file}: sha256 {got[:12]}… is not the pinned {pinned[:12]}…; the shipped demo "
-                             "base is damaged: reinstall harness, or rebuild it with `harness demo --rebuild-base`")
+            raise InfraError(f"{file}: sha256 {got[:12]}… is not the pinned {pinned[:12]}…; the shipped {what} is "
+                             f"damaged: reinstall harness, or rebuild it with {rebuild}")
     return path
+
+
+def build_once(root: Path, name: str, build: Callable[[Path], object]) -> Path:
+    """root/name, made the first time by `build(tmp)` into a temp dir (which must not exist yet) published by an
+    atomic rename: a lock file makes concurrent callers build once, and a killed build leaves only a temp dir,
+    removed by the next build."""
+    final = root / name
+    if final.is_dir():  # only ever created by os.replace of a finished build
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(root / f"{name}.lock"):
+        if final.is_dir():  # another process finished it while we waited
+            return final
+        for stale in root.glob(f".tmp-{name}-*"):  # left by a killed build
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = root / f".tmp-{name}-{os.getpid()}"
+        try:
+            build(tmp)
+            os.replace(tmp, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
 
 
 # ---------------------------------------------------------------- tokenizer
@@ -322,18 +349,7 @@ def ensure_demo_models(cache_dir: Path | None = None, seed: int = 0, progress: P
     if final.is_dir():  # only ever created by os.replace of a finished build
         return models
     source = verify_shipped_base() if shipped else None
-    root.mkdir(parents=True, exist_ok=True)
-    with exclusive_lock(root / f"{final.name}.lock"):
-        if final.is_dir():  # another process finished it while we waited
-            return models
-        for stale in root.glob(f".tmp-{final.name}-*"):  # left by a killed build
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = root / f".tmp-{final.name}-{os.getpid()}"
-        try:
-            build_demo_models(tmp, seed, progress, base_from=source)
-            os.replace(tmp, final)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+    build_once(root, final.name, lambda tmp: build_demo_models(tmp, seed, progress, base_from=source))
     return models
 
 

@@ -1,5 +1,5 @@
-"""Write the demo suites (suites/demo/finance.yaml, general.yaml), the demo SFT data and
-the offline forgetting tasks (suites/forgetting/) from the demo world.
+"""Write the demo suites (suites/demo/finance.yaml, general.yaml), the demo SFT data, the demo
+judge's gold set and the offline forgetting tasks (suites/forgetting/) from the demo world.
 
     python -m harness.demo.write_suites [OUT_DIR]
 
@@ -135,6 +135,18 @@ def write_sft_data(path: Path = DATA_PATH, seed: int = SEED) -> Path:
     return path
 
 
+GOLD_PATH = shipped_dir("examples") / "data" / "demo-judge-gold.jsonl"
+"""The demo judge's gold set (judge.gold of examples/sft-llm-judge.yaml): held-apart world pairs and their truth."""
+
+
+def write_gold_set(path: Path = GOLD_PATH) -> Path:
+    from harness.demo.judge_data import gold_text  # the judge's prompt machinery, only when writing
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(gold_text(), encoding="utf-8")
+    return path
+
+
 FORGETTING_DIR = shipped_dir("suites") / "forgetting"
 FORGETTING_TASKS: dict[str, tuple[str, str]] = {
     "capitals": ("demo_capitals", "Capitals of the demo world's 200 countries, all stated in the pretraining text."),
@@ -209,6 +221,7 @@ def main(argv: list[str] | None = None) -> None:
     for path in write_suites(Path(args[0]) if args else DEFAULT_OUT_DIR):
         print(f"wrote {path}")
     print(f"wrote {write_sft_data()}")
+    print(f"wrote {write_gold_set()}")
     for path in write_forgetting_tasks():
         print(f"wrote {path}")
 
