@@ -213,12 +213,18 @@ def test_the_stage_serves_a_judge_checkpoint_itself_and_stops_it(tmp_path: Path,
     checkpoint = tmp_path / "judge.yaml"
     checkpoint.write_text(f"name: demo-judge\nmodel: {demo_models.base}\nbackend: vllm\n")
     suite = make_suite(tmp_path, n=2)
-    plan = JudgeConfig(kind="llm", checkpoint=str(checkpoint), canaries=0, startup_timeout_s=60)
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text('{"question": "q", "answer_a": "a", "answer_b": "b", "label": "A"}\n')
+    plan = JudgeConfig(kind="llm", checkpoint=str(checkpoint), canaries=0, startup_timeout_s=60, gold=str(gold))
     records, stats, _ = judge(plan, suite, generations(suite, BASE[:2], CAND[:2]), cache)
-    assert [r.preference for r in records] == ["candidate", "candidate"] and stats["calls"] == 4
-    assert records[0].model == str(demo_models.base)
+    assert [r.preference for r in records] == ["candidate", "candidate"] and stats["calls"] == 4 + 2
+    assert records[0].model == str(demo_models.base) and stats["gold"].items == 1
+    assert len(ports) == 1  # one server for the gold set and the run's pairs
     with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", ports[0]), timeout=2):
         pass  # the server is gone
+    again, stats, _ = judge(plan, suite, generations(suite, BASE[:2], CAND[:2]), cache)
+    assert stats["calls"] == 0 and len(ports) == 1  # every verdict cached: no server started
+    assert [r.preference for r in again] == ["candidate", "candidate"]
 
 
 def test_a_judge_server_that_dies_at_start_is_an_infra_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -126,20 +126,22 @@ def run_judging(plan: JudgeConfig, suites: Sequence[Suite], generations: Iterabl
         records = _judge_offline(judge, pairs, checks, emit, progress, keep)
         stats.asked = len(pairs)
     else:
-        if judge.gold is not None:  # first: the judge scored against people before it judges the run
-            gold_stats = JudgeStats(pairs=len(judge.gold.pairs))
-            gold = _judge_llm(judge, judge.gold.pairs, cache, emit_gold or (lambda records: None), seed,
-                              gold_stats, None)
-            stats.calls += gold_stats.calls
-            stats.retries += gold_stats.retries
-            gold_summary = gold_agreement(gold, judge.gold.labels, judge.gold.sha256)
-        if plan.stop_early is not None:
-            order = judging_plan(pairs, seed)
-            rules = gate_rules(plan.stop_early, gates, len(order.spans))
-            if rules and order.spans:
-                pairs = [pairs[i] for i in order.order]
-                stopper = Stopper(rules, order.spans, plan.stop_early)
-        records = _judge_llm(judge, pairs, cache, emit, seed, stats, progress, stopper)
+        with ExitStack() as stack:  # the judge's server, started at the first call the cache lacks, serves both
+            connect = _Connection(judge, stack)
+            if judge.gold is not None:  # first: the judge scored against people before it judges the run
+                gold_stats = JudgeStats(pairs=len(judge.gold.pairs))
+                gold = _judge_llm(judge, judge.gold.pairs, cache, emit_gold or (lambda records: None), seed,
+                                  gold_stats, None, connect)
+                stats.calls += gold_stats.calls
+                stats.retries += gold_stats.retries
+                gold_summary = gold_agreement(gold, judge.gold.labels, judge.gold.sha256)
+            if plan.stop_early is not None:
+                order = judging_plan(pairs, seed)
+                rules = gate_rules(plan.stop_early, gates, len(order.spans))
+                if rules and order.spans:
+                    pairs = [pairs[i] for i in order.order]
+                    stopper = Stopper(rules, order.spans, plan.stop_early)
+            records = _judge_llm(judge, pairs, cache, emit, seed, stats, progress, connect, stopper)
         stats.failed = sum(r.preference == "failed" for r in records)
         if not keep:
             records = []
@@ -228,18 +230,34 @@ def _tasks(judge: Judge, pair: Pair, identity: dict[str, Any], seed: int) -> tup
             task({"answer_a": pair.candidate, "answer_b": pair.base}))
 
 
+class _Connection:
+    """The judge's endpoint for one stage, made on first use: as configured, or a server started for its checkpoint
+    (once, for the gold set and the run's pairs alike; not at all when the cache holds every verdict), which the
+    stage's exit stack stops."""
+
+    def __init__(self, judge: Judge, stack: ExitStack) -> None:
+        self.judge, self.stack = judge, stack
+        self.endpoint: EndpointConfig | None = None
+
+    def __call__(self) -> EndpointConfig:
+        if self.endpoint is None:
+            self.endpoint = self.stack.enter_context(_endpoint(self.judge))
+        return self.endpoint
+
+
 def _judge_llm(judge: Judge, pairs: Sequence[Pair], cache: Cache, emit: Emit, seed: int, stats: JudgeStats,
-               progress: OnProgress | None, stopper: Stopper | None = None) -> list[JudgmentRecord]:
+               progress: OnProgress | None, connect: _Connection, stopper: Stopper | None = None
+               ) -> list[JudgmentRecord]:
     assert judge.definition is not None
     identity = _identity(judge, cache)
     tasks = [_tasks(judge, p, identity, seed) for p in pairs]
     # One process at a time asks this judge about these pairs; another waits, then finds the verdicts cached.
     with cache.work_lock("judge", sorted({t.key for ts in tasks for t in ts})):
-        return _judge_tasks(judge, pairs, tasks, cache, emit, seed, stats, progress, stopper)
+        return _judge_tasks(judge, pairs, tasks, cache, emit, seed, stats, progress, connect, stopper)
 
 
 def _judge_tasks(judge: Judge, pairs: Sequence[Pair], tasks: Sequence[tuple[Task, Task]], cache: Cache, emit: Emit,
-                 seed: int, stats: JudgeStats, progress: OnProgress | None,
+                 seed: int, stats: JudgeStats, progress: OnProgress | None, connect: _Connection,
                  stopper: Stopper | None) -> list[JudgmentRecord]:
     from harness.engines import open_endpoint
 
@@ -284,13 +302,13 @@ def _judge_tasks(judge: Judge, pairs: Sequence[Pair], tasks: Sequence[tuple[Task
             settle()
             ledger.publish(upto=stopper.looked_at if stopper is not None else None)
 
-        with _endpoint(judge) as endpoint:
-            started = time.perf_counter()
-            backend = open_endpoint(endpoint, endpoint.model or judge.name, judge.file)
-            run_window(backend, pending(), judge.definition, sampling_of(judge.definition, seed),
-                       endpoint.max_concurrency, save)
-            stats.retries = backend.retries_used
-            stats.judge_seconds = round(time.perf_counter() - started, 3)
+        endpoint = connect()
+        started = time.perf_counter()
+        backend = open_endpoint(endpoint, endpoint.model or judge.name, judge.file)
+        run_window(backend, pending(), judge.definition, sampling_of(judge.definition, seed),
+                   endpoint.max_concurrency, save)
+        stats.retries = backend.retries_used
+        stats.judge_seconds = round(time.perf_counter() - started, 3)
         stats.asked = len([i for i in todo if i < ledger.size])
         ledger.publish(force=True)
     if stopper is not None:
