@@ -40,12 +40,13 @@ def test_kappa_matches_statsmodels() -> None:
     assert cohen_kappa(["A", "B", "tie"], ["A", "B", "tie"]) == pytest.approx(1.0)
 
 
-def _record(preference: str, consistent: bool | None = True) -> JudgmentRecord:
+def _record(preference: str, consistent: bool | None = True, ab: str | None = None, ba: str | None = None,
+            words: tuple[int, int] = (1, 1)) -> JudgmentRecord:
     return JudgmentRecord.model_validate({
         "judge": "j", "kind": "llm", "model": "m", "decided_by": "j", "suite": "gold", "item_id": "g",
-        "sample_index": 0, "preference": preference, "consistent": consistent, "latency_s": 0.0,
-        "prompt_tokens": 0, "completion_tokens": 0, "calls": 2, "cached": False, "base_words": 1,
-        "candidate_words": 1})
+        "sample_index": 0, "preference": preference, "consistent": consistent, "verdict_ab": ab, "verdict_ba": ba,
+        "latency_s": 0.0, "prompt_tokens": 0, "completion_tokens": 0, "calls": 2, "cached": False,
+        "base_words": words[0], "candidate_words": words[1]})
 
 
 def test_an_unparsed_or_failed_verdict_disagrees_with_every_label() -> None:
@@ -55,6 +56,29 @@ def test_an_unparsed_or_failed_verdict_disagrees_with_every_label() -> None:
     assert (gold.items, gold.agreed, gold.unparsed, gold.failed) == (5, 2, 1, 1)
     assert gold.agreement == pytest.approx(0.4) and gold.swap_consistency == pytest.approx(2 / 3)
     assert gold.confusion == {"A": {"A": 1, "tie": 1}, "B": {"B": 1, "none": 1}, "tie": {"none": 1}}
+
+
+def test_the_gold_set_shows_position_and_length_bias() -> None:
+    """Counted by hand: two pairs went to position A in both orders, one to B; of the five pairs whose answers
+    differ in length, the judge gave three to the longer answer where the labels give it two, and of the two
+    of them labelled a tie, one went to the longer answer."""
+    records = [
+        _record("tie", False, "A", "A", (3, 3)),
+        _record("tie", False, "A", "A", (2, 9)),
+        _record("tie", False, "B", "B", (9, 2)),
+        _record("tie", False, "tie", "A", (3, 3)),  # inconsistent, but not the same position twice
+        _record("base", True, "A", "B", (9, 2)),  # the longer (A) picked, and labelled better
+        _record("candidate", True, "B", "A", (2, 9)),  # the longer (B) picked; the label says A
+        _record("candidate", True, "B", "A", (1, 4)),  # the longer (B) picked; the label says tie
+    ]
+    gold = gold_agreement(records, ["A", "B", "tie", "tie", "A", "A", "tie"], "sha")
+    assert gold.position_bias == {"first": 2, "second": 1}
+    length = gold.length_bias
+    assert length is not None and length.pairs == 5
+    assert length.judge_longer == pytest.approx(3 / 5)  # rows 5, 6 and 7
+    assert length.label_longer == pytest.approx(2 / 5)  # row 2 (B, the longer) and row 5 (A, the longer)
+    assert length.judge_longer_in_ties == pytest.approx(1 / 2)  # rows 3 (a tie) and 7 (the longer)
+    assert gold_agreement(records[:1], ["A"], "sha").length_bias is None  # no pair differs in length
 
 
 def _gold_rows(tmp_path: Path) -> Path:

@@ -167,6 +167,18 @@ class SequentialSummary(RunFile):
     gates: list[SequentialGate]
 
 
+class GoldLengthBias(RunFile):
+    """Over the gold pairs whose answers differ in length: how often the longer answer is picked."""
+
+    pairs: int
+    judge_longer: float
+    """Share the judge's combined verdict gives to the longer answer."""
+    label_longer: float
+    """Share the labels give to the longer answer: what a judge without length bias would match."""
+    judge_longer_in_ties: float | None
+    """Of those pairs labelled a tie: share the judge gave to the longer answer (ideally 0)."""
+
+
 class GoldAgreement(RunFile):
     """The judge scored on the plan's gold set (judge.gold) before it judged the run."""
 
@@ -184,6 +196,10 @@ class GoldAgreement(RunFile):
     """By label: how many verdicts of each kind (A, B, tie, none)."""
     sha256: str
     """Of the gold set file."""
+    position_bias: dict[str, int] | None = None
+    """Inconsistent gold pairs whose two orders picked the same position: {"first": picked A both times,
+    "second": picked B both times} (a judge that reads positions, not answers)."""
+    length_bias: GoldLengthBias | None = None
 
 
 class JudgeSummary(JudgeCounts):

@@ -275,9 +275,20 @@ def gold_line(judge: JudgeSummary) -> str | None:
     if gold is None:
         return None
     kappa = "n/a" if gold.kappa is None else f"{gold.kappa:.3f}"
-    return (f"Gold set: the judge agreed with the human label on {gold.agreed} of {gold.items} pairs "
+    line = (f"Gold set: the judge agreed with the human label on {gold.agreed} of {gold.items} pairs "
             f"({fraction(gold.agreement)}), Cohen's kappa {kappa}, swap consistency {fraction(gold.swap_consistency)}"
             f", unparsed {gold.unparsed}, failed {gold.failed}.")
+    if gold.position_bias is not None:
+        flips = gold.position_bias
+        line += (f" Position: {flips['first'] + flips['second']} pairs went to the same position in both orders "
+                 f"(A {flips['first']}, B {flips['second']}).")
+    if (length := gold.length_bias) is not None:
+        ties = "" if length.judge_longer_in_ties is None else \
+            f"; in pairs labelled a tie {fraction(length.judge_longer_in_ties)}"
+        line += (f" Length: of {length.pairs} pairs whose answers differ in length, the judge gave "
+                 f"{fraction(length.judge_longer)} to the longer answer, the labels {fraction(length.label_longer)}"
+                 f"{ties}.")
+    return line
 
 
 def _gold(judge: JudgeSummary) -> list[str]:

@@ -21,6 +21,7 @@ from harness.records.group_results import GroupStats
 from harness.records.run_results import ForgettingTask, Interval, JudgeSummary, PairedRates, TrainingResult, Verdict
 from harness.render import formatting as fmt
 from harness.render.formatting import ColumnKind
+from harness.render.run_summary import gold_line
 from harness.report.run_data import RECORD_STAGES, RunInfo
 
 if TYPE_CHECKING:
@@ -256,6 +257,11 @@ def judge_figures(judge: JudgeSummary) -> dict[str, str]:
             "Parse failures": fmt.fraction(judge.parse_failure_rate), "Failed calls": fmt.fraction(judge.failure_rate),
             "Tie rate": fmt.fraction(judge.tie_rate),
             "Length-controlled win rate": fmt.fraction(judge.length_controlled_win_rate)}
+
+
+def judge_gold_line(judge: JudgeSummary) -> str | None:
+    """judge.gold: the judge's agreement with the gold labels and the biases they showed (as summary.md words it)."""
+    return gold_line(judge)
 
 
 def judge_tests_line(judge: JudgeSummary) -> str:

@@ -5,6 +5,10 @@ both orders pick it, else a tie; stage.combine) is compared with the label. A pa
 unparsed or failed on is a disagreement, so a judge cannot raise its agreement by not answering.
 Cohen's kappa discounts the agreement chance alone gives (a judge that always says tie agrees with
 every tie label); its categories are A, B, tie and, for the judge, "none" (unparsed or failed).
+
+Where the labels are right, the gold set also shows the judge's biases: position bias (inconsistent
+pairs whose two orders picked the same position, as judge_stats counts it on a run's pairs) and length
+bias (how often the judge picks the longer answer beside how often the labels do).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from harness.records.run_results import GoldAgreement
+from harness.records.run_results import GoldAgreement, GoldLengthBias
 from harness.records.stage_records import JudgmentRecord
 
 AS_LABEL = {"base": "A", "candidate": "B", "tie": "tie"}
@@ -40,4 +44,32 @@ def gold_agreement(records: Sequence[JudgmentRecord], labels: Sequence[str], sha
                          kappa=cohen_kappa(verdicts, list(labels)),
                          swap_consistency=sum(bool(r.consistent) for r in decided) / len(decided) if decided else None,
                          unparsed=sum(r.preference == "unparsed" for r in records),
-                         failed=sum(r.preference == "failed" for r in records), confusion=confusion, sha256=sha256)
+                         failed=sum(r.preference == "failed" for r in records), confusion=confusion, sha256=sha256,
+                         position_bias=position_bias(records), length_bias=length_bias(records, labels))
+
+
+def position_bias(records: Sequence[JudgmentRecord]) -> dict[str, int]:
+    """Inconsistent pairs whose orders both picked A ("first") or both picked B ("second")."""
+    flipped = [r.verdict_ab for r in records if r.consistent is False and r.verdict_ab == r.verdict_ba]
+    return {"first": flipped.count("A"), "second": flipped.count("B")}
+
+
+def length_bias(records: Sequence[JudgmentRecord], labels: Sequence[str]) -> GoldLengthBias | None:
+    """Over pairs whose answers differ in words: the judge's and the labels' share for the longer answer."""
+    judge_longer: list[bool] = []
+    label_longer: list[bool] = []
+    in_ties: list[bool] = []
+    for record, label in zip(records, labels):
+        if record.base_words == record.candidate_words:
+            continue
+        longer = "A" if record.base_words > record.candidate_words else "B"
+        picked = AS_LABEL.get(record.preference) == longer
+        judge_longer.append(picked)
+        label_longer.append(label == longer)
+        if label == "tie":
+            in_ties.append(picked)
+    if not judge_longer:
+        return None
+    return GoldLengthBias(pairs=len(judge_longer), judge_longer=sum(judge_longer) / len(judge_longer),
+                          label_longer=sum(label_longer) / len(label_longer),
+                          judge_longer_in_ties=sum(in_ties) / len(in_ties) if in_ties else None)

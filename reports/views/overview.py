@@ -83,6 +83,8 @@ def judge_section(run: RunInfo) -> None:
     for column, (label, shown) in zip(st.columns(len(figures)), figures.items()):
         column.metric(label, shown)
     st.caption(tables.judge_tests_line(judge))
+    if (gold := tables.judge_gold_line(judge)) is not None:
+        st.caption(md(gold))
     counts = {"wins": judge.wins, "losses": judge.losses, "ties": judge.ties, "inconsistent": judge.inconsistent,
               "unparsed": judge.unparsed, "failed": judge.failed}
     report_charts.show_counts(counts, "items")
