@@ -145,6 +145,9 @@ def demo(
     loop: Annotated[bool, typer.Option(help="The preference loop: judge the SFT run, export its consistent "
                                        "verdicts as preference pairs, train a DPO candidate from the SFT checkpoint "
                                        "on them, then compare and rank base, SFT and DPO in one run.")] = False,
+    llm_judge: Annotated[bool, typer.Option(help="Judge with the demo's LLM judge (examples/sft-llm-judge.yaml): "
+                                            "a model trained for the demo world, served by vLLM on 127.0.0.1, "
+                                            "scored on a gold set first.")] = False,
 ) -> None:
     """Build the embedded demo models (cached), train the candidate, compare and gate: no GPU, hub or key
     needed. The exit code is the verdict's."""
@@ -153,6 +156,11 @@ def demo(
     from harness.resources import shipped_dir
     from harness.stages.pipeline import prepare, run_compare
 
+    if loop and (overtrained or llm_judge):  # before any model is built
+        raise ConfigError(None, "--loop", "starts from the healthy SFT candidate, judged by the rules judge; "
+                          f"leave out {'--overtrained' if overtrained else '--llm-judge'}")
+    if overtrained and llm_judge:
+        raise ConfigError(None, "--llm-judge", "judges the healthy SFT candidate; leave out --overtrained")
     examples = shipped_dir("examples")
     if rebuild_base:  # every `demo:base` of this process and its children means the rebuilt one
         os.environ[REBUILD_ENV] = "1"
@@ -162,15 +170,14 @@ def demo(
         from harness.demo.loop import run_loop
         from harness.render.console import print_group
 
-        if overtrained:
-            raise ConfigError(None, "--loop", "starts from the healthy SFT candidate; leave out --overtrained")
         with progress_bar() as progress:
             looped = run_loop(runs_dir, progress, say=lambda line: err.print(f"[bold]{line}[/]", highlight=False))
         print_group(looped.group)
         err.print(f"[dim]preference pairs: {looped.preferences}; DPO checkpoint file: {looped.dpo_file}[/]")
         err.print(f"[dim]browse it: harness report {runs_dir}[/]")
         raise typer.Exit(looped.group.verdict.exit_code)
-    inputs = prepare(examples / "base.yaml", examples / ("sft-overtrained.yaml" if overtrained else "sft.yaml"))
+    candidate = "sft-overtrained.yaml" if overtrained else "sft-llm-judge.yaml" if llm_judge else "sft.yaml"
+    inputs = prepare(examples / "base.yaml", examples / candidate)
     with progress_bar() as progress:
         result = run_compare(inputs, runs_dir, progress=progress)
     print_result(result)
