@@ -14,17 +14,10 @@ from typing import Any
 import pytest
 
 from harness.config.suites import load_suite
-from harness.demo import judge_build, judge_data, world
+from harness.demo import judge_build, judge_data, judge_weights, world
 from harness.demo.judge_audit import cohen_kappa, score
-from harness.demo.judge_build import (
-    JUDGE,
-    JUDGE_VERSION,
-    MAX_POSITIONS,
-    SHIPPED_JUDGE_SHA256,
-    SHIPPED_JUDGES,
-    VARIANTS,
-    ensure_demo_judge,
-)
+from harness.demo.judge_build import JUDGE, JUDGE_VERSION, MAX_POSITIONS, ensure_demo_judge
+from harness.demo.judge_weights import SHIPPED_JUDGE_SHA256, SHIPPED_JUDGES, VARIANTS
 from harness.engines.checkpoint import local_model_dir
 from harness.errors import InfraError
 from harness.stages.judge.llm import make_task
@@ -218,7 +211,7 @@ def test_a_damaged_shipped_judge_is_an_error_not_a_silent_rebuild(tmp_path: Path
         data = bytearray(weights.read_bytes())
         data[-1] ^= 1
         weights.write_bytes(bytes(data))
-    monkeypatch.setattr(judge_build, "SHIPPED_JUDGES", copy)
+    monkeypatch.setattr(judge_weights, "SHIPPED_JUDGES", copy)
     with pytest.raises(InfraError, match="model.safetensors: (missing from|sha256 .* is not the pinned)"):
         ensure_demo_judge(cache_dir=tmp_path / "cache")
     assert not (tmp_path / "cache").exists()  # nothing was trained in its place

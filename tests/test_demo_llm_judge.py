@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.config.loading import load_checkpoint
-from harness.demo.judge_build import SHIPPED_JUDGES
+from harness.demo.judge_weights import SHIPPED_JUDGES
 from tests.conftest import ROOT, harness_cmd
 
 EXAMPLES = ROOT / "examples"

@@ -41,6 +41,7 @@ GROUPS: dict[str, set[str]] = {
     "harness/engines/transformers_backend.py": {"hf"},
     "harness/engines/checkpoint.py": {"hf"},  # tokenizer and chat-template reads for local engines
     "harness/demo/build.py": {"hf"},
+    "harness/demo/judge_build.py": {"hf"},
     "harness/engines/vllm_backend.py": {"cpu", "gpu"},
 }
 # Declared but never imported, each for a reason.

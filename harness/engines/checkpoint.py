@@ -141,9 +141,9 @@ def unrendered(request: ChatRequest) -> bool:
 def local_model_dir(model: str, revision: str | None, file: str, field_name: str = "model") -> Path:
     """A demo name, a local directory or a hub id -> a directory of weights (building the demo if needed)."""
     if model == f"{DEMO_SCHEME}judge":  # shipped, verified; needs neither demo model
-        from harness.demo.judge_build import ensure_demo_judge
+        from harness.demo.judge_weights import verify_shipped_judge
 
-        return ensure_demo_judge()
+        return verify_shipped_judge()
     if model.startswith(DEMO_SCHEME):
         from harness.demo.build import ensure_demo_models
 
