@@ -57,6 +57,19 @@ def test_verdicts_count_only_when_both_orders_agree_and_a_rerun_makes_no_call(tm
     assert (s["calls"], s["prompt_tokens"], s["completion_tokens"]) == (12, 120, 60)
 
 
+def test_retries_of_the_gold_set_and_of_the_run_both_count(tmp_path: Path, cache: Cache) -> None:
+    """The stage's requests are its calls plus every retry: the gold set's (judged first) and the run's."""
+    suite = make_suite(tmp_path, n=2)
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text('{"question": "the gold question", "answer_a": "a GOOD", "answer_b": "b", "label": "A"}\n')
+    with JudgeServer("marker") as server:
+        server.state.faults_for = {"the gold question": ["503", "503"], "Question q1x": ["503"]}  # 2 gold, 1 run
+        plan = llm_plan(server.url).model_copy(update={"gold": str(gold)})
+        _, stats, _ = judge(plan, suite, generations(suite, BASE[:2], CAND[:2]), cache)
+    assert (stats["calls"], stats["retries"], stats["requests"]) == (2 + 4, 3, 9)
+    assert stats["gold"].agreed == 1
+
+
 def test_a_judge_that_always_says_a_gives_only_ties(tmp_path: Path, cache: Cache) -> None:
     suite = make_suite(tmp_path)
     with JudgeServer("always_a") as server:

@@ -134,6 +134,7 @@ def run_judging(plan: JudgeConfig, suites: Sequence[Suite], generations: Iterabl
                                   gold_stats, None, connect)
                 stats.calls += gold_stats.calls
                 stats.retries += gold_stats.retries
+                stats.judge_seconds += gold_stats.judge_seconds
                 gold_summary = gold_agreement(gold, judge.gold.labels, judge.gold.sha256)
             if plan.stop_early is not None:
                 order = judging_plan(pairs, seed)
@@ -307,8 +308,8 @@ def _judge_tasks(judge: Judge, pairs: Sequence[Pair], tasks: Sequence[tuple[Task
         backend = open_endpoint(endpoint, endpoint.model or judge.name, judge.file)
         run_window(backend, pending(), judge.definition, sampling_of(judge.definition, seed),
                    endpoint.max_concurrency, save)
-        stats.retries = backend.retries_used
-        stats.judge_seconds = round(time.perf_counter() - started, 3)
+        stats.retries += backend.retries_used  # added to the gold set's, when the stage judged one first
+        stats.judge_seconds += round(time.perf_counter() - started, 3)
         stats.asked = len([i for i in todo if i < ledger.size])
         ledger.publish(force=True)
     if stopper is not None:
