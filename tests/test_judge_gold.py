@@ -137,6 +137,9 @@ def test_a_judge_that_always_says_a_fails_the_gold_gate(tmp_path: Path) -> None:
     # Always "A" flips with the order, so every pair is a tie: right on the four tie labels only, and no
     # better than chance.
     assert (gold["agreed"], gold["swap_consistency"]) == (4, 0.0) and gold["kappa"] == pytest.approx(0.0)
+    assert gold["position_bias"] == {"first": 12, "second": 0}  # every pair went to A in both orders
+    assert "Position: 12 pairs went to the same position in both orders (A 12, B 0)." in \
+        (run / "summary.md").read_text()
     verdict = json.loads((run / "verdict.json").read_text())
     [gate] = [g for g in verdict["gates"] if g["label"] == "judge-agrees-with-people"]
     assert gate["outcome"] == "fail" and "4 of 12 gold pairs agreed" in gate["reason"]
