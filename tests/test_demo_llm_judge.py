@@ -142,8 +142,9 @@ def test_a_judge_trained_on_one_order_fails_the_consistency_and_gold_gates(judge
     candidate = tmp_path / "sft.yaml"
     candidate.write_text(text.replace("checkpoint: demo-judge.yaml", f"checkpoint: {judge}")
                          .replace("../suites", str(ROOT / "suites")).replace("data/", f"{EXAMPLES / 'data'}/"))
-    result, run_dir = _run(["compare", str(EXAMPLES / "base.yaml"), str(candidate), "--limit", "10"],
-                           tmp_path / "runs")
+    # Ten items a suite and no canaries or forgetting: the gates this is about need only the pairs and the gold set.
+    result, run_dir = _run(["compare", str(EXAMPLES / "base.yaml"), str(candidate), "--limit", "10",
+                            "--set", "plan.forgetting=null", "--set", "plan.judge.canaries=0"], tmp_path / "runs")
     assert result.returncode == 1
     gates = _gates(run_dir)
     assert gates["judge-consistent"] == "fail" and gates["judge-agrees-with-truth"] == "fail"
