@@ -214,8 +214,9 @@ def train(
 @app.command()
 @guarded
 def validate(
-    file: Annotated[Path, typer.Argument(help="A checkpoint, plan, policy, suite, judge or forgetting task file.")],
-    kind: Annotated[str, typer.Option(help="checkpoint, plan, policy, suite, judge, task, or auto.")] = "auto",
+    file: Annotated[Path, typer.Argument(help="A checkpoint, plan, policy, suite, judge, forgetting task or judge "
+                                         "gold set file.")],
+    kind: Annotated[str, typer.Option(help="checkpoint, plan, policy, suite, judge, task, gold, or auto.")] = "auto",
 ) -> None:
     """Check one file without loading any model (suites, forgetting tasks and training data it names included)."""
     from harness.stages.validate import validate_file

@@ -177,3 +177,17 @@ def test_a_gold_set_needs_an_llm_judge(tmp_path: Path) -> None:
     plan.write_text("judge: {kind: rules, gold: gold.jsonl}\n")
     result = CliRunner().invoke(app, ["validate", str(plan)])
     assert result.exit_code == 2 and "'gold' is only used with kind 'llm'" in result.stderr
+
+
+def test_validate_knows_a_gold_set_from_a_suite(tmp_path: Path) -> None:
+    """`harness validate` reads a JSONL file whose rows hold two answers as a gold set, with its own errors."""
+    gold = _gold_rows(tmp_path)
+    ok = CliRunner().invoke(app, ["validate", str(gold)])
+    assert ok.exit_code == 0 and "judge gold set with 12 labelled pair(s) (A 4, B 4, tie 4)" in ok.output
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "q", "answer_a": "a", "answer_b": "b", "label": "C"}\n')
+    refused = CliRunner().invoke(app, ["validate", str(bad)])
+    assert refused.exit_code == 2 and f"error: {bad}: line 1.label: " in refused.output
+    suite = tmp_path / "suite.jsonl"
+    suite.write_text('{"id": "q1", "prompt": "What is 1 plus 1?"}\n')
+    assert "suite 'suite' with 1 items" in CliRunner().invoke(app, ["validate", str(suite)]).output

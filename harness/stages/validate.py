@@ -16,7 +16,7 @@ from harness.config.suites import load_suite, load_suites
 from harness.config.yamlio import check_unique_keys, read_yaml, stat_path
 from harness.errors import ConfigError
 
-KINDS = ("checkpoint", "plan", "policy", "suite", "judge", "task")
+KINDS = ("checkpoint", "plan", "policy", "suite", "judge", "task", "gold")
 
 
 def validate_file(file: Path, kind: str = "auto") -> str:
@@ -59,6 +59,12 @@ def validate_file(file: Path, kind: str = "auto") -> str:
         return f"lm-eval task {load_task_file(file).name!r}"
     if kind == "policy":
         return f"policy with {len(load_policy(file))} gate(s)"
+    if kind == "gold":
+        from harness.stages.judge.gold import load_gold
+
+        labels = load_gold(str(file), str(file)).labels
+        counts = ", ".join(f"{label} {labels.count(label)}" for label in ("A", "B", "tie"))
+        return f"judge gold set with {len(labels)} labelled pair(s) ({counts})"
     suite = load_suite(file)
     return f"suite {suite.name!r} with {len(suite.items)} items"
 
@@ -88,10 +94,23 @@ def training_data(config: CheckpointConfig) -> str:
     return f"; training data: {len(loaded.conversations)} conversation(s){bad}"
 
 
+def _first_row_keys(file: Path) -> set[str]:
+    """The keys of a JSONL file's first row ({} when it is not a JSON object): a gold set's rows hold two answers."""
+    import json
+
+    try:
+        with file.open(encoding="utf-8") as lines:
+            first = next((line for line in lines if line.strip()), "")
+        row = json.loads(first) if first else None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return set()  # the suite reader names what is wrong
+    return set(row) if isinstance(row, dict) else set()
+
+
 def guess_kind(file: Path) -> str:
     """The kind of file by its keys; an empty file is a mistake, not a plan of defaults."""
     if file.suffix == ".jsonl":
-        return "suite"
+        return "gold" if _first_row_keys(file) >= {"answer_a", "answer_b"} else "suite"
     data: Any = read_yaml(file)
     if data is None:
         raise ConfigError(str(file), None, "the file is empty; expected a checkpoint, plan, policy, suite, judge or "
