@@ -70,8 +70,9 @@ def table(rows: list[dict[str, Any]]) -> str:
         for variant in VARIANTS:
             a = row[variant]
             bias = "n/a" if a["position_bias"] is None else f"{a['position_bias']:.0%}"
+            kappa = "n/a" if a["kappa"] is None else f"{a['kappa']:.3f}"
             lines.append(f"| {row['threads']} | {row['cpu_capability']} | {variant} | {a['parse_rate']:.1%} | "
-                         f"{a['accuracy']:.1%} / {a['pair_accuracy']:.1%} | {a['kappa']:.3f} | "
+                         f"{a['accuracy']:.1%} / {a['pair_accuracy']:.1%} | {kappa} | "
                          f"{a['swap_consistency']:.1%} ({a['inconsistent']} pairs) | {bias} | "
                          f"{a['longer_picked']:.1%} / {a['longer_better']:.1%} |")
     return "\n".join(lines)

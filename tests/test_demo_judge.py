@@ -15,7 +15,7 @@ import pytest
 
 from harness.config.suites import load_suite
 from harness.demo import judge_build, judge_data, judge_weights, world
-from harness.demo.judge_audit import cohen_kappa, score
+from harness.demo.judge_audit import score
 from harness.demo.judge_build import JUDGE, JUDGE_VERSION, MAX_POSITIONS, ensure_demo_judge
 from harness.demo.judge_weights import SHIPPED_JUDGE_SHA256, SHIPPED_JUDGES, VARIANTS
 from harness.engines.checkpoint import local_model_dir
@@ -177,8 +177,7 @@ def test_audit_scores_a_perfect_and_a_position_biased_judge() -> None:
     always_a = score(pairs, ["A"] * len(pairs), ["A"] * len(pairs))
     assert always_a.position_bias == 1.0 and always_a.swap_consistency == 0.0
     assert always_a.canary_never_wins == {k: 1.0 for k in CANARIES}  # inconsistent: a tie, never a win
-    assert always_a.accuracy < 0.5 and always_a.kappa < 0.2
-    assert cohen_kappa(["A", "B"], ["B", "A"]) < 0
+    assert always_a.accuracy < 0.5 and always_a.kappa is not None and always_a.kappa < 0.2
 
 
 def test_the_shipped_judges_are_whole_pinned_and_trained_on_todays_definition() -> None:

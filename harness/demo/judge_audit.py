@@ -20,7 +20,6 @@ The replies are parsed by the stage's strict parser and scored against the world
 from __future__ import annotations
 
 import tempfile
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 from harness.demo import judge_data
 from harness.demo.judge_data import JudgePair, Verdict
 from harness.stages.judge.prompt import parse_reply
+from harness.verdict.gold import cohen_kappa
 
 UNPARSED = "unparsed"
 
@@ -38,7 +38,8 @@ class Audit:
     calls: int
     parse_rate: float
     accuracy: float
-    kappa: float
+    kappa: float | None
+    """None where chance agreement is already certain (verdict.gold.cohen_kappa)."""
     pair_accuracy: float
     swap_consistency: float
     """Of the pairs with both replies parsed."""
@@ -105,14 +106,6 @@ def _side(verdict: str, swapped: bool) -> str:
     return "first" if (verdict == "A") != swapped else "second"
 
 
-def cohen_kappa(truth: Sequence[str], judged: Sequence[str]) -> float:
-    n = len(truth)
-    observed = sum(t == j for t, j in zip(truth, judged)) / n
-    ct, cj = Counter(truth), Counter(judged)
-    expected = sum(ct[k] * cj[k] for k in ct) / (n * n)
-    return 1.0 if expected == 1 else (observed - expected) / (1 - expected)
-
-
 def score(pairs: Sequence[JudgePair], ab: Sequence[str], ba: Sequence[str]) -> Audit:
     """Pure: the audit's numbers from each pair's verdict with its first answer as A (ab) and swapped (ba)."""
     truth_calls: list[str] = []
@@ -155,7 +148,7 @@ def score(pairs: Sequence[JudgePair], ab: Sequence[str], ba: Sequence[str]) -> A
         pairs=len(pairs), calls=calls,
         parse_rate=_share([v != UNPARSED for v in judged_calls]),
         accuracy=_share([t == j for t, j in zip(truth_calls, judged_calls)]),
-        kappa=round(cohen_kappa(truth_calls, judged_calls), 4),
+        kappa=None if (kappa := cohen_kappa(truth_calls, judged_calls)) is None else round(kappa, 4),
         pair_accuracy=round(pair_right / len(pairs), 4),
         swap_consistency=round(consistent / both_parsed, 4) if both_parsed else 0.0,
         position_bias=_share([v == "A" for v in bias]) if bias else None, inconsistent=both_parsed - consistent,
@@ -176,7 +169,7 @@ def format_audit(a: Audit) -> str:
         f"audit: {a.pairs} held-apart pairs, {a.calls} judge calls (both orders, greedy)",
         f"  parse rate        {a.parse_rate:.1%}",
         f"  accuracy          {a.accuracy:.1%} of replies, {a.pair_accuracy:.1%} of pairs (both orders combined)",
-        f"  Cohen's kappa     {a.kappa:.3f}",
+        f"  Cohen's kappa     {'n/a' if a.kappa is None else f'{a.kappa:.3f}'}",
         f"  swap consistency  {a.swap_consistency:.1%}  ({a.inconsistent} inconsistent pairs)",
         f"  position bias     {bias} among the inconsistent pairs' verdicts",
         f"  length bias       longer answer picked {a.longer_picked:.1%} (truly better {a.longer_better:.1%}); "
